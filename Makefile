@@ -1,0 +1,32 @@
+# Set-up on a fresh machine: `make demo` or `make test`.
+# torch is installed first from its pinned CPU build; a bare `torch` requirement would pull a CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/retriever: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BIN)/retriever
+
+install: $(BIN)/retriever
+
+demo: install
+	$(BIN)/retriever index examples/sample-corpus --index indexes/sample-corpus
+	$(BIN)/retriever search "I can't remember my login" --index indexes/sample-corpus -k 3
+	$(BIN)/retriever search "how long until my parcel arrives" --index indexes/sample-corpus -k 3
+	$(BIN)/retriever search "why is rest important for learning" --index indexes/sample-corpus -k 3
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) indexes/sample-corpus

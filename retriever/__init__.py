@@ -1,0 +1,32 @@
+"""retriever: semantic document retrieval with twin (Siamese) transformer encoders.
+
+``from retriever import Retriever`` is all a RAG pipeline needs. Heavy modules load lazily
+so that importing the package (and ``retriever --help``) stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["Retriever", "Hit", "Document", "RetrieverError"]
+
+if TYPE_CHECKING:
+    from retriever.documents import Document
+    from retriever.errors import RetrieverError
+    from retriever.results import Hit
+    from retriever.retriever import Retriever
+
+_HOMES = {
+    "Retriever": "retriever.retriever",
+    "Hit": "retriever.results",
+    "Document": "retriever.documents",
+    "RetrieverError": "retriever.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'retriever' has no attribute {name!r}")

@@ -1,0 +1,156 @@
+"""The ``retriever`` command: a thin click shell over ``retriever.Retriever``.
+
+Heavy libraries (torch, sentence-transformers, faiss) are imported inside the commands, so
+``retriever --help`` answers at once. Input errors print one line and exit with status 1;
+Ctrl-C exits with 130 and leaves the previous index as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+INDEX_HOME = Path("indexes")
+
+
+class FriendlyGroup(click.Group):
+    """Turns RetrieverError (and Ctrl-C) into one line on stderr instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from retriever.errors import RetrieverError
+
+        try:
+            return super().invoke(ctx)
+        except RetrieverError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted: the index is unchanged", err=True)
+            sys.exit(130)
+
+
+def find_index(index: Path | None) -> Path:
+    """The index to use: the one given, or the only one under ``indexes/``."""
+    from retriever.errors import IndexNotFoundError
+
+    if index is not None:
+        return index
+    candidates = sorted(p for p in INDEX_HOME.glob("*") if (p / "CURRENT").exists()) if INDEX_HOME.is_dir() else []
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise IndexNotFoundError(f"no index under {INDEX_HOME}/; build one with 'retriever index PATH'")
+    names = ", ".join(str(p) for p in candidates)
+    raise IndexNotFoundError(f"several indexes under {INDEX_HOME}/ ({names}); choose one with --index")
+
+
+index_option = click.option(
+    "--index", "index_dir", type=click.Path(path_type=Path), default=None,
+    help="Index directory (default: the only one under indexes/).",
+)
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+
+
+@click.group(cls=FriendlyGroup)
+@click.version_option(package_name="retriever")
+def main() -> None:
+    """Semantic document retrieval: index a folder, search it by meaning."""
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@index_option
+@click.option("--model", default=None, help="sentence-transformers model name or path (default: all-MiniLM-L6-v2).")
+@click.option("--ann", type=click.Choice(["auto", "flat", "hnsw", "ivf"]), default="auto", show_default=True,
+              help="Vector index: exact (flat) for small collections, HNSW above 50,000 passages.")
+@click.option("--chunk-tokens", type=click.IntRange(8), default=None, help="Passage length in tokens (default: the model's maximum).")
+@click.option("--overlap", type=click.IntRange(0), default=32, show_default=True, help="Tokens shared by consecutive passages.")
+@quiet_option
+def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk_tokens: int | None,
+          overlap: int, quiet: bool) -> None:
+    """Index PATH (a folder, searched recursively, or a file); re-running updates it incrementally."""
+    from retriever.errors import RetrieverError
+    from retriever.retriever import Retriever, default_index_dir
+
+    if not path.exists():
+        raise RetrieverError(f"path not found: {path}")
+    target = index_dir or default_index_dir(path, INDEX_HOME)
+    retriever = Retriever.build(path, index_dir=target, model=model, ann=ann, chunk_tokens=chunk_tokens,
+                                overlap=overlap, progress=not quiet)
+    report = retriever.last_report
+    for file, reason in report.skipped_files:
+        click.echo(f"warning: skipped {file}: {reason}", err=True)
+    for doc_id in report.duplicate_ids:
+        click.echo(f"warning: duplicate document id {doc_id!r} skipped", err=True)
+    click.echo(f"{target}: {report.summary()}")
+    counts = retriever.manifest.counts
+    click.echo(f"{target}: {counts.get('documents', 0)} documents, {counts.get('passages', 0)} passages")
+
+
+@main.command()
+@click.argument("query")
+@index_option
+@click.option("-k", "--top-k", "k", type=click.IntRange(1), default=10, show_default=True, help="Number of results.")
+@click.option("--passages", is_flag=True, help="Return raw passages instead of one result per document.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per result, for scripts.")
+@click.option("--model", default=None, help="Refuse to search unless the index was built with this model.")
+def search(query: str, index_dir: Path | None, k: int, passages: bool, as_json: bool, model: str | None) -> None:
+    """Search an index for QUERY by meaning."""
+    from retriever.errors import RetrieverError
+    from retriever.retriever import Retriever
+
+    if not query.strip():
+        raise RetrieverError("empty query: give some text to search for")
+    retriever = Retriever.load(find_index(index_dir), model=model)
+    hits = retriever.search(query, k=k, passages=passages)
+    if as_json:
+        for hit in hits:
+            click.echo(json.dumps(hit.to_dict(), ensure_ascii=False))
+        return
+    if not hits:
+        click.echo("no results")
+    for rank, hit in enumerate(hits, start=1):
+        label = hit.title or hit.source or hit.doc_id
+        click.echo(f"{rank:>2}. {hit.score:.3f}  {hit.doc_id}  {label}")
+        click.echo(f"    {snippet(hit.text)}")
+
+
+def snippet(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+
+
+@main.command()
+@index_option
+@click.option("--json", "as_json", is_flag=True, help="Print the information as JSON.")
+def info(index_dir: Path | None, as_json: bool) -> None:
+    """Describe an index: model, dimensions, metric, ANN type, counts, size, build time."""
+    from retriever.retriever import Retriever
+
+    details = Retriever.load(find_index(index_dir)).info()
+    if as_json:
+        click.echo(json.dumps(details, indent=2))
+        return
+    model, ann, counts = details["model"], details["ann"], details["counts"]
+    params = ", ".join(f"{k}={v}" for k, v in ann["params"].items()) or "exact"
+    lines = [
+        ("index", details["index"]),
+        ("model", f"{model['name']} ({model['architecture']}, fingerprint {model['fingerprint']})"),
+        ("dimensions", model["dimension"]),
+        ("similarity", f"{details['similarity']} (normalised vectors, inner product)"),
+        ("ann", f"{ann['kind']} [{ann['factory']}] {params}"),
+        ("chunking", f"{details['chunking']['max_tokens']} tokens, overlap {details['chunking']['overlap_tokens']}"),
+        ("documents", counts.get("documents", 0)),
+        ("passages", counts.get("passages", 0)),
+        ("files", counts.get("files", 0)),
+        ("size on disk", f"{details['size_bytes'] / 1e6:.2f} MB"),
+        ("created", details["created_at"]),
+        ("updated", details["updated_at"]),
+        ("last build", f"{details['last_build_seconds']:.1f}s"),
+    ]
+    for key, value in lines:
+        click.echo(f"{key:>12}: {value}")

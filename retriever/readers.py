@@ -1,0 +1,131 @@
+"""Reading files into Documents: plain text, Markdown, reStructuredText, HTML, JSON/JSONL, PDF.
+
+A file that cannot be read as text (binary, not UTF-8, unreadable) raises
+``UnreadableFileError`` so that the caller can skip it with a warning and go on; a malformed
+JSON line is a real input error and raises ``InputFormatError`` naming file and line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from retriever.documents import Document, document_from_record
+from retriever.errors import InputFormatError
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
+HTML_SUFFIXES = {".html", ".htm"}
+RECORD_SUFFIXES = {".jsonl", ".json"}
+PDF_SUFFIXES = {".pdf"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | RECORD_SUFFIXES | PDF_SUFFIXES
+
+
+class UnreadableFileError(Exception):
+    """A file that is skipped (binary, not UTF-8, unreadable), with the reason."""
+
+
+def is_supported(path: Path) -> bool:
+    return path.suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def iter_corpus_files(root: Path) -> Iterator[Path]:
+    """All files under ``root`` (or ``root`` itself), sorted, skipping hidden files and folders."""
+    if root.is_file():
+        yield root
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def read_file(path: Path, doc_id: str) -> list[Document]:
+    """Read one file into its documents; ``doc_id`` is used for single-document formats."""
+    suffix = path.suffix.lower()
+    source = str(path)
+    if suffix in PDF_SUFFIXES:
+        return [_read_pdf(path, doc_id)]
+    text = _read_text(path)
+    if suffix in RECORD_SUFFIXES:
+        return _read_records(text, path, suffix == ".jsonl")
+    if suffix in HTML_SUFFIXES:
+        title, body = _html_to_text(text)
+        return [Document(doc_id, body, title or path.stem, source)]
+    title = _markdown_title(text) if suffix in {".md", ".markdown"} else ""
+    return [Document(doc_id, text, title or path.stem, source)]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot read ({exc.strerror or exc})") from exc
+    if b"\x00" in data[:8192]:
+        raise UnreadableFileError("binary file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFileError(f"not UTF-8 (byte {exc.start})") from exc
+
+
+def _read_records(text: str, path: Path, jsonl: bool) -> list[Document]:
+    source = str(path)
+    if jsonl:
+        docs = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputFormatError(f"{where}: malformed JSON ({exc.msg})") from None
+            docs.append(document_from_record(record, where, source))
+        return docs
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputFormatError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+    records = data if isinstance(data, list) else [data]
+    return [document_from_record(r, f"{path}[{i}]", source) for i, r in enumerate(records)]
+
+
+def _markdown_title(text: str) -> str:
+    for line in text.splitlines()[:20]:
+        if line.startswith("# "):
+            return line[2:].strip()
+    return ""
+
+
+def _html_to_text(html: str) -> tuple[str, str]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "noscript", "template"]):
+        tag.decompose()
+    title = soup.title.get_text(strip=True) if soup.title else ""
+    if soup.title:
+        soup.title.decompose()
+    lines = (line.strip() for line in soup.get_text("\n").splitlines())
+    return title, "\n".join(line for line in lines if line)
+
+
+def _read_pdf(path: Path, doc_id: str) -> Document:
+    try:
+        from pypdf import PdfReader
+        from pypdf.errors import PdfReadError
+    except ImportError as exc:  # pragma: no cover - pypdf is a dependency
+        raise UnreadableFileError("PDF support needs the 'pypdf' package") from exc
+    try:
+        reader = PdfReader(path)
+        pages = [page.extract_text() or "" for page in reader.pages]
+        meta_title = (reader.metadata.title if reader.metadata else None) or ""
+    except (PdfReadError, OSError, ValueError, KeyError) as exc:
+        raise UnreadableFileError(f"unreadable PDF ({exc})") from exc
+    text = "\n\n".join(p.strip() for p in pages if p.strip())
+    if not text:
+        raise UnreadableFileError("PDF has no extractable text")
+    return Document(doc_id, text, str(meta_title) or path.stem, str(path))

@@ -1,0 +1,54 @@
+"""What a search returns: ``Hit``, and the grouping of passage hits into document hits."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from retriever.store import StoredPassage
+
+
+@dataclass
+class Hit:
+    """One search result: a document (or passage) with its score and best-matching passage.
+
+    ``text`` is the passage, ``start``/``end`` its character offsets in the document.
+    """
+
+    doc_id: str
+    score: float
+    text: str
+    title: str = ""
+    source: str | None = None
+    start: int = 0
+    end: int = 0
+    passage_id: int = -1
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_passage(cls, passage: StoredPassage, score: float) -> Hit:
+        return cls(
+            doc_id=passage.doc_id,
+            score=float(score),
+            text=passage.text,
+            title=passage.title,
+            source=passage.source,
+            start=passage.start,
+            end=passage.end,
+            passage_id=passage.id,
+            metadata=passage.metadata,
+        )
+
+
+def best_passage_per_document(hits: list[Hit]) -> list[Hit]:
+    """Keep each document's best passage (hits must be sorted by descending score)."""
+    seen: set[str] = set()
+    out = []
+    for hit in hits:
+        if hit.doc_id not in seen:
+            seen.add(hit.doc_id)
+            out.append(hit)
+    return out

@@ -1,0 +1,394 @@
+"""``Retriever``: the one object a user needs, over small one-job modules.
+
+corpus (readers, sync) -> chunks (chunking) -> vectors (encoder) -> index (ann, store,
+storage) -> search (results). Build or update an index, load it, search it::
+
+    from retriever import Retriever
+    r = Retriever.build("docs/", index_dir="indexes/docs")
+    for hit in r.search("how do I reset my password", k=5):
+        print(hit.score, hit.doc_id, hit.text[:80])
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retriever.ann import ANN_KINDS, FaissIndex, choose_kind
+from retriever.chunking import Chunker, encoding_text
+from retriever.documents import Document, document_from_record
+from retriever.encoder import DEFAULT_MODEL, Encoder, model_fingerprint, resolve_model_path
+from retriever.errors import CorruptIndexError, ModelMismatchError, RetrieverError
+from retriever.manifest import Manifest, now_iso
+from retriever.results import Hit, best_passage_per_document
+from retriever.storage import STORE, VECTORS, IndexDirectory
+from retriever.store import MetadataStore
+from retriever.sync import IndexReport, scan_folder
+
+DEFAULT_OVERLAP = 32
+PASSAGES_PER_DOCUMENT = 4  # first search depth per requested document; doubled as needed
+
+
+class Retriever:
+    """A dense index over a corpus, built once and searched by meaning."""
+
+    def __init__(self, directory: IndexDirectory, manifest: Manifest, encoder: Encoder | None = None) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self._encoder = encoder
+        self.last_report: IndexReport | None = None
+        self._open_generation()
+
+    # construction ----------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        source: str | Path | Iterable[dict[str, Any]],
+        index_dir: str | Path | None = None,
+        model: str | None = None,
+        ann: str = "auto",
+        chunk_tokens: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        progress: bool = False,
+    ) -> Retriever:
+        """Index a folder, a file or records into ``index_dir``; updates it if it exists.
+
+        Re-running on the same folder is incremental: unchanged files are not re-encoded,
+        changed ones are, deleted ones disappear. ``last_report`` says what was done.
+        """
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            if not path.exists():
+                raise RetrieverError(f"path not found: {path}")
+            index_dir = index_dir or default_index_dir(path)
+        elif index_dir is None:
+            raise RetrieverError("index_dir is required when building from records")
+        directory = IndexDirectory(index_dir)
+        if directory.exists():
+            retriever = cls.load(directory.root, model=model)
+            retriever._check_build_options(ann, chunk_tokens, overlap)
+        else:
+            retriever = cls._create(directory, model or DEFAULT_MODEL, ann, chunk_tokens, overlap)
+        if isinstance(source, (str, Path)):
+            retriever.index_folder(Path(source), progress=progress)
+        else:
+            retriever.add(source, progress=progress)
+        return retriever
+
+    @classmethod
+    def _create(
+        cls, directory: IndexDirectory, model: str, ann: str, chunk_tokens: int | None, overlap: int
+    ) -> Retriever:
+        if ann not in ANN_KINDS:
+            raise RetrieverError(f"unknown ANN type {ann!r}; choose one of {', '.join(ANN_KINDS)}")
+        encoder = Encoder(model)
+        max_tokens = min(chunk_tokens or encoder.max_seq_length, encoder.max_seq_length)
+        Chunker(encoder.tokenizer, max_tokens, overlap)  # validates the parameters
+        manifest = Manifest(
+            model=encoder.describe(),
+            chunking={"max_tokens": max_tokens, "overlap_tokens": overlap, "title_prefix": True},
+            ann={"requested": ann, "kind": choose_kind(ann, 0), "params": {}, "factory": ""},
+        )
+        retriever = cls.__new__(cls)
+        retriever.directory, retriever.manifest, retriever._encoder = directory, manifest, encoder
+        retriever.last_report = None
+        retriever.store, retriever.ann = None, None
+        return retriever
+
+    @classmethod
+    def load(cls, index_dir: str | Path, model: str | None = None) -> Retriever:
+        """Open an index; ``model``, if given, must be the model that built it."""
+        directory = IndexDirectory(index_dir)
+        manifest = Manifest.load(directory.current(), directory.name)
+        if model is not None:
+            built_with = manifest.model["fingerprint"]
+            given = model_fingerprint(resolve_model_path(model))
+            if given != built_with:
+                raise ModelMismatchError(
+                    f"index {directory.name} was built with model {manifest.model['name']!r} "
+                    f"(fingerprint {built_with}), not {model!r} (fingerprint {given}); "
+                    "search it with its own model or rebuild it"
+                )
+        return cls(directory, manifest)
+
+    def _open_generation(self) -> None:
+        folder = self.directory.current()
+        self.manifest = Manifest.load(folder, self.directory.name)
+        _verify_vectors(folder, self.manifest, self.directory.name)
+        try:
+            self.store = MetadataStore(folder / STORE, readonly=True)
+            stored = self.store.count_passages()
+        except Exception as exc:  # noqa: BLE001 - sqlite reports corruption in many ways
+            raise CorruptIndexError(f"index {self.directory.name} is corrupt: {STORE} ({exc})") from None
+        ann = self.manifest.ann
+        try:
+            self.ann = FaissIndex.load(folder / VECTORS, ann["kind"], self.manifest.model["dimension"], ann["params"])
+        except RuntimeError as exc:
+            raise CorruptIndexError(f"index {self.directory.name} is corrupt: {VECTORS} ({str(exc)[:80]})") from None
+        if len(self.ann) != stored:
+            raise CorruptIndexError(
+                f"index {self.directory.name} is corrupt: {len(self.ann)} vectors but {stored} passages"
+            )
+
+    # the model -----------------------------------------------------------------------------
+    @property
+    def encoder(self) -> Encoder:
+        """The index's model, loaded on first use (``info`` never needs it)."""
+        if self._encoder is None:
+            recorded = self.manifest.model
+            encoder = Encoder(recorded["name"])
+            if encoder.fingerprint != recorded["fingerprint"]:
+                raise ModelMismatchError(
+                    f"index {self.directory.name} was built with model {recorded['name']!r} "
+                    f"(fingerprint {recorded['fingerprint']}), but that model now has fingerprint "
+                    f"{encoder.fingerprint}; rebuild the index or restore the model"
+                )
+            self._encoder = encoder
+        return self._encoder
+
+    def _check_build_options(self, ann: str, chunk_tokens: int | None, overlap: int) -> None:
+        chunking = self.manifest.chunking
+        if chunk_tokens is not None and chunk_tokens != chunking["max_tokens"]:
+            raise RetrieverError(
+                f"index {self.directory.name} uses {chunking['max_tokens']}-token passages; "
+                "build a new index to change the chunk size"
+            )
+        if overlap != chunking["overlap_tokens"]:
+            raise RetrieverError(
+                f"index {self.directory.name} uses an overlap of {chunking['overlap_tokens']} tokens; "
+                "build a new index to change it"
+            )
+        if ann != "auto" and ann != self.manifest.ann["requested"]:
+            self.manifest.ann["requested"] = ann  # applied by the next write
+
+    # writing --------------------------------------------------------------------------------
+    def index_folder(self, path: Path, progress: bool = False) -> IndexReport:
+        """Bring the index in step with a folder (or file): add, update and remove documents."""
+        started = time.perf_counter()
+        known = self.store.file_hashes() if self.store else {}
+        changes = scan_folder(path, known)
+        report = IndexReport(skipped_files=changes.skipped, unsupported_files=changes.unsupported)
+        report.unchanged = sum(len(self.store.documents_of_file(f)) for f in changes.unchanged) if self.store else 0
+        if not changes.documents and not changes.deleted and not known and self.store is None:
+            raise RetrieverError(f"nothing to index in {path}: no readable .txt, .md, .rst, .html, .json(l) or .pdf files")
+        removals: list[str] = []
+        additions: list[tuple[Document, str | None]] = []
+        for file in changes.deleted:
+            docs = self.store.documents_of_file(file)
+            removals += docs
+            report.removed += len(docs)
+        claimed: dict[str, str] = {}
+        for file, docs in changes.documents.items():
+            old_docs = set(self.store.documents_of_file(file)) if self.store else set()
+            hashes = self.store.document_hashes(d.doc_id for d in docs) if self.store else {}
+            new_ids = set()
+            for doc in docs:
+                owner = claimed.get(doc.doc_id) or (self.store and self.store.document_file(doc.doc_id))
+                if doc.doc_id in new_ids or (owner and owner != file and owner not in changes.deleted):
+                    report.duplicate_ids.append(doc.doc_id)
+                    continue
+                new_ids.add(doc.doc_id)
+                claimed[doc.doc_id] = file
+                if hashes.get(doc.doc_id) == doc.content_hash():
+                    report.unchanged += 1
+                    continue
+                if doc.doc_id in hashes:
+                    report.updated += 1
+                    removals.append(doc.doc_id)
+                else:
+                    report.added += 1
+                additions.append((doc, file))
+            gone = old_docs - new_ids
+            removals += sorted(gone)
+            report.removed += len(gone)
+        self._write(removals, additions, changes.hashes, changes.deleted, report, progress)
+        report.seconds = time.perf_counter() - started
+        self.last_report = report
+        return report
+
+    def add(self, records: Iterable[dict[str, Any] | Document], progress: bool = False) -> IndexReport:
+        """Add or replace documents given as records (``_id``/``id``, ``title``, ``text``, metadata)."""
+        started = time.perf_counter()
+        docs = [r if isinstance(r, Document) else document_from_record(r, f"record {i}") for i, r in enumerate(records)]
+        report = IndexReport()
+        hashes = self.store.document_hashes(d.doc_id for d in docs) if self.store else {}
+        removals, additions, seen = [], [], set()
+        for doc in docs:
+            if doc.doc_id in seen:
+                report.duplicate_ids.append(doc.doc_id)
+                continue
+            seen.add(doc.doc_id)
+            if hashes.get(doc.doc_id) == doc.content_hash():
+                report.unchanged += 1
+                continue
+            if doc.doc_id in hashes:
+                report.updated += 1
+                removals.append(doc.doc_id)
+            else:
+                report.added += 1
+            additions.append((doc, None))
+        if not docs and self.store is None:
+            raise RetrieverError("nothing to index: no records given")
+        self._write(removals, additions, {}, [], report, progress)
+        report.seconds = time.perf_counter() - started
+        self.last_report = report
+        return report
+
+    def remove(self, ids: Iterable[str]) -> int:
+        """Remove documents by id; returns how many existed."""
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        present = list(self.store.document_hashes(wanted)) if self.store else []
+        if present:
+            self._write(present, [], {}, [], IndexReport(removed=len(present)), False)
+        return len(present)
+
+    def _write(
+        self,
+        removals: list[str],
+        additions: list[tuple[Document, str | None]],
+        file_hashes: dict[str, str],
+        deleted_files: list[str],
+        report: IndexReport,
+        progress: bool,
+    ) -> None:
+        """Apply one update as a new generation of the index: all of it or none of it."""
+        if self.store is not None and not (removals or additions or file_hashes or deleted_files):
+            return
+        started = time.perf_counter()
+        encoder = self.encoder
+        chunking = self.manifest.chunking
+        chunker = Chunker(encoder.tokenizer, chunking["max_tokens"], chunking["overlap_tokens"])
+        docs = [doc for doc, _ in additions]
+        passages = chunker.split_many(docs)
+        texts = [encoding_text(doc.title, p.text) for doc, ps in zip(docs, passages) for p in ps]
+        vectors = encoder.encode_documents(texts, progress=progress)
+        report.passages_encoded = len(texts)
+        with self.directory.writing() as staging:
+            store = MetadataStore(staging / STORE)
+            ann = self.ann.clone() if self.ann is not None else self._new_ann(0)
+            ann.remove(np.asarray(store.remove_documents(removals), dtype=np.int64))
+            ids: list[int] = []
+            for (doc, file), doc_passages in zip(additions, passages):
+                ids += store.add_document(doc, doc_passages, file)
+            ann.add(np.asarray(ids, dtype=np.int64), vectors)
+            ann = self._maybe_change_kind(ann)
+            for file in deleted_files:
+                store.remove_file(file)
+            for file, digest in file_hashes.items():
+                store.set_file(file, digest)
+            self.manifest.counts = {
+                "documents": store.count_documents(),
+                "passages": store.count_passages(),
+                "files": store.count_files(),
+            }
+            store.commit()
+            store.close()
+            ann.save(staging / VECTORS)
+            self.manifest.ann.update(kind=ann.kind, params=ann.params, factory=ann.factory_string)
+            self.manifest.files = {VECTORS: _file_record(staging / VECTORS)}
+            self.manifest.updated_at = now_iso()
+            self.manifest.last_build_seconds = round(time.perf_counter() - started, 3)
+            self.manifest.save(staging)
+        if self.store is not None:
+            self.store.close()
+        self._open_generation()
+
+    def _new_ann(self, size: int) -> FaissIndex:
+        kind = choose_kind(self.manifest.ann["requested"], size)
+        return FaissIndex(kind, self.manifest.model["dimension"])
+
+    def _maybe_change_kind(self, ann: FaissIndex) -> FaissIndex:
+        kind = choose_kind(self.manifest.ann["requested"], len(ann))
+        if kind == ann.kind:
+            return ann
+        ids, vectors = ann.vectors()
+        rebuilt = FaissIndex(kind, ann.dimension)
+        rebuilt.add(ids, vectors)
+        return rebuilt
+
+    # searching -----------------------------------------------------------------------------
+    def search(self, query: str, k: int = 10, passages: bool = False) -> list[Hit]:
+        """The k best documents for a query (best passage of each), or k passages."""
+        return self.search_many([query], k=k, passages=passages)[0]
+
+    def search_many(self, queries: Sequence[str], k: int = 10, passages: bool = False) -> list[list[Hit]]:
+        """Search several queries at once (batched encoding)."""
+        if isinstance(queries, str):
+            raise TypeError("search_many takes a list of queries; use search() for one")
+        if any(not isinstance(q, str) or not q.strip() for q in queries):
+            raise RetrieverError("empty query: give some text to search for")
+        if k < 1:
+            raise RetrieverError("k must be at least 1")
+        if not queries:
+            return []
+        vectors = self.encoder.encode_queries(list(queries))
+        return [self._search_vector(vector, k, passages) for vector in vectors]
+
+    def _search_vector(self, vector: np.ndarray, k: int, passages: bool) -> list[Hit]:
+        total = len(self.ann)
+        depth = k if passages else k * PASSAGES_PER_DOCUMENT
+        while True:
+            scores, ids = self.ann.search(vector[None, :], min(depth, total))
+            pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+            stored = self.store.passages(i for i, _ in pairs)
+            hits = [Hit.from_passage(stored[i], s) for i, s in pairs if i in stored]
+            if not passages:
+                hits = best_passage_per_document(hits)
+            if len(hits) >= k or depth >= total:
+                return hits[:k]
+            depth *= 2
+
+    # reporting -------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """Everything about the index that a user may want to see, without loading the model."""
+        m = self.manifest
+        return {
+            "index": str(self.directory.root),
+            "model": m.model,
+            "similarity": m.similarity,
+            "normalized": m.normalized,
+            "chunking": m.chunking,
+            "ann": m.ann,
+            "counts": m.counts,
+            "size_bytes": self.directory.size_bytes(),
+            "created_at": m.created_at,
+            "updated_at": m.updated_at,
+            "last_build_seconds": m.last_build_seconds,
+            "format_version": m.format_version,
+        }
+
+    def __len__(self) -> int:
+        return self.store.count_documents() if self.store else 0
+
+
+def default_index_dir(path: Path, home: Path = Path("indexes")) -> Path:
+    """``indexes/<folder name>``: the default home of the index built from ``path``."""
+    resolved = path.resolve()
+    name = resolved.name if resolved.is_dir() else resolved.stem
+    return home / (name or "index")
+
+
+def _file_record(path: Path) -> dict[str, Any]:
+    import hashlib
+
+    digest = hashlib.sha256()
+    size = 0
+    if path.exists():
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def _verify_vectors(folder: Path, manifest: Manifest, name: str) -> None:
+    expected = manifest.files.get(VECTORS)
+    if expected is None:
+        return
+    actual = _file_record(folder / VECTORS)
+    if actual != expected:
+        raise CorruptIndexError(f"index {name} is corrupt: {VECTORS} does not match its checksum")

@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny randomly initialised sentence-transformers models and small corpora.
+
+The tiny models are BERTs with two layers of width 32 made from a config, with a WordPiece
+vocabulary of letters and common words, so every word tokenizes without [UNK]. They are
+saved in sentence-transformers format, as a user's own model directory would be.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+WORDS = """the a an of to in and or is are was were be for on with by at from as that this it
+not no can you your we our all any cat cats dog dogs fish bird car cars train trains music song
+coffee tea water sleep memory brain password login email invoice payment card refund backup
+restore garden tomato sun plant delivery parcel order return item privacy data language""".split()
+
+
+def make_tiny_model(directory: Path, seed: int = 0, max_seq_length: int = 64) -> Path:
+    """Save a tiny random BERT as a sentence-transformers model in ``directory``."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    torch.manual_seed(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    hf_dir = directory / "hf"
+    hf_dir.mkdir(exist_ok=True)
+    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars] + WORDS
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(dict.fromkeys(vocab))}, do_lower_case=True)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=max_seq_length + 2,
+    )
+    BertModel(config).save_pretrained(hf_dir)
+    tokenizer.save_pretrained(hf_dir)
+    transformer = Transformer(str(hf_dir), max_seq_length=max_seq_length)
+    model = SentenceTransformer(modules=[transformer, Pooling(32, pooling_mode="mean"), Normalize()], device="cpu")
+    out = directory / "model"
+    model.save(str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(make_tiny_model(tmp_path_factory.mktemp("tiny-model")))
+
+
+@pytest.fixture(scope="session")
+def other_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(make_tiny_model(tmp_path_factory.mktemp("other-tiny-model"), seed=1))
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A small folder with one file of each text format and a JSONL of records."""
+    root = tmp_path / "corpus"
+    (root / "sub").mkdir(parents=True)
+    (root / "cats.txt").write_text("Cats sleep most of the day and hunt at night.")
+    (root / "dogs.md").write_text("# Dogs\n\nDogs love a walk in the garden and a game with a ball.")
+    (root / "sub" / "trains.rst").write_text("Trains\n======\n\nThe train to the coast leaves at nine.")
+    (root / "sub" / "coffee.html").write_text(
+        "<html><head><title>Coffee</title><script>var x = 1;</script></head>"
+        "<body><p>Grind the coffee just before you brew it.</p></body></html>"
+    )
+    (root / "faq.jsonl").write_text(
+        '{"_id": "q1", "title": "Refunds", "text": "A refund is paid to your card.", "year": 2021}\n'
+        '{"_id": "q2", "title": "Delivery", "text": "Your parcel arrives in two days.", "year": 2019}\n'
+    )
+    return root
