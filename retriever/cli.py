@@ -67,11 +67,13 @@ def main() -> None:
 @click.option("--model", default=None, help="sentence-transformers model name or path (default: all-MiniLM-L6-v2).")
 @click.option("--ann", type=click.Choice(["auto", "flat", "hnsw", "ivf"]), default="auto", show_default=True,
               help="Vector index: exact (flat) for small collections, HNSW above 50,000 passages.")
-@click.option("--chunk-tokens", type=click.IntRange(8), default=None, help="Passage length in tokens (default: the model's maximum).")
-@click.option("--overlap", type=click.IntRange(0), default=32, show_default=True, help="Tokens shared by consecutive passages.")
+@click.option("--chunk-tokens", type=click.IntRange(8), default=None,
+              help="Passage length in tokens (default: the model's maximum).")
+@click.option("--overlap", type=click.IntRange(0), default=None,
+              help="Tokens shared by consecutive passages (default: 32, at most a quarter of the passage length).")
 @quiet_option
 def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk_tokens: int | None,
-          overlap: int, quiet: bool) -> None:
+          overlap: int | None, quiet: bool) -> None:
     """Index PATH (a folder, searched recursively, or a file); re-running updates it incrementally."""
     from retriever.errors import RetrieverError
     from retriever.retriever import Retriever, default_index_dir
@@ -154,3 +156,37 @@ def info(index_dir: Path | None, as_json: bool) -> None:
     ]
     for key, value in lines:
         click.echo(f"{key:>12}: {value}")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--split", default="test", show_default=True, help="Qrels split to score (qrels/<split>.tsv).")
+@click.option("--model", "finetuned", default=None, help="A fine-tuned model directory to add as a column.")
+@click.option("--base-model", default="all-MiniLM-L6-v2", show_default=True, help="Model of the dense baselines.")
+@click.option("--systems", default="bm25,reference,flat,hnsw", show_default=True,
+              help="Comma-separated systems: bm25, reference (plain sentence-transformers), flat, hnsw.")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("benchmarks/results"), show_default=True)
+@click.option("--cache", type=click.Path(path_type=Path), default=None,
+              help="Embedding cache directory (default: ~/.cache/retriever/embeddings).")
+@click.option("--limit-queries", type=click.IntRange(1), default=None, help="Score only N queries (smoke run).")
+@click.option("--limit-docs", type=click.IntRange(1), default=None,
+              help="Keep only N documents; those judged for the kept queries always stay.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@quiet_option
+def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, systems: str, output: Path,
+          cache: Path | None, limit_queries: int | None, limit_docs: int | None, seed: int, quiet: bool) -> None:
+    """Benchmark quality and speed on a BEIR dataset folder, beside BM25 and plain sentence-transformers."""
+    from retriever.bench import SYSTEMS, BenchConfig, markdown_table, run_bench
+    from retriever.errors import RetrieverError
+
+    chosen = tuple(s.strip() for s in systems.split(",") if s.strip())
+    unknown = [s for s in chosen if s not in SYSTEMS]
+    if unknown:
+        raise RetrieverError(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
+    config = BenchConfig(dataset=dataset, split=split, model=base_model, finetuned=finetuned, systems=chosen,
+                         output=output, limit_queries=limit_queries, limit_docs=limit_docs, seed=seed)
+    if cache is not None:
+        config.cache = cache
+    report = run_bench(config, log=lambda line: click.echo(line, err=True), progress=not quiet)
+    click.echo(markdown_table(report))
+    click.echo(f"results written to {output}/ in {report['seconds']:.0f}s", err=True)

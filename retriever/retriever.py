@@ -52,13 +52,17 @@ class Retriever:
         model: str | None = None,
         ann: str = "auto",
         chunk_tokens: int | None = None,
-        overlap: int = DEFAULT_OVERLAP,
+        overlap: int | None = None,
         progress: bool = False,
+        encoder: Encoder | None = None,
     ) -> Retriever:
         """Index a folder, a file or records into ``index_dir``; updates it if it exists.
 
         Re-running on the same folder is incremental: unchanged files are not re-encoded,
         changed ones are, deleted ones disappear. ``last_report`` says what was done.
+        ``overlap`` (tokens shared by consecutive passages) defaults to 32, or a quarter of
+        the passage length if that is less; an existing index keeps its own.
+        ``encoder`` reuses an already loaded model (e.g. across several builds in one process).
         """
         if isinstance(source, (str, Path)):
             path = Path(source)
@@ -72,7 +76,7 @@ class Retriever:
             retriever = cls.load(directory.root, model=model)
             retriever._check_build_options(ann, chunk_tokens, overlap)
         else:
-            retriever = cls._create(directory, model or DEFAULT_MODEL, ann, chunk_tokens, overlap)
+            retriever = cls._create(directory, model or DEFAULT_MODEL, ann, chunk_tokens, overlap, encoder)
         if isinstance(source, (str, Path)):
             retriever.index_folder(Path(source), progress=progress)
         else:
@@ -81,13 +85,26 @@ class Retriever:
 
     @classmethod
     def _create(
-        cls, directory: IndexDirectory, model: str, ann: str, chunk_tokens: int | None, overlap: int
+        cls,
+        directory: IndexDirectory,
+        model: str,
+        ann: str,
+        chunk_tokens: int | None,
+        overlap: int | None,
+        encoder: Encoder | None = None,
     ) -> Retriever:
         if ann not in ANN_KINDS:
             raise RetrieverError(f"unknown ANN type {ann!r}; choose one of {', '.join(ANN_KINDS)}")
-        encoder = Encoder(model)
+        encoder = encoder or Encoder(model)
         max_tokens = min(chunk_tokens or encoder.max_seq_length, encoder.max_seq_length)
-        Chunker(encoder.tokenizer, max_tokens, overlap)  # validates the parameters
+        if overlap is None:
+            overlap = min(DEFAULT_OVERLAP, max_tokens // 4)
+        try:
+            Chunker(encoder.tokenizer, max_tokens, overlap)  # validates the parameters
+        except ValueError as exc:
+            raise RetrieverError(
+                f"cannot split into {max_tokens}-token passages overlapping by {overlap} tokens: {exc}"
+            ) from None
         manifest = Manifest(
             model=encoder.describe(),
             chunking={"max_tokens": max_tokens, "overlap_tokens": overlap, "title_prefix": True},
@@ -150,14 +167,15 @@ class Retriever:
             self._encoder = encoder
         return self._encoder
 
-    def _check_build_options(self, ann: str, chunk_tokens: int | None, overlap: int) -> None:
+    def _check_build_options(self, ann: str, chunk_tokens: int | None, overlap: int | None) -> None:
         chunking = self.manifest.chunking
-        if chunk_tokens is not None and chunk_tokens != chunking["max_tokens"]:
+        max_tokens = None if chunk_tokens is None else min(chunk_tokens, self.manifest.model["max_seq_length"])
+        if max_tokens is not None and max_tokens != chunking["max_tokens"]:
             raise RetrieverError(
                 f"index {self.directory.name} uses {chunking['max_tokens']}-token passages; "
                 "build a new index to change the chunk size"
             )
-        if overlap != chunking["overlap_tokens"]:
+        if overlap is not None and overlap != chunking["overlap_tokens"]:
             raise RetrieverError(
                 f"index {self.directory.name} uses an overlap of {chunking['overlap_tokens']} tokens; "
                 "build a new index to change it"
@@ -174,7 +192,9 @@ class Retriever:
         report = IndexReport(skipped_files=changes.skipped, unsupported_files=changes.unsupported)
         report.unchanged = sum(len(self.store.documents_of_file(f)) for f in changes.unchanged) if self.store else 0
         if not changes.documents and not changes.deleted and not known and self.store is None:
-            raise RetrieverError(f"nothing to index in {path}: no readable .txt, .md, .rst, .html, .json(l) or .pdf files")
+            raise RetrieverError(
+                f"nothing to index in {path}: no readable .txt, .md, .rst, .html, .json(l) or .pdf files"
+            )
         removals: list[str] = []
         additions: list[tuple[Document, str | None]] = []
         for file in changes.deleted:
@@ -264,7 +284,7 @@ class Retriever:
         chunker = Chunker(encoder.tokenizer, chunking["max_tokens"], chunking["overlap_tokens"])
         docs = [doc for doc, _ in additions]
         passages = chunker.split_many(docs)
-        texts = [encoding_text(doc.title, p.text) for doc, ps in zip(docs, passages) for p in ps]
+        texts = [encoding_text(p.title, p.text) for ps in passages for p in ps]
         vectors = encoder.encode_documents(texts, progress=progress)
         report.passages_encoded = len(texts)
         with self.directory.writing() as staging:

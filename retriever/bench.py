@@ -1,0 +1,422 @@
+"""``retriever bench``: quality and speed of this engine beside the baselines, in one run.
+
+Systems (each a column): BM25 (bm25s), plain sentence-transformers with exact search (the
+reference a user would write by hand), this engine with the same model (flat and HNSW), and
+optionally a fine-tuned model. Quality is scored with ranx; speed and cost figures are also
+given as ratios to the reference measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retriever.beir import BeirDataset, load_beir
+from retriever.chunking import encoding_text
+from retriever.embedding_cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache, cache_key
+from retriever.encoder import DEFAULT_MODEL, Encoder
+from retriever.evaluation import DEFAULT_METRICS, Run, evaluate, judged_queries, write_trec_run
+
+SYSTEMS = ("bm25", "reference", "flat", "hnsw")
+RUN_DEPTH = 100  # documents retrieved per query for the quality metrics
+LATENCY_K = 10
+
+
+@dataclass
+class BenchConfig:
+    dataset: Path
+    split: str = "test"
+    model: str = DEFAULT_MODEL
+    finetuned: str | None = None
+    systems: tuple[str, ...] = SYSTEMS
+    output: Path = Path("benchmarks/results")
+    cache: Path = DEFAULT_CACHE_DIR
+    limit_queries: int | None = None
+    limit_docs: int | None = None
+    seed: int = 0
+    command: str = field(default_factory=lambda: " ".join(sys.argv))
+
+
+@dataclass
+class SystemResult:
+    name: str
+    quality: dict[str, float]
+    speed: dict[str, float | None]
+    run: Run
+
+
+# data selection ------------------------------------------------------------------------------
+def select(dataset: BeirDataset, config: BenchConfig) -> tuple[dict[str, str], dict[str, dict[str, int]], dict]:
+    """Queries to score, their qrels, and counts; applies the smoke-run limits in place."""
+    judged = {q: docs for q, docs in judged_queries(dataset.qrels).items() if q in dataset.queries}
+    counts = {
+        "queries_in_split": len(dataset.qrels),
+        "queries_skipped_no_judgement": len(dataset.qrels) - len(judged),
+    }
+    rng = random.Random(config.seed)
+    qids = sorted(judged)
+    if config.limit_queries and config.limit_queries < len(qids):
+        qids = sorted(rng.sample(qids, config.limit_queries))
+    qrels = {q: dataset.qrels[q] for q in qids}
+    if config.limit_docs and config.limit_docs < len(dataset.corpus):
+        keep = {d for docs in qrels.values() for d in docs if d in dataset.corpus}
+        others = sorted(set(dataset.corpus) - keep)
+        keep |= set(rng.sample(others, max(0, min(len(others), config.limit_docs - len(keep)))))
+        dataset.corpus = {d: doc for d, doc in dataset.corpus.items() if d in keep}
+    counts.update(queries_scored=len(qids), documents=len(dataset.corpus))
+    return {q: dataset.queries[q] for q in qids}, qrels, counts
+
+
+# measurement helpers -------------------------------------------------------------------------
+class PeakMemory:
+    """Peak resident memory of this process while a block runs (sampled every 20 ms)."""
+
+    def __enter__(self) -> PeakMemory:
+        import psutil
+
+        self._process = psutil.Process()
+        self.peak = self._process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+
+def latency_ms(search_one: Callable[[str], object], queries: list[str]) -> dict[str, float]:
+    """Warm single-query latency percentiles (one warm-up query first)."""
+    search_one(queries[0])
+    times = []
+    for query in queries:
+        started = time.perf_counter()
+        search_one(query)
+        times.append((time.perf_counter() - started) * 1000)
+    p50, p95, p99 = np.percentile(times, [50, 95, 99])
+    return {"latency_p50_ms": float(p50), "latency_p95_ms": float(p95), "latency_p99_ms": float(p99)}
+
+
+def batch_qps(search_all: Callable[[list[str]], object], queries: list[str]) -> float:
+    started = time.perf_counter()
+    search_all(queries)
+    return len(queries) / (time.perf_counter() - started)
+
+
+def directory_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+# systems -------------------------------------------------------------------------------------
+def bench_bm25(dataset: BeirDataset, queries: dict[str, str], workdir: Path) -> SystemResult:
+    from retriever.lexical import LexicalIndex
+
+    ids = list(dataset.corpus)
+    texts = [encoding_text(d.title, d.text) for d in dataset.corpus.values()]
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        index = LexicalIndex().index(ids, texts)
+        build = time.perf_counter() - started
+        index.save(workdir / "bm25")
+        qids, qtexts = list(queries), list(queries.values())
+        run = {q: dict(hits) for q, hits in zip(qids, index.retrieve(qtexts, k=RUN_DEPTH))}
+        speed = {
+            "build_seconds": build,
+            "encode_docs_per_second": None,
+            "index_bytes": directory_size(workdir / "bm25"),
+            **latency_ms(lambda q: index.retrieve([q], k=LATENCY_K), qtexts),
+            "batch_queries_per_second": batch_qps(lambda qs: index.retrieve(qs, k=LATENCY_K), qtexts),
+            "ann_recall_at_10": None,
+        }
+    speed["peak_rss_mb"] = memory.peak / 1e6
+    return SystemResult("bm25", {}, speed, run)
+
+
+def bench_reference(dataset: BeirDataset, queries: dict[str, str], encoder: Encoder, cache: EmbeddingCache,
+                    progress: bool) -> SystemResult:
+    """Plain sentence-transformers: encode the corpus, exact dot-product search in numpy."""
+    model = encoder.model
+    ids = list(dataset.corpus)
+    texts = [encoding_text(d.title, d.text) for d in dataset.corpus.values()]
+    with PeakMemory() as memory:
+        key = cache_key(encoder.fingerprint, texts, "reference")
+        hit = cache.get(key)
+        if hit is None:
+            started = time.perf_counter()
+            matrix = model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+                                  show_progress_bar=progress).astype(np.float32)
+            meta = {"seconds": time.perf_counter() - started, "texts": len(texts)}
+            cache.put(key, matrix, meta)
+        else:
+            matrix, meta = hit
+        encode_seconds = meta["seconds"]
+
+        def search(query_texts: list[str], k: int) -> list[list[tuple[str, float]]]:
+            vectors = model.encode(query_texts, normalize_embeddings=True, convert_to_numpy=True,
+                                   show_progress_bar=False)
+            scores = vectors @ matrix.T
+            k = min(k, len(ids))
+            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            out = []
+            for row, cols in zip(scores, top):
+                cols = cols[np.argsort(-row[cols])]
+                out.append([(ids[c], float(row[c])) for c in cols])
+            return out
+
+        qids, qtexts = list(queries), list(queries.values())
+        run = {q: dict(hits) for q, hits in zip(qids, search(qtexts, RUN_DEPTH))}
+        speed = {
+            "build_seconds": encode_seconds,
+            "encode_docs_per_second": len(texts) / encode_seconds,
+            "encode_cached": hit is not None,
+            "index_bytes": int(matrix.nbytes),
+            **latency_ms(lambda q: search([q], LATENCY_K), qtexts),
+            "batch_queries_per_second": batch_qps(lambda qs: search(qs, LATENCY_K), qtexts),
+            "ann_recall_at_10": 1.0,
+        }
+    speed["peak_rss_mb"] = memory.peak / 1e6
+    return SystemResult("reference", {}, speed, run)
+
+
+def bench_engine(name: str, dataset: BeirDataset, queries: dict[str, str], encoder: CachedEncoder, ann: str,
+                 workdir: Path, progress: bool, exact: Any = None) -> tuple[SystemResult, Any]:
+    """This engine: build an index of the corpus records, then search it as a user would."""
+    from retriever.retriever import Retriever
+
+    records = [{"_id": d.doc_id, "title": d.title, "text": d.text} for d in dataset.corpus.values()]
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        retriever = Retriever.build(records, index_dir=workdir / name, encoder=encoder, ann=ann, progress=progress)
+        build = time.perf_counter() - started
+        encode = encoder.last_encode
+        if encode.get("cached"):  # count the encoding as it took when it was computed
+            build += encode["seconds"]
+        qids, qtexts = list(queries), list(queries.values())
+        results = retriever.search_many(qtexts, k=RUN_DEPTH)
+        run = {q: {h.doc_id: h.score for h in hits} for q, hits in zip(qids, results)}
+        qvectors = encoder.encode_queries(qtexts)
+        recall = ann_recall_at_10(retriever.ann, exact or retriever.ann, qvectors)
+        speed = {
+            "build_seconds": build,
+            "encode_docs_per_second": len(records) / encode["seconds"],
+            "encode_passages_per_second": encode["texts"] / encode["seconds"],
+            "encode_cached": bool(encode.get("cached")),
+            "index_bytes": retriever.directory.size_bytes(),
+            **latency_ms(lambda q: retriever.search(q, k=LATENCY_K), qtexts),
+            "batch_queries_per_second": batch_qps(lambda qs: retriever.search_many(qs, k=LATENCY_K), qtexts),
+            "ann_recall_at_10": recall,
+        }
+    speed["peak_rss_mb"] = memory.peak / 1e6
+    return SystemResult(name, {}, speed, run), retriever.ann
+
+
+def ann_recall_at_10(ann: Any, exact: Any, queries: np.ndarray) -> float:
+    """Share of the exact top-10 passages that the ANN index also returns."""
+    _, found = ann.search(queries, 10)
+    _, truth = exact.search(queries, 10)
+    overlaps = [len(set(f[f >= 0]) & set(t[t >= 0])) / max(1, (t >= 0).sum()) for f, t in zip(found, truth)]
+    return float(np.mean(overlaps))
+
+
+# the whole run -------------------------------------------------------------------------------
+def run_bench(config: BenchConfig, log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
+    """Run every system, score it, and write JSON, markdown, a plot and TREC runs to ``config.output``."""
+    started = time.perf_counter()
+    dataset = load_beir(config.dataset, config.split)
+    queries, qrels, counts = select(dataset, config)
+    log(f"{dataset.name}/{config.split}: {counts['queries_scored']} queries, {counts['documents']} documents "
+        f"({counts['queries_skipped_no_judgement']} queries skipped: no relevant judgement)")
+    cache = EmbeddingCache(config.cache)
+    results: list[SystemResult] = []
+    workdir = Path(tempfile.mkdtemp(prefix="retriever-bench-"))
+    try:
+        base = None
+        if {"reference", "flat", "hnsw"} & set(config.systems):
+            base = CachedEncoder.wrap(Encoder(config.model), cache)
+        exact = None
+        for system in config.systems:
+            log(f"running {system} ...")
+            if system == "bm25":
+                results.append(bench_bm25(dataset, queries, workdir))
+            elif system == "reference":
+                results.append(bench_reference(dataset, queries, base, cache, progress))
+            elif system in ("flat", "hnsw"):
+                result, ann = bench_engine(system, dataset, queries, base, system, workdir, progress, exact)
+                exact = exact or (ann if system == "flat" else None)
+                results.append(result)
+            else:
+                raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
+        if config.finetuned:
+            log("running fine-tuned ...")
+            tuned = CachedEncoder.wrap(Encoder(config.finetuned), cache)
+            result, _ = bench_engine("fine-tuned", dataset, queries, tuned, "flat", workdir, progress)
+            results.append(result)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for result in results:
+        evaluation = evaluate(result.run, qrels, DEFAULT_METRICS)
+        result.quality = evaluation.scores
+    add_ratios(results, counts["documents"])
+    report = {
+        "dataset": str(config.dataset),
+        "dataset_name": dataset.name,
+        "split": config.split,
+        "model": config.model,
+        "finetuned": config.finetuned,
+        "counts": counts,
+        "limits": {"queries": config.limit_queries, "docs": config.limit_docs, "seed": config.seed},
+        "systems": {r.name: {"quality": r.quality, "speed": r.speed} for r in results},
+        "command": config.command,
+        "environment": environment(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": time.perf_counter() - started,
+    }
+    write_outputs(report, results, config.output)
+    return report
+
+
+RATIO_FIELDS = ("build_seconds", "encode_docs_per_second", "index_bytes", "latency_p50_ms", "latency_p95_ms",
+                "latency_p99_ms", "batch_queries_per_second", "peak_rss_mb")
+
+
+def add_ratios(results: list[SystemResult], documents: int) -> None:
+    """Bytes per document, and each speed figure as a ratio to the reference's."""
+    reference = next((r for r in results if r.name == "reference"), None)
+    for result in results:
+        size = result.speed.get("index_bytes")
+        result.speed["bytes_per_document"] = size / documents if size is not None and documents else None
+    if reference is None:
+        return
+    for result in results:
+        for name in RATIO_FIELDS:
+            mine, theirs = result.speed.get(name), reference.speed.get(name)
+            if isinstance(mine, (int, float)) and isinstance(theirs, (int, float)) and theirs:
+                result.speed[f"{name}_ratio"] = mine / theirs
+
+
+def environment() -> dict[str, Any]:
+    import importlib.metadata as md
+    import os
+
+    versions = {}
+    for package in ("retriever", "sentence-transformers", "transformers", "torch", "faiss-cpu", "bm25s", "ranx",
+                    "numpy"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "python": platform.python_version(),
+        "packages": versions,
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+# outputs -------------------------------------------------------------------------------------
+def markdown_table(report: dict[str, Any]) -> str:
+    systems = report["systems"]
+    names = list(systems)
+    rows = [
+        ("nDCG@10", "quality", "ndcg@10", "{:.3f}"),
+        ("Recall@100", "quality", "recall@100", "{:.3f}"),
+        ("MRR@10", "quality", "mrr@10", "{:.3f}"),
+        ("MAP@100", "quality", "map@100", "{:.3f}"),
+        ("docs encoded/s", "speed", "encode_docs_per_second", "{:.1f}"),
+        ("build time (s)", "speed", "build_seconds", "{:.1f}"),
+        ("index size (MB)", "speed", "index_bytes", "mb"),
+        ("bytes/doc", "speed", "bytes_per_document", "{:.0f}"),
+        ("latency p50 (ms)", "speed", "latency_p50_ms", "{:.1f}"),
+        ("latency p95 (ms)", "speed", "latency_p95_ms", "{:.1f}"),
+        ("latency p99 (ms)", "speed", "latency_p99_ms", "{:.1f}"),
+        ("batch queries/s", "speed", "batch_queries_per_second", "{:.0f}"),
+        ("peak RSS (MB)", "speed", "peak_rss_mb", "{:.0f}"),
+        ("ANN recall@10 vs exact", "speed", "ann_recall_at_10", "{:.3f}"),
+    ]
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for label, group, key, fmt in rows:
+        cells = []
+        for name in names:
+            value = systems[name][group].get(key)
+            if value is None:
+                cells.append("–")
+                continue
+            text = f"{value / 1e6:.2f}" if fmt == "mb" else fmt.format(value)
+            ratio = systems[name][group].get(f"{key}_ratio")
+            if ratio is not None and name != "reference":
+                text += f" ({ratio:.2f}x)"
+            cells.append(text)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    counts = report["counts"]
+    header = (
+        f"**{report['dataset_name']}** ({report['split']}): {counts['queries_scored']} queries scored, "
+        f"{counts['queries_skipped_no_judgement']} skipped (no relevant judgement), {counts['documents']} documents. "
+        f"Ratios are to the reference (plain sentence-transformers, exact search) in the same run. "
+        f"{report['environment']['cpu']}, {report['environment']['cores']} cores, {report['date']}."
+    )
+    return header + "\n\n" + "\n".join(lines) + "\n"
+
+
+def write_outputs(report: dict[str, Any], results: list[SystemResult], output: Path) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    stem = f"{report['dataset_name']}-{report['split']}"
+    (output / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (output / f"{stem}.md").write_text(markdown_table(report))
+    runs = output / f"{stem}-runs"
+    runs.mkdir(exist_ok=True)
+    for result in results:
+        write_trec_run(result.run, runs / f"{result.name}.trec", result.name)
+    plot(report, output / f"{stem}.png")
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, figures in report["systems"].items():
+        x, y = figures["speed"].get("latency_p50_ms"), figures["quality"].get("ndcg@10")
+        if x is None or y is None:
+            continue
+        ax.scatter([x], [y], s=40)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5))
+    ax.set_xlabel("warm query latency p50 (ms, log scale)")
+    ax.set_xscale("log")
+    ax.set_ylabel("nDCG@10")
+    ax.set_title(f"{report['dataset_name']} ({report['split']}): quality vs latency")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

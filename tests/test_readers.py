@@ -1,0 +1,224 @@
+"""Reading each supported format into Documents, and the errors for files that can't be read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from retriever.errors import InputFormatError
+from retriever.readers import UnreadableFileError, iter_corpus_files, read_file
+
+
+def make_pdf(text: str, title: str | None = None) -> bytes:
+    """A minimal valid one-page PDF showing ``text`` in Helvetica (offsets in the xref are exact)."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    if title:
+        objects.append(f"<< /Title ({title}) >>".encode())
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    info = b" /Info %d 0 R" % len(objects) if title else b""
+    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, info, xref)
+    return bytes(out)
+
+
+def read_one(path: Path, doc_id: str = "doc"):
+    docs = read_file(path, doc_id)
+    assert len(docs) == 1
+    return docs[0]
+
+
+def test_plain_text_keeps_text_and_uses_file_name_as_title(tmp_path: Path) -> None:
+    path = tmp_path / "cats.txt"
+    path.write_text("Cats sleep most of the day.\n")
+    doc = read_one(path, "cats.txt")
+    assert doc.doc_id == "cats.txt"
+    assert doc.text == "Cats sleep most of the day.\n"
+    assert doc.title == "cats"
+    assert doc.source == str(path)
+
+
+def test_utf8_bom_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "bom.txt"
+    path.write_bytes("\ufeffCafé au lait".encode())
+    assert read_one(path).text == "Café au lait"
+
+
+def test_markdown_title_comes_from_first_heading(tmp_path: Path) -> None:
+    path = tmp_path / "dogs.md"
+    path.write_text("# Caring for dogs\n\nDogs love a walk.\n")
+    doc = read_one(path)
+    assert doc.title == "Caring for dogs"
+    assert "Dogs love a walk." in doc.text
+
+
+def test_markdown_without_heading_falls_back_to_file_name(tmp_path: Path) -> None:
+    path = tmp_path / "notes.md"
+    path.write_text("Just a paragraph.\n")
+    assert read_one(path).title == "notes"
+
+
+def test_rst_is_read_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "trains.rst"
+    path.write_text("Trains\n======\n\nThe train to the coast leaves at nine.\n")
+    doc = read_one(path)
+    assert "The train to the coast leaves at nine." in doc.text
+    assert doc.title == "trains"
+
+
+def test_html_text_without_script_style_or_tags(tmp_path: Path) -> None:
+    path = tmp_path / "coffee.html"
+    path.write_text(
+        "<html><head><title>Coffee</title><style>p { color: red; }</style>"
+        "<script>var secret = 'do not index';</script></head>"
+        "<body><h1>Brewing</h1><p>Grind the coffee <b>just</b> before you brew it.</p>"
+        "<noscript>enable javascript</noscript></body></html>"
+    )
+    doc = read_one(path)
+    assert doc.title == "Coffee"
+    assert "Brewing" in doc.text and "Grind the coffee" in doc.text and "before you brew it." in doc.text
+    for hidden in ("secret", "do not index", "color: red", "<p>", "enable javascript"):
+        assert hidden not in doc.text
+
+
+def test_jsonl_records_with_ids_titles_and_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.jsonl"
+    path.write_text(
+        '{"_id": "d1", "title": "Refunds", "text": "A refund is paid to your card.", "year": 2021, '
+        '"metadata": {"url": "https://example.org/refunds"}}\n'
+        "\n"
+        '{"id": 7, "text": "Your parcel arrives in two days."}\n'
+    )
+    first, second = read_file(path, "ignored")
+    assert (first.doc_id, first.title, first.text) == ("d1", "Refunds", "A refund is paid to your card.")
+    assert first.metadata == {"year": 2021, "metadata": {"url": "https://example.org/refunds"}}
+    assert first.source == str(path)
+    assert (second.doc_id, second.title, second.metadata) == ("7", "", {})
+
+
+def test_beir_corpus_line_is_read_as_is(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"_id": "4983", "title": "", "text": "Microstructural development of white matter.", '
+                    '"metadata": {}}\n')
+    doc = read_one(path)
+    assert doc.doc_id == "4983"
+    assert doc.text == "Microstructural development of white matter."
+
+
+def test_json_list_of_records(tmp_path: Path) -> None:
+    path = tmp_path / "records.json"
+    path.write_text('[{"_id": "a", "text": "first"}, {"_id": "b", "title": "Second", "text": "second", "lang": "en"}]')
+    docs = read_file(path, "ignored")
+    assert [d.doc_id for d in docs] == ["a", "b"]
+    assert docs[1].title == "Second" and docs[1].metadata == {"lang": "en"}
+
+
+def test_json_single_object(tmp_path: Path) -> None:
+    path = tmp_path / "one.json"
+    path.write_text('{"_id": "only", "text": "a single record"}')
+    assert read_one(path).doc_id == "only"
+
+
+def test_pdf_text_and_title(tmp_path: Path) -> None:
+    path = tmp_path / "tomatoes.pdf"
+    path.write_bytes(make_pdf("Tomatoes need sun and water.", title="Growing tomatoes"))
+    doc = read_one(path, "tomatoes.pdf")
+    assert doc.text == "Tomatoes need sun and water."
+    assert doc.title == "Growing tomatoes"
+    assert doc.doc_id == "tomatoes.pdf"
+
+
+def test_pdf_without_title_uses_file_name(tmp_path: Path) -> None:
+    path = tmp_path / "parcel.pdf"
+    path.write_bytes(make_pdf("Your parcel arrives in two days."))
+    assert read_one(path).title == "parcel"
+
+
+def test_damaged_pdf_is_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "broken.pdf"
+    path.write_bytes(b"%PDF-1.4\nthis is not really a pdf\n")
+    with pytest.raises(UnreadableFileError):
+        read_file(path, "broken.pdf")
+
+
+def test_binary_file_is_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "image.txt"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00")
+    with pytest.raises(UnreadableFileError, match="binary"):
+        read_file(path, "image.txt")
+
+
+def test_non_utf8_file_is_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("Caf\u00e9 cr\u00e8me".encode("latin-1"))
+    with pytest.raises(UnreadableFileError, match="UTF-8"):
+        read_file(path, "latin1.txt")
+
+
+def test_unreadable_file_is_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "folder.txt"
+    path.mkdir()  # reading a directory as a file fails with an OSError
+    with pytest.raises(UnreadableFileError):
+        read_file(path, "folder.txt")
+
+
+def test_malformed_jsonl_line_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"_id": "1", "text": "fine"}\n{"_id": "2", "text": "fine"}\n{"_id": "3", "text": \n')
+    with pytest.raises(InputFormatError) as info:
+        read_file(path, "corpus.jsonl")
+    assert f"{path}:3" in str(info.value)
+
+
+def test_jsonl_line_that_is_not_an_object_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"_id": "1", "text": "fine"}\n["not", "a", "record"]\n')
+    with pytest.raises(InputFormatError, match=f"{path}:2"):
+        read_file(path, "corpus.jsonl")
+
+
+def test_malformed_json_file_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "records.json"
+    path.write_text('[\n{"_id": "a", "text": "x"},\n{"_id": "b" "text": "y"}\n]')
+    with pytest.raises(InputFormatError, match=f"{path}:3"):
+        read_file(path, "records.json")
+
+
+def test_record_without_id_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"_id": "1", "text": "fine"}\n{"title": "No id", "text": "orphan"}\n')
+    with pytest.raises(InputFormatError) as info:
+        read_file(path, "corpus.jsonl")
+    assert f"{path}:2" in str(info.value) and "_id" in str(info.value)
+
+
+def test_record_with_non_string_text_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"_id": "1", "text": 42}\n')
+    with pytest.raises(InputFormatError, match=f"{path}:1"):
+        read_file(path, "corpus.jsonl")
+
+
+def test_corpus_walk_is_sorted_recursive_and_skips_hidden(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "b" / "z.txt").write_text("z")
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / ".hidden.txt").write_text("h")
+    (tmp_path / ".git" / "config.txt").write_text("g")
+    found = [p.relative_to(tmp_path).as_posix() for p in iter_corpus_files(tmp_path)]
+    assert found == ["a.txt", "b/z.txt"]
