@@ -73,7 +73,15 @@ class FaissIndex:
         if self.kind == "hnsw":
             faiss.downcast_index(index.index).hnsw.efConstruction = self.params["efConstruction"]
         self._apply_search_params(index)
+        self._keep_direct_map(index)
         return index
+
+    def _keep_direct_map(self, index: Any) -> None:
+        """IVF lists can give back a stored vector (for rebuilds) only with a direct map."""
+        if self.kind == "ivf":
+            ivf = self._faiss.extract_index_ivf(index)
+            if ivf.direct_map.type == self._faiss.DirectMap.NoMap:
+                ivf.make_direct_map(True)
 
     def _apply_search_params(self, index: Any) -> None:
         faiss = self._faiss
@@ -100,14 +108,16 @@ class FaissIndex:
         if len(ids) == 0 or self.index is None:
             return
         ids = np.asarray(ids, dtype=np.int64)
-        if self.kind != "hnsw":
+        if self.kind == "flat":
             self.index.remove_ids(ids)
             return
-        # HNSW graphs cannot delete: rebuild from the stored vectors that remain.
+        # HNSW graphs cannot delete, and an IVF inside the ID map would map the remaining
+        # vectors to the wrong ids after a delete: refill from the vectors that remain,
+        # keeping IVF's trained centroids.
         all_ids = self._faiss.vector_to_array(self.index.id_map)
         vectors = self.index.index.reconstruct_n(0, self.index.ntotal)
         keep = ~np.isin(all_ids, ids)
-        self.index = self._new_index()
+        self.index.reset()
         self.add(all_ids[keep], vectors[keep])
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
@@ -151,6 +161,7 @@ class FaissIndex:
         if path.exists():
             ann.index = ann._faiss.read_index(str(path))
             ann._apply_search_params(ann.index)
+            ann._keep_direct_map(ann.index)
         return ann
 
     def clone(self) -> FaissIndex:

@@ -190,3 +190,66 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
     report = run_bench(config, log=lambda line: click.echo(line, err=True), progress=not quiet)
     click.echo(markdown_table(report))
     click.echo(f"results written to {output}/ in {report['seconds']:.0f}s", err=True)
+
+
+@main.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="Directory for the trained model.")
+@click.option("--model", default="all-MiniLM-L6-v2", show_default=True, help="Base model name or path.")
+@click.option("--architecture", type=click.Choice(["twin", "half-twin"]), default="twin", show_default=True,
+              help="twin: shared weights; half-twin: separate query and document towers.")
+@click.option("--loss", type=click.Choice(["infonce", "contrastive", "triplet"]), default="infonce", show_default=True)
+@click.option("--metric-head", type=click.Choice(["none", "linear"]), default="none", show_default=True,
+              help="linear: a learned projection W, i.e. a Mahalanobis distance ||W(f(q) - f(d))||^2.")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over the data [default: 1].")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Queries per step [default: 32].")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate [default: 5e-5].")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=None, help="AdamW weight decay [default: 0.01].")
+@click.option("--max-seq-length", type=click.IntRange(8), default=None, help="Tokens per text [default: 256].")
+@click.option("--normalize/--no-normalize", default=True, show_default=True, help="Train on unit-length embeddings.")
+@click.option("--cached/--no-cached", default=None, help="GradCache for large InfoNCE batches [default: above 64].")
+@click.option("--margin", type=float, default=None, help="Margin of contrastive (1.0) or triplet (0.2) loss.")
+@click.option("--negatives", type=click.Choice(["bm25", "dense", "both", "none"]), default="bm25", show_default=True,
+              help="Where hard negatives are mined.")
+@click.option("--negatives-per-query", type=click.IntRange(0), default=None,
+              help="Hard negatives per query [default: 1].")
+@click.option("--negatives-range", default=None, help="Ranks START:END to draw negatives from [default: 3:30].")
+@click.option("--negatives-skip", type=click.IntRange(0), default=None,
+              help="Top ranks never taken: START of the range [default: 3].")
+@click.option("--dev-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Training queries held out for dev when there is no qrels/dev.tsv [default: 0.1].")
+@click.option("--eval-steps", type=click.IntRange(0), default=0, help="Evaluate on dev every N steps (0: each epoch).")
+@click.option("--max-steps", type=click.IntRange(0), default=0, help="Stop after N steps (0: no limit; smoke runs).")
+@click.option("--seed", type=int, default=None, help="Seed for the dev split, negatives and shuffling [default: 42].")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run saved in OUTPUT/checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace a model previously trained into OUTPUT.")
+@quiet_option
+def train(data: Path, output: Path, quiet: bool, negatives_range: str | None, negatives_skip: int | None,
+          **options: Any) -> None:
+    """Fine-tune a model on DATA: a BEIR folder (qrels/train.tsv) or a JSONL file of training pairs."""
+    from retriever.errors import RetrieverError
+    from retriever.training import TrainConfig, TrainingInterrupted
+    from retriever.training import train as run_training
+
+    settings = {k: v for k, v in options.items() if v is not None}
+    if negatives_range is not None:
+        start, _, end = negatives_range.partition(":")
+        if not (start.strip().isdigit() and end.strip().isdigit()):
+            raise RetrieverError(f"--negatives-range must look like 3:30 (START:END ranks), not {negatives_range!r}")
+        settings["negatives_skip"], settings["negatives_depth"] = int(start), int(end)
+    if negatives_skip is not None:
+        settings["negatives_skip"] = negatives_skip
+    config = TrainConfig(data=data, output=output, progress=not quiet, **settings)
+    try:
+        result = run_training(config)
+    except TrainingInterrupted as stop:
+        click.echo(f"interrupted: checkpoint saved in {stop.checkpoint}; add --resume to continue", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted: no checkpoint saved", err=True)
+        sys.exit(130)
+    if result.dev_before and result.dev_after:
+        before, after = result.dev_before["ndcg@10"], result.dev_after["ndcg@10"]
+        click.echo(f"dev nDCG@10: {before:.4f} -> {after:.4f}")
+    click.echo(f"{result.output}: {result.steps} steps in {result.seconds / 60:.1f} min, "
+               f"peak memory {result.peak_memory_mb:.0f} MB")

@@ -123,7 +123,7 @@ class Encoder:
 
     @property
     def architecture(self) -> str:
-        from sentence_transformers.models import Router
+        from sentence_transformers.sentence_transformer.modules import Router
 
         return "half-twin" if any(isinstance(m, Router) for m in self.model.modules()) else "twin"
 

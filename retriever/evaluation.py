@@ -28,7 +28,9 @@ def judged_queries(qrels: dict[str, dict[str, int]]) -> dict[str, dict[str, int]
 
 def evaluate(run: Run, qrels: dict[str, dict[str, int]], metrics: tuple[str, ...] = DEFAULT_METRICS) -> Evaluation:
     """Mean of each metric over judged queries; a judged query missing from the run scores 0."""
-    from ranx import Qrels, Run as RanxRun, evaluate as ranx_evaluate
+    from ranx import Qrels
+    from ranx import Run as RanxRun
+    from ranx import evaluate as ranx_evaluate
 
     judged = judged_queries(qrels)
     skipped = len(qrels) - len(judged)

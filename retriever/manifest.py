@@ -17,6 +17,11 @@ from retriever.errors import CorruptIndexError
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+REQUIRED_KEYS = {  # what loading and searching read from each section
+    "model": ("name", "fingerprint", "dimension", "max_seq_length"),
+    "chunking": ("max_tokens", "overlap_tokens"),
+    "ann": ("requested", "kind", "params"),
+}
 
 
 def now_iso() -> str:
@@ -56,6 +61,10 @@ class Manifest:
                 f"index {index_name} has format version {version!r}, this retriever reads "
                 f"version {FORMAT_VERSION}; rebuild it with 'retriever index'"
             )
+        for section, keys in REQUIRED_KEYS.items():
+            value = data.get(section)
+            if not isinstance(value, dict) or any(key not in value for key in keys):
+                raise CorruptIndexError(f"index {index_name} is corrupt: bad manifest ({section!r} is incomplete)")
         try:
             return cls(**data)
         except TypeError as exc:

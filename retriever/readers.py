@@ -14,6 +14,7 @@ from pathlib import Path
 
 from retriever.documents import Document, document_from_record
 from retriever.errors import InputFormatError
+from retriever.storage import is_index_folder
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -31,12 +32,17 @@ def is_supported(path: Path) -> bool:
 
 
 def iter_corpus_files(root: Path) -> Iterator[Path]:
-    """All files under ``root`` (or ``root`` itself), sorted, skipping hidden files and folders."""
+    """All files under ``root`` (or ``root`` itself), sorted, skipping hidden files and folders.
+
+    Index folders are skipped too: ``retriever index .`` puts its index under ``./indexes/``.
+    """
     if root.is_file():
         yield root
         return
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and not is_index_folder(Path(dirpath) / d)
+        )
         for name in sorted(filenames):
             if not name.startswith("."):
                 yield Path(dirpath) / name

@@ -11,6 +11,7 @@ storage) -> search (results). Build or update an index, load it, search it::
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from retriever.ann import ANN_KINDS, FaissIndex, choose_kind
-from retriever.chunking import Chunker, encoding_text
+from retriever.chunking import Chunker, Passage, encoding_text
 from retriever.documents import Document, document_from_record
 from retriever.encoder import DEFAULT_MODEL, Encoder, model_fingerprint, resolve_model_path
 from retriever.errors import CorruptIndexError, ModelMismatchError, RetrieverError
@@ -154,10 +155,15 @@ class Retriever:
     # the model -----------------------------------------------------------------------------
     @property
     def encoder(self) -> Encoder:
-        """The index's model, loaded on first use (``info`` never needs it)."""
+        """The index's model, loaded on first use (``info`` never needs it).
+
+        It is loaded from the directory recorded at build time, or by name if that directory
+        is gone (a name given as a relative path may not resolve from another folder).
+        """
         if self._encoder is None:
             recorded = self.manifest.model
-            encoder = Encoder(recorded["name"])
+            path = recorded.get("path")
+            encoder = Encoder(path if path and Path(path).is_dir() else recorded["name"])
             if encoder.fingerprint != recorded["fingerprint"]:
                 raise ModelMismatchError(
                     f"index {self.directory.name} was built with model {recorded['name']!r} "
@@ -191,24 +197,32 @@ class Retriever:
         changes = scan_folder(path, known)
         report = IndexReport(skipped_files=changes.skipped, unsupported_files=changes.unsupported)
         report.unchanged = sum(len(self.store.documents_of_file(f)) for f in changes.unchanged) if self.store else 0
-        if not changes.documents and not changes.deleted and not known and self.store is None:
+        if self.store is None and not any(changes.documents.values()):
             raise RetrieverError(
                 f"nothing to index in {path}: no readable .txt, .md, .rst, .html, .json(l) or .pdf files"
             )
+        new_ids_of = {file: {d.doc_id for d in docs} for file, docs in changes.documents.items()}
+        claimed: dict[str, str] = {}  # document id -> the file that holds it after this run
+
+        def held_elsewhere(doc_id: str, file: str) -> bool:
+            """Whether another file keeps this document id (a duplicate here), rather than giving it up."""
+            if doc_id in claimed:
+                return claimed[doc_id] != file
+            owner = self.store.document_file(doc_id) if self.store else None
+            if owner is None or owner == file or owner in changes.deleted:
+                return False
+            return owner not in changes.documents or doc_id in new_ids_of[owner]
+
+        dropped: set[str] = set()  # documents no longer in their file (they may have moved to another)
+        for file in changes.deleted:
+            dropped.update(self.store.documents_of_file(file))
         removals: list[str] = []
         additions: list[tuple[Document, str | None]] = []
-        for file in changes.deleted:
-            docs = self.store.documents_of_file(file)
-            removals += docs
-            report.removed += len(docs)
-        claimed: dict[str, str] = {}
         for file, docs in changes.documents.items():
-            old_docs = set(self.store.documents_of_file(file)) if self.store else set()
             hashes = self.store.document_hashes(d.doc_id for d in docs) if self.store else {}
             new_ids = set()
             for doc in docs:
-                owner = claimed.get(doc.doc_id) or (self.store and self.store.document_file(doc.doc_id))
-                if doc.doc_id in new_ids or (owner and owner != file and owner not in changes.deleted):
+                if doc.doc_id in new_ids or held_elsewhere(doc.doc_id, file):
                     report.duplicate_ids.append(doc.doc_id)
                     continue
                 new_ids.add(doc.doc_id)
@@ -222,9 +236,10 @@ class Retriever:
                 else:
                     report.added += 1
                 additions.append((doc, file))
-            gone = old_docs - new_ids
-            removals += sorted(gone)
-            report.removed += len(gone)
+            if self.store:
+                dropped.update(set(self.store.documents_of_file(file)) - new_ids)
+        report.removed = len(dropped - claimed.keys())
+        removals += sorted(dropped - set(removals))
         self._write(removals, additions, changes.hashes, changes.deleted, report, progress)
         report.seconds = time.perf_counter() - started
         self.last_report = report
@@ -275,44 +290,55 @@ class Retriever:
         report: IndexReport,
         progress: bool,
     ) -> None:
-        """Apply one update as a new generation of the index: all of it or none of it."""
-        if self.store is not None and not (removals or additions or file_hashes or deleted_files):
+        """Apply one update as a new generation of the index: all of it or none of it.
+
+        ``self`` is left as it was if the write fails; it moves to the new generation if it succeeds.
+        """
+        wanted_kind = choose_kind(self.manifest.ann["requested"], len(self.ann)) if self.ann is not None else None
+        kind_changes = self.ann is not None and wanted_kind != self.ann.kind
+        if self.store is not None and not (removals or additions or file_hashes or deleted_files or kind_changes):
             return
         started = time.perf_counter()
-        encoder = self.encoder
-        chunking = self.manifest.chunking
-        chunker = Chunker(encoder.tokenizer, chunking["max_tokens"], chunking["overlap_tokens"])
         docs = [doc for doc, _ in additions]
-        passages = chunker.split_many(docs)
-        texts = [encoding_text(p.title, p.text) for ps in passages for p in ps]
-        vectors = encoder.encode_documents(texts, progress=progress)
-        report.passages_encoded = len(texts)
+        passages: list[list[Passage]] = []
+        vectors = np.zeros((0, self.manifest.model["dimension"]), dtype=np.float32)
+        if docs:
+            encoder = self.encoder
+            chunking = self.manifest.chunking
+            chunker = Chunker(encoder.tokenizer, chunking["max_tokens"], chunking["overlap_tokens"])
+            passages = chunker.split_many(docs)
+            texts = [encoding_text(p.title, p.text) for ps in passages for p in ps]
+            vectors = encoder.encode_documents(texts, progress=progress)
+        report.passages_encoded = len(vectors)
+        manifest = copy.deepcopy(self.manifest)
         with self.directory.writing() as staging:
             store = MetadataStore(staging / STORE)
-            ann = self.ann.clone() if self.ann is not None else self._new_ann(0)
-            ann.remove(np.asarray(store.remove_documents(removals), dtype=np.int64))
-            ids: list[int] = []
-            for (doc, file), doc_passages in zip(additions, passages):
-                ids += store.add_document(doc, doc_passages, file)
-            ann.add(np.asarray(ids, dtype=np.int64), vectors)
-            ann = self._maybe_change_kind(ann)
-            for file in deleted_files:
-                store.remove_file(file)
-            for file, digest in file_hashes.items():
-                store.set_file(file, digest)
-            self.manifest.counts = {
-                "documents": store.count_documents(),
-                "passages": store.count_passages(),
-                "files": store.count_files(),
-            }
-            store.commit()
-            store.close()
+            try:
+                ann = self.ann.clone() if self.ann is not None else self._new_ann(0)
+                ann.remove(np.asarray(store.remove_documents(removals), dtype=np.int64))
+                ids: list[int] = []
+                for (doc, file), doc_passages in zip(additions, passages):
+                    ids += store.add_document(doc, doc_passages, file)
+                ann.add(np.asarray(ids, dtype=np.int64), vectors)
+                ann = self._maybe_change_kind(ann)
+                for file in deleted_files:
+                    store.remove_file(file)
+                for file, digest in file_hashes.items():
+                    store.set_file(file, digest)
+                manifest.counts = {
+                    "documents": store.count_documents(),
+                    "passages": store.count_passages(),
+                    "files": store.count_files(),
+                }
+                store.commit()
+            finally:
+                store.close()
             ann.save(staging / VECTORS)
-            self.manifest.ann.update(kind=ann.kind, params=ann.params, factory=ann.factory_string)
-            self.manifest.files = {VECTORS: _file_record(staging / VECTORS)}
-            self.manifest.updated_at = now_iso()
-            self.manifest.last_build_seconds = round(time.perf_counter() - started, 3)
-            self.manifest.save(staging)
+            manifest.ann.update(kind=ann.kind, params=ann.params, factory=ann.factory_string)
+            manifest.files = {VECTORS: _file_record(staging / VECTORS)}
+            manifest.updated_at = now_iso()
+            manifest.last_build_seconds = round(time.perf_counter() - started, 3)
+            manifest.save(staging)
         if self.store is not None:
             self.store.close()
         self._open_generation()

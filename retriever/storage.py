@@ -22,10 +22,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from retriever.errors import CorruptIndexError, IndexNotFoundError, RetrieverError
+from retriever.manifest import MANIFEST_NAME
 
 CURRENT = "CURRENT"
 VECTORS = "vectors.faiss"
 STORE = "store.sqlite"
+
+
+def is_index_folder(folder: Path) -> bool:
+    """Whether ``folder`` is an index or one of its generations, which a corpus walk must skip."""
+    if (folder / CURRENT).is_file():
+        return True
+    return folder.name.startswith("gen-") and (folder / STORE).is_file() and (folder / MANIFEST_NAME).is_file()
 
 
 class IndexDirectory:
@@ -91,7 +99,9 @@ class IndexDirectory:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RetrieverError(f"index {self.root} is being written by another process; try again when it ends") from None
+                raise RetrieverError(
+                    f"index {self.root} is being written by another process; try again when it ends"
+                ) from None
             yield
 
     def _remove_leftovers(self) -> None:

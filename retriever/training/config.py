@@ -1,0 +1,126 @@
+"""What a training run is asked to do: ``TrainConfig`` and the CPU defaults, in one place.
+
+The defaults are sized for the default model (all-MiniLM-L6-v2, 22M parameters) on a laptop
+CPU: on BEIR SciFact's training split (809 queries, 920 pairs, 5,183 abstracts) one epoch of
+InfoNCE with one BM25 hard negative per query, batches of 32 and 256-token documents is about
+26 optimiser steps, and the run (mining, two dev evaluations, saving) is meant to stay under
+20 minutes on 2 cores. Change them here, not in the CLI or the loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from retriever.encoder import DEFAULT_MODEL
+from retriever.errors import RetrieverError
+
+# --- defaults ---------------------------------------------------------------------------------
+ARCHITECTURES = ("twin", "half-twin")  # shared weights / separate query and document towers
+LOSSES = ("infonce", "contrastive", "triplet")
+METRIC_HEADS = ("none", "linear")  # linear: a learned W, distance ||W(f(q) - f(d))||^2
+NEGATIVE_SOURCES = ("bm25", "dense", "both", "none")
+
+DEFAULT_EPOCHS = 1  # SciFact's ~830 training pairs: a second epoch costs ~10 more CPU minutes
+DEFAULT_BATCH_SIZE = 32  # in-batch negatives: 32 queries x (1 positive + 1 hard negative)
+DEFAULT_LR = 5e-5  # ~26 steps on SciFact: small data needs the upper end of 2e-5..5e-5
+DEFAULT_WEIGHT_DECAY = 0.01  # AdamW, not applied to biases and LayerNorm weights
+DEFAULT_WARMUP_RATIO = 0.1  # linear warm-up over the first 10% of steps, then linear decay
+DEFAULT_MAX_SEQ_LENGTH = 256  # tokens; capped at what the base model can take
+DEFAULT_SCALE = 20.0  # InfoNCE: cosine similarities / temperature 0.05, as sentence-transformers
+DEFAULT_MARGINS = {"contrastive": 1.0, "triplet": 0.2}  # unit vectors: d in [0, 2]; FaceNet's 0.2
+CACHED_ABOVE_BATCH = 64  # larger batches switch to GradCache (CachedMultipleNegativesRankingLoss)
+DEFAULT_MINI_BATCH_SIZE = 16  # GradCache chunk: memory is that of 16 sequences whatever the batch
+DEFAULT_NEGATIVES = "bm25"
+DEFAULT_NEGATIVES_PER_QUERY = 1
+DEFAULT_NEGATIVES_SKIP = 3  # the top 3 BM25 hits are too often unjudged positives
+DEFAULT_NEGATIVES_DEPTH = 30  # negatives are drawn from ranks [skip, depth)
+DEFAULT_DEV_FRACTION = 0.1  # of training queries held out when there is no qrels/dev.tsv
+DEFAULT_DEV_MAX_DOCS = 1000  # dev sub-corpus: positives + BM25 top-30 + a sample of the rest
+DEFAULT_SEED = 42
+CHECKPOINT_DIR = "checkpoint"  # inside the output directory; ignored by model fingerprints
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a fine-tuning run; recorded in the model card."""
+
+    data: str | Path
+    output: str | Path
+    model: str = DEFAULT_MODEL
+    architecture: str = "twin"
+    loss: str = "infonce"
+    metric_head: str = "none"
+    epochs: int = DEFAULT_EPOCHS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    lr: float = DEFAULT_LR
+    weight_decay: float = DEFAULT_WEIGHT_DECAY
+    warmup_ratio: float = DEFAULT_WARMUP_RATIO
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH
+    normalize: bool = True
+    cached: bool | None = None  # None: automatic, above CACHED_ABOVE_BATCH
+    mini_batch_size: int = DEFAULT_MINI_BATCH_SIZE
+    margin: float | None = None  # None: DEFAULT_MARGINS[loss]
+    scale: float = DEFAULT_SCALE
+    negatives: str = DEFAULT_NEGATIVES
+    negatives_per_query: int = DEFAULT_NEGATIVES_PER_QUERY
+    negatives_skip: int = DEFAULT_NEGATIVES_SKIP
+    negatives_depth: int = DEFAULT_NEGATIVES_DEPTH
+    dev_fraction: float = DEFAULT_DEV_FRACTION
+    dev_max_docs: int = DEFAULT_DEV_MAX_DOCS
+    eval_steps: int = 0  # 0: evaluate on dev after each epoch
+    max_steps: int = 0  # 0: no limit (a cap for smoke runs)
+    seed: int = DEFAULT_SEED
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.data, self.output = Path(self.data), Path(self.output)
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse impossible settings with one line naming the option."""
+        choices = {"architecture": ARCHITECTURES, "loss": LOSSES, "metric_head": METRIC_HEADS,
+                   "negatives": NEGATIVE_SOURCES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise RetrieverError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        positive = ("epochs", "batch_size", "max_seq_length", "mini_batch_size", "dev_max_docs")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise RetrieverError(f"{name} must be at least 1")
+        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.warmup_ratio < 1:
+            raise RetrieverError("lr must be > 0, weight_decay >= 0 and warmup_ratio in [0, 1)")
+        if not 0 <= self.negatives_skip < self.negatives_depth:
+            raise RetrieverError(
+                f"negatives range {self.negatives_skip}:{self.negatives_depth} is empty; use START:END with START < END"
+            )
+        if self.negatives_per_query < 0 or self.eval_steps < 0 or self.max_steps < 0:
+            raise RetrieverError("negatives_per_query, eval_steps and max_steps cannot be negative")
+        if not 0 <= self.dev_fraction < 1:
+            raise RetrieverError("dev_fraction must be in [0, 1)")
+        if self.loss != "infonce" and self.cached:
+            raise RetrieverError("--cached (GradCache) applies to the infonce loss only")
+
+    @property
+    def use_cached(self) -> bool:
+        """GradCache when asked, or automatically for batches too big to hold in memory at once."""
+        if self.loss != "infonce":
+            return False
+        return self.batch_size > CACHED_ABOVE_BATCH if self.cached is None else self.cached
+
+    @property
+    def effective_margin(self) -> float | None:
+        return self.margin if self.margin is not None else DEFAULT_MARGINS.get(self.loss)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["data"], out["output"] = str(self.data), str(self.output)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

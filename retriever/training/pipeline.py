@@ -1,0 +1,257 @@
+"""``train(config)``: data -> negatives -> examples -> model -> loop -> best model + card.
+
+Each step lives in its own module; this one only puts them in order, decides which weights are
+saved (the best on dev, and never silently worse than the starting model) and reports.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from retriever.encoder import model_fingerprint, resolve_model_path
+from retriever.errors import RetrieverError
+from retriever.training.card import CARD_JSON, write_card
+from retriever.training.checkpoint import LoopState, load_checkpoint
+from retriever.training.config import CHECKPOINT_DIR, TrainConfig
+from retriever.training.dev import DEV_METRIC, DevSet
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer
+
+    from retriever.training.data import TrainingData
+    from retriever.training.negatives import Bm25Ranker, Ranker
+
+@dataclass
+class TrainResult:
+    """What a run produced: where the model is, how it scored on dev, how long it took."""
+
+    output: Path
+    dev_before: dict[str, float] | None
+    dev_after: dict[str, float] | None
+    seconds: float
+    steps: int
+    kept_starting_model: bool
+    peak_memory_mb: float
+    warnings: list[str] = field(default_factory=list)
+    card: dict[str, Any] = field(default_factory=dict)
+
+
+def train(
+    config: TrainConfig,
+    on_step: Callable[[LoopState], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Fine-tune ``config.model`` on ``config.data`` and save it in ``config.output``.
+
+    Raises ``TrainingInterrupted`` (a KeyboardInterrupt) after saving a checkpoint on Ctrl-C;
+    ``TrainConfig(..., resume=True)`` continues from it.
+    """
+    from datasets import Dataset
+
+    from retriever.training.loop import Trainer
+    from retriever.training.losses import make_loss
+    from retriever.training.model import load_model
+
+    log = log or (_stderr if config.progress else (lambda message: None))
+    checkpoint_dir = config.output / CHECKPOINT_DIR
+    state = saved = None
+    if config.resume:
+        checkpoint = load_checkpoint(checkpoint_dir)
+        prepared = checkpoint.prepared
+        config = TrainConfig.from_dict({**prepared["config"], "progress": config.progress, "resume": True})
+        state, saved = checkpoint.state, checkpoint.training_state
+        model = load_model(str(checkpoint.model_path))
+        dataset = Dataset.from_list(prepared["examples"])
+        dev = DevSet.from_dict(prepared["dev"]) if prepared["dev"] else None
+        log(f"resuming at step {state.global_step} of {state.total_steps}")
+    else:
+        _prepare_output(config.output, config.overwrite)
+        _seed(config.seed)  # a resumed run restores the random state saved with its checkpoint instead
+        model, dataset, dev, prepared = prepare(config, log)
+    trainer = Trainer(model, make_loss(config, model), dataset, dev, config, prepared, checkpoint_dir,
+                      state=state, saved=saved, log=log, on_step=on_step)
+    state = trainer.run()
+    warnings = []
+    kept_start = False
+    if dev is None:
+        warnings.append("no dev queries: the final model is saved without checking it against the starting model")
+    else:
+        if state.best_step == 0 and state.global_step > 0:
+            kept_start = True
+            last = state.history[-1]["scores"][DEV_METRIC]
+            warnings.append(
+                f"fine-tuning did not improve dev {DEV_METRIC} ({state.history[0]['scores'][DEV_METRIC]:.4f} before, "
+                f"{last:.4f} after): the starting model is saved instead"
+            )
+        model.load_state_dict(trainer.best_weights)
+    for warning in warnings:  # printed even when quiet; also in result.warnings and the model card
+        _stderr(f"warning: {warning}")
+    model.save(str(config.output), create_model_card=False)
+    seconds = prepared.get("prepare_seconds", 0.0) + state.seconds  # summed over resumed sessions
+    result = TrainResult(
+        output=config.output,
+        dev_before=_scores_at(state, 0) if dev else None,
+        dev_after=_scores_at(state, state.best_step) if dev else None,
+        seconds=seconds,
+        steps=state.global_step,
+        kept_starting_model=kept_start,
+        peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        warnings=warnings,
+    )
+    result.card = _card(config, prepared, state, result, trainer.loss)
+    write_card(config.output, result.card)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return result
+
+
+def prepare(
+    config: TrainConfig, log: Callable[[str], None]
+) -> tuple[SentenceTransformer, Dataset, DevSet | None, dict]:
+    """Read the data, build the model, mine negatives, make the examples and the dev set."""
+    from retriever.training.data import load_training_data
+    from retriever.training.dev import build_dev_set
+    from retriever.training.examples import build_examples
+    from retriever.training.model import build_model
+    from retriever.training.negatives import mine_negatives
+
+    started = time.perf_counter()
+    data = load_training_data(config.data, config.dev_fraction, config.seed)
+    model = build_model(config.model, config.architecture, config.metric_head, config.normalize,
+                        config.max_seq_length)
+    config.max_seq_length = int(model.max_seq_length)
+    bm25 = _LazyBm25(data.corpus)
+    rankers = _rankers(config, data, model, bm25, log)
+    negatives = mine_negatives(data.queries, data.train, rankers, config.negatives_per_query,
+                               config.negatives_skip, config.negatives_depth, config.seed)
+    dataset = build_examples(config.loss, data.queries, data.corpus, data.train, negatives,
+                             config.negatives_per_query, config.seed)
+    if len(dataset) == 0:
+        raise RetrieverError(f"{config.data}: no training examples could be made for the {config.loss} loss")
+    needs_bm25 = len(data.corpus) > config.dev_max_docs
+    dev = build_dev_set(data.queries, data.corpus, data.dev, bm25 if needs_bm25 else None,
+                        config.dev_max_docs, config.negatives_depth, config.seed)
+    log(f"{len(dataset)} training examples from {len(data.train)} queries; "
+        f"dev: {len(dev.queries) if dev else 0} queries over {len(dev.docs) if dev else 0} documents")
+    base_path = resolve_model_path(config.model)
+    prepared = {
+        "config": config.to_dict(),
+        "data": data.summary(),
+        "base_model": {"name": config.model, "path": str(base_path), "fingerprint": model_fingerprint(base_path)},
+        "examples": dataset.to_list(),
+        "columns": dataset.column_names,
+        "dev": dev.to_dict() if dev else None,
+        "prepare_seconds": time.perf_counter() - started,
+    }
+    return model, dataset, dev, prepared
+
+
+class _LazyBm25:
+    """A BM25 index over the corpus, built on first use (mining or the dev sub-corpus)."""
+
+    def __init__(self, corpus: dict[str, str]) -> None:
+        self.corpus = corpus
+        self._ranker: Bm25Ranker | None = None
+
+    def rank(self, texts: list[str], depth: int) -> list[list[str]]:
+        if self._ranker is None:
+            from retriever.training.negatives import Bm25Ranker
+
+            self._ranker = Bm25Ranker(self.corpus)
+        return self._ranker.rank(texts, depth)
+
+
+def _rankers(config: TrainConfig, data: TrainingData, model: SentenceTransformer, bm25: _LazyBm25,
+             log: Callable[[str], None]) -> list[Ranker]:
+    if config.negatives_per_query == 0 or config.negatives == "none":
+        return []
+    rankers: list[Ranker] = []
+    if config.negatives in ("bm25", "both"):
+        rankers.append(bm25)
+    if config.negatives in ("dense", "both"):
+        from retriever.training.negatives import DenseRanker
+
+        log(f"encoding {len(data.corpus)} documents to mine dense negatives")
+        rankers.append(DenseRanker(model, data.corpus, progress=config.progress))
+    return rankers
+
+
+def _prepare_output(output: Path, overwrite: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise RetrieverError(f"output {output} is a file; give a directory for the trained model")
+    if output.is_dir() and any(output.iterdir()):
+        ours = (output / CARD_JSON).exists() or (output / CHECKPOINT_DIR).exists()
+        if not overwrite or not ours:
+            hint = ("pass --resume to continue its interrupted run, or --overwrite to replace it"
+                    if (output / CHECKPOINT_DIR).exists()
+                    else "pass --overwrite to replace it" if ours else "choose a new or empty directory")
+            raise RetrieverError(f"output directory {output} is not empty; {hint}")
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+
+
+def _seed(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _scores_at(state: LoopState, step: int) -> dict[str, float] | None:
+    return next((h["scores"] for h in state.history if h["step"] == step), None)
+
+
+def _card(config: TrainConfig, prepared: dict, state: LoopState, result: TrainResult, loss: Any) -> dict[str, Any]:
+    import sentence_transformers
+    import torch
+
+    from retriever.training.losses import describe_loss
+
+    hyper = {k: v for k, v in config.to_dict().items() if k not in ("data", "output", "model", "architecture",
+                                                                      "loss", "metric_head", "resume", "overwrite",
+                                                                      "progress")}
+    hyper["cached"] = config.use_cached
+    hyper["margin"] = config.effective_margin
+    return {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "output": str(config.output),
+        "base_model": prepared["base_model"],
+        "data": prepared["data"],
+        "examples": len(prepared["examples"]),
+        "architecture": config.architecture,
+        "metric_head": config.metric_head,
+        "normalize": config.normalize,
+        "loss": describe_loss(loss),
+        "hyperparameters": hyper,
+        "dev_metric": DEV_METRIC,
+        "dev_docs": len(prepared["dev"]["docs"]) if prepared["dev"] else 0,
+        "dev_before": result.dev_before,
+        "dev_after": result.dev_after,
+        "dev_history": state.history,
+        "best_step": state.best_step,
+        "kept_starting_model": result.kept_starting_model,
+        "steps": state.global_step,
+        "final_loss": state.losses[-1] if state.losses else None,
+        "seconds": round(result.seconds, 1),
+        "peak_memory_mb": round(result.peak_memory_mb, 1),
+        "warnings": result.warnings,
+        "versions": {"sentence_transformers": sentence_transformers.__version__, "torch": torch.__version__,
+                     "python": sys.version.split()[0]},
+    }
+
+
+def _stderr(message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=sys.stderr)
