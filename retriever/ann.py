@@ -37,6 +37,7 @@ class AnnIndex(Protocol):
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]: ...
     def save(self, path: Path) -> None: ...
+    def get(self, ids: np.ndarray) -> np.ndarray: ...
 
 
 def choose_kind(requested: str, n_vectors: int) -> str:
@@ -119,6 +120,12 @@ class FaissIndex:
         keep = ~np.isin(all_ids, ids)
         self.index.reset()
         self.add(all_ids[keep], vectors[keep])
+
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of some ids (for reranking and verification)."""
+        if len(ids) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.vstack([self.index.reconstruct(int(i)) for i in ids])
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """All (ids, vectors), e.g. to rebuild as another kind."""

@@ -98,9 +98,17 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
 @index_option
 @click.option("-k", "--top-k", "k", type=click.IntRange(1), default=10, show_default=True, help="Number of results.")
 @click.option("--passages", is_flag=True, help="Return raw passages instead of one result per document.")
+@click.option("--mode", type=click.Choice(["dense", "lexical", "hybrid"]), default=None,
+              help="Dense vectors, BM25, or both fused (default: hybrid, the benchmark's winner).")
+@click.option("--fusion", type=click.Choice(["rrf", "convex"]), default=None,
+              help="Hybrid fusion: reciprocal rank or min-max normalised convex combination (default: convex).")
+@click.option("--alpha", type=click.FloatRange(0, 1), default=None, help="Convex fusion: weight of the dense side.")
+@click.option("--where", multiple=True, help="Metadata filter, e.g. 'year>=2020' or 'source~guides/*'; repeatable.")
+@click.option("--rerank", type=click.IntRange(0), default=0, help="Rerank the top N with the model's learned metric.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result, for scripts.")
 @click.option("--model", default=None, help="Refuse to search unless the index was built with this model.")
-def search(query: str, index_dir: Path | None, k: int, passages: bool, as_json: bool, model: str | None) -> None:
+def search(query: str, index_dir: Path | None, k: int, passages: bool, mode: str | None, fusion: str | None,
+           alpha: float | None, where: tuple[str, ...], rerank: int, as_json: bool, model: str | None) -> None:
     """Search an index for QUERY by meaning."""
     from retriever.errors import RetrieverError
     from retriever.retriever import Retriever
@@ -108,7 +116,8 @@ def search(query: str, index_dir: Path | None, k: int, passages: bool, as_json: 
     if not query.strip():
         raise RetrieverError("empty query: give some text to search for")
     retriever = Retriever.load(find_index(index_dir), model=model)
-    hits = retriever.search(query, k=k, passages=passages)
+    hits = retriever.search(query, k=k, passages=passages, mode=mode, fusion=fusion, alpha=alpha, where=where,
+                            rerank=rerank)
     if as_json:
         for hit in hits:
             click.echo(json.dumps(hit.to_dict(), ensure_ascii=False))
@@ -253,3 +262,47 @@ def train(data: Path, output: Path, quiet: bool, negatives_range: str | None, ne
         click.echo(f"dev nDCG@10: {before:.4f} -> {after:.4f}")
     click.echo(f"{result.output}: {result.steps} steps in {result.seconds / 60:.1f} min, "
                f"peak memory {result.peak_memory_mb:.0f} MB")
+
+
+@main.command()
+@click.argument("query")
+@click.argument("doc_id")
+@index_option
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+def verify(query: str, doc_id: str, index_dir: Path | None, as_json: bool) -> None:
+    """Is document DOC_ID a match for QUERY? Yes or no at the index's calibrated threshold (exit 0 / 2)."""
+    from retriever.retriever import Retriever
+
+    verdict = Retriever.load(find_index(index_dir)).verify(query, doc_id)
+    if as_json:
+        click.echo(json.dumps(verdict.to_dict()))
+    else:
+        answer = "match" if verdict.is_match else "no match"
+        note = "" if verdict.calibrated else " (uncalibrated default; run 'retriever calibrate')"
+        click.echo(f"{answer}: score {verdict.score:.3f}, threshold {verdict.threshold:.3f}{note}")
+    sys.exit(0 if verdict.is_match else 2)
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@index_option
+@click.option("--split", default="train", show_default=True, help="Qrels split whose pairs are used.")
+@click.option("--target-precision", type=click.FloatRange(0, 1), default=None,
+              help="Lowest threshold reaching this precision (default: the best F1).")
+@click.option("--negatives", type=click.IntRange(1), default=3, show_default=True,
+              help="Mined hard negatives per query (top results that are not judged relevant).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def calibrate(dataset: Path, index_dir: Path | None, split: str, target_precision: float | None, negatives: int,
+              seed: int) -> None:
+    """Pick the verification threshold on labelled pairs of a BEIR DATASET and store it in the index."""
+    from retriever.calibration import calibrate_index
+    from retriever.retriever import Retriever
+
+    retriever = Retriever.load(find_index(index_dir))
+    result = calibrate_index(retriever, dataset, split=split, target_precision=target_precision,
+                             negatives=negatives, seed=seed)
+    click.echo(
+        f"threshold {result.threshold:.4f} ({result.objective}); held-out {result.pairs} pairs "
+        f"({result.positives} positive): precision {result.precision:.3f}, recall {result.recall:.3f}, "
+        f"F1 {result.f1:.3f}"
+    )

@@ -45,6 +45,8 @@ def parse_condition(text: str) -> Condition:
         )
     field, op, raw = match.groups()
     raw = raw.strip("'\"")
+    if not raw or raw[0] in "<>=!~":
+        raise RetrieverError(f"bad filter {text!r}: the value after {op!r} is missing or starts with an operator")
     value: str | float = raw
     if op != "~":
         try:

@@ -10,6 +10,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 IDS_FILE = "ids.json"
 
 
@@ -44,12 +46,23 @@ class LexicalIndex:
             self.model.index(tokenize(texts), show_progress=False)
         return self
 
-    def retrieve(self, queries: Sequence[str], k: int = 10) -> list[list[tuple[object, float]]]:
-        """Top-k (id, score) per query, best first; documents with score 0 are left out."""
+    def retrieve(
+        self, queries: Sequence[str], k: int = 10, allowed_ids: np.ndarray | None = None
+    ) -> list[list[tuple[object, float]]]:
+        """Top-k (id, score) per query, best first; texts with score 0 are left out.
+
+        ``allowed_ids`` restricts the search itself (a weight mask), so k results come back
+        whenever k allowed texts match.
+        """
         if not self.ids:
             return [[] for _ in queries]
         k = min(k, len(self.ids))
-        rows, scores = self.model.retrieve(tokenize(queries), k=k, show_progress=False, n_threads=1)
+        mask = None
+        if allowed_ids is not None:
+            mask = np.isin(np.asarray(self.ids), allowed_ids).astype(np.float32)
+        rows, scores = self.model.retrieve(
+            tokenize(queries), k=k, show_progress=False, n_threads=1, weight_mask=mask
+        )
         out = []
         for row_ids, row_scores in zip(rows, scores):
             out.append([(self.ids[int(r)], float(s)) for r, s in zip(row_ids, row_scores) if s > 0])

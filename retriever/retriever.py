@@ -15,7 +15,7 @@ import copy
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,14 +24,19 @@ from retriever.chunking import Chunker, Passage, encoding_text
 from retriever.documents import Document, document_from_record
 from retriever.encoder import DEFAULT_MODEL, Encoder, model_fingerprint, resolve_model_path
 from retriever.errors import CorruptIndexError, ModelMismatchError, RetrieverError
+from retriever.filters import parse_filters
+from retriever.lexical import LexicalIndex
 from retriever.manifest import Manifest, now_iso
-from retriever.results import Hit, best_passage_per_document
-from retriever.storage import STORE, VECTORS, IndexDirectory
+from retriever.results import Hit
+from retriever.search import SearchOptions, search_one
+from retriever.storage import LEXICAL, STORE, VECTORS, IndexDirectory
 from retriever.store import MetadataStore
 from retriever.sync import IndexReport, scan_folder
 
+if TYPE_CHECKING:
+    from retriever.verification import Verdict
+
 DEFAULT_OVERLAP = 32
-PASSAGES_PER_DOCUMENT = 4  # first search depth per requested document; doubled as needed
 
 
 class Retriever:
@@ -42,6 +47,7 @@ class Retriever:
         self.manifest = manifest
         self._encoder = encoder
         self.last_report: IndexReport | None = None
+        self._lexical: LexicalIndex | None = None
         self._open_generation()
 
     # construction ----------------------------------------------------------------------
@@ -114,7 +120,7 @@ class Retriever:
         retriever = cls.__new__(cls)
         retriever.directory, retriever.manifest, retriever._encoder = directory, manifest, encoder
         retriever.last_report = None
-        retriever.store, retriever.ann = None, None
+        retriever.store, retriever.ann, retriever._lexical = None, None, None
         return retriever
 
     @classmethod
@@ -135,6 +141,7 @@ class Retriever:
 
     def _open_generation(self) -> None:
         folder = self.directory.current()
+        self._lexical = None
         self.manifest = Manifest.load(folder, self.directory.name)
         _verify_vectors(folder, self.manifest, self.directory.name)
         try:
@@ -331,11 +338,13 @@ class Retriever:
                     "files": store.count_files(),
                 }
                 store.commit()
+                LexicalIndex().index(*store.passage_texts()).save(staging / LEXICAL)
             finally:
                 store.close()
             ann.save(staging / VECTORS)
             manifest.ann.update(kind=ann.kind, params=ann.params, factory=ann.factory_string)
             manifest.files = {VECTORS: _file_record(staging / VECTORS)}
+            manifest.extras["lexical"] = {"kind": "bm25s", "stemmer": "english", "stopwords": "en", "unit": "passage"}
             manifest.updated_at = now_iso()
             manifest.last_build_seconds = round(time.perf_counter() - started, 3)
             manifest.save(staging)
@@ -357,36 +366,116 @@ class Retriever:
         return rebuilt
 
     # searching -----------------------------------------------------------------------------
-    def search(self, query: str, k: int = 10, passages: bool = False) -> list[Hit]:
-        """The k best documents for a query (best passage of each), or k passages."""
-        return self.search_many([query], k=k, passages=passages)[0]
+    @property
+    def lexical(self) -> LexicalIndex:
+        """The BM25 index over the same passages, loaded on first use."""
+        if self._lexical is None:
+            folder = self.directory.current()
+            if not (folder / LEXICAL).is_dir():
+                raise CorruptIndexError(
+                    f"index {self.directory.name} has no BM25 index; rebuild it with 'retriever index'"
+                )
+            self._lexical = LexicalIndex.load(folder / LEXICAL)
+        return self._lexical
 
-    def search_many(self, queries: Sequence[str], k: int = 10, passages: bool = False) -> list[list[Hit]]:
+    @property
+    def rerank_head(self) -> Any:
+        """The learned metric head stored with the model, or None."""
+        from retriever.rerank_head import RerankHead
+
+        return RerankHead.load(self.encoder.path)
+
+    def search(self, query: str, k: int = 10, passages: bool = False, **options: Any) -> list[Hit]:
+        """The k best documents for a query (best passage of each), or k passages.
+
+        Options: ``mode`` (dense, lexical, hybrid), ``fusion`` (rrf, convex), ``alpha`` (weight of the
+        dense side in convex fusion), ``where`` (filters such as ``"year>=2020"``), ``rerank`` (rerank
+        that many top candidates with the model's learned metric head).
+        """
+        return self.search_many([query], k=k, passages=passages, **options)[0]
+
+    def search_many(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        passages: bool = False,
+        mode: str | None = None,
+        fusion: str | None = None,
+        alpha: float | None = None,
+        where: str | Sequence[str] | None = None,
+        rerank: int = 0,
+    ) -> list[list[Hit]]:
         """Search several queries at once (batched encoding)."""
         if isinstance(queries, str):
             raise TypeError("search_many takes a list of queries; use search() for one")
         if any(not isinstance(q, str) or not q.strip() for q in queries):
             raise RetrieverError("empty query: give some text to search for")
-        if k < 1:
-            raise RetrieverError("k must be at least 1")
+        defaults = SearchOptions()
+        conditions = parse_filters(where)
+        options = SearchOptions(
+            k=k,
+            passages=passages,
+            mode=mode or defaults.mode,
+            fusion=fusion or defaults.fusion,
+            alpha=defaults.alpha if alpha is None else alpha,
+            allowed_ids=self.store.passage_ids_where(conditions) if conditions else None,
+            rerank=rerank,
+        )
+        options.validate()
         if not queries:
             return []
-        vectors = self.encoder.encode_queries(list(queries))
-        return [self._search_vector(vector, k, passages) for vector in vectors]
+        head = None
+        if rerank:
+            head = self.rerank_head
+            if head is None:
+                raise RetrieverError(
+                    f"model {self.manifest.model['name']!r} has no learned metric head; "
+                    "train one with 'retriever train --head mlp'"
+                )
+        lexical = self.lexical if options.mode != "dense" else None
+        vectors: Any = [None] * len(queries)
+        if options.mode != "lexical":
+            vectors = self.encoder.encode_queries(list(queries))
+        return [
+            search_one(query, vector, options, self.ann, lexical, self.store, head)
+            for query, vector in zip(queries, vectors)
+        ]
 
-    def _search_vector(self, vector: np.ndarray, k: int, passages: bool) -> list[Hit]:
-        total = len(self.ann)
-        depth = k if passages else k * PASSAGES_PER_DOCUMENT
-        while True:
-            scores, ids = self.ann.search(vector[None, :], min(depth, total))
-            pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-            stored = self.store.passages(i for i, _ in pairs)
-            hits = [Hit.from_passage(stored[i], s) for i, s in pairs if i in stored]
-            if not passages:
-                hits = best_passage_per_document(hits)
-            if len(hits) >= k or depth >= total:
-                return hits[:k]
-            depth *= 2
+    # verification ----------------------------------------------------------------------------
+    def verify(self, query: str, doc_id: str) -> Verdict:
+        """Is document ``doc_id`` a match for ``query``? Its best passage's cosine against the threshold."""
+        from retriever.verification import DEFAULT_THRESHOLD, Verdict
+
+        if not query.strip():
+            raise RetrieverError("empty query: give some text to verify")
+        ids = self.store.passage_ids_of([doc_id])
+        if not ids:
+            raise RetrieverError(f"no document {doc_id!r} in index {self.directory.name}")
+        score = float(self.similarities([query], [doc_id])[0])
+        calibration = self.manifest.extras.get("verification")
+        threshold = calibration["threshold"] if calibration else DEFAULT_THRESHOLD
+        return Verdict(score, score >= threshold, float(threshold), calibration is not None)
+
+    def similarities(self, queries: Sequence[str], doc_ids: Sequence[str]) -> np.ndarray:
+        """Cosine of each (query, document) pair, taking the document's best passage."""
+        unique = list(dict.fromkeys(queries))
+        encoded = dict(zip(unique, self.encoder.encode_queries(unique)))
+        out = np.zeros(len(queries), dtype=np.float32)
+        for row, (query, doc_id) in enumerate(zip(queries, doc_ids)):
+            vector = encoded[query]
+            ids = np.asarray(self.store.passage_ids_of([doc_id]), dtype=np.int64)
+            out[row] = float((self.ann.get(ids) @ vector).max()) if len(ids) else -1.0
+        return out
+
+    def set_calibration(self, calibration: dict[str, Any]) -> None:
+        """Store a verification threshold (and how it was chosen) in the index, atomically."""
+        manifest = copy.deepcopy(self.manifest)
+        manifest.extras["verification"] = calibration
+        manifest.updated_at = now_iso()
+        with self.directory.writing(carry=(STORE, VECTORS, LEXICAL)) as staging:
+            manifest.save(staging)
+        self.store.close()
+        self._open_generation()
 
     # reporting -------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from retriever.manifest import MANIFEST_NAME
 CURRENT = "CURRENT"
 VECTORS = "vectors.faiss"
 STORE = "store.sqlite"
+LEXICAL = "lexical"
 
 
 def is_index_folder(folder: Path) -> bool:
@@ -67,11 +68,12 @@ class IndexDirectory:
             folder = self.current()
         except RetrieverError:
             return 0
-        return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
     @contextmanager
-    def writing(self) -> Iterator[Path]:
-        """A staging folder seeded with the current store; committed only if the block succeeds."""
+    def writing(self, carry: tuple[str, ...] = (STORE,)) -> Iterator[Path]:
+        """A staging folder seeded with the current generation's ``carry`` entries; committed only if the
+        block succeeds."""
         self.root.mkdir(parents=True, exist_ok=True)
         with self._lock():
             self._remove_leftovers()
@@ -81,8 +83,12 @@ class IndexDirectory:
             staging = self.root / f".staging-{final.name}"
             staging.mkdir()
             try:
-                if previous is not None:
-                    shutil.copyfile(previous / STORE, staging / STORE)
+                for name in carry if previous is not None else ():
+                    source = previous / name
+                    if source.is_dir():
+                        shutil.copytree(source, staging / name)
+                    elif source.exists():
+                        shutil.copyfile(source, staging / name)
                 yield staging
                 _fsync_tree(staging)
                 os.rename(staging, final)
@@ -113,8 +119,11 @@ class IndexDirectory:
 
 
 def _fsync_tree(folder: Path) -> None:
-    for file in folder.iterdir():
-        with open(file, "rb") as handle:
+    for entry in folder.iterdir():
+        if entry.is_dir():
+            _fsync_tree(entry)
+            continue
+        with open(entry, "rb") as handle:
             os.fsync(handle.fileno())
     _fsync_dir(folder)
 

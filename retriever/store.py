@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from retriever.chunking import Passage
 from retriever.documents import Document
 
@@ -134,6 +136,28 @@ class MetadataStore:
         for doc_id in doc_ids:
             out += [r[0] for r in self.db.execute("SELECT id FROM passages WHERE doc_id=?", (doc_id,))]
         return out
+
+    def passage_texts(self) -> tuple[list[int], list[str]]:
+        """All passage ids with what the encoder saw (title and text): the input of the BM25 index."""
+        from retriever.chunking import encoding_text
+
+        rows = self.db.execute(
+            "SELECT p.id, d.title, p.text FROM passages p JOIN documents d ON d.doc_id = p.doc_id ORDER BY p.id"
+        ).fetchall()
+        return [r[0] for r in rows], [encoding_text(r[1], r[2]) for r in rows]
+
+    def passage_ids_where(self, conditions: list) -> np.ndarray:
+        """Ids of the passages whose documents meet every condition (see ``retriever.filters``)."""
+        clauses, params = [], []
+        for condition in conditions:
+            clause, values = condition.sql()
+            clauses.append(clause)
+            params += values
+        where = " AND ".join(clauses) or "1"
+        rows = self.db.execute(
+            f"SELECT p.id FROM passages p JOIN documents d ON d.doc_id = p.doc_id WHERE {where}", params
+        ).fetchall()
+        return np.asarray([r[0] for r in rows], dtype=np.int64)
 
     def count_documents(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])

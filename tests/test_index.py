@@ -142,14 +142,14 @@ def test_default_index_dir_is_indexes_folder_name(corpus: Path, tmp_path: Path, 
 def test_documents_mode_returns_each_document_once_with_its_best_passage(index_dir: Path, tiny_model: str) -> None:
     records = [long_record()] + random_records(5)
     r = Retriever.build(records, index_dir=index_dir, model=tiny_model, chunk_tokens=16)
-    passages = r.search(query_of(records[1]), k=100, passages=True)
+    passages = r.search(query_of(records[1]), k=100, passages=True, mode="dense")
     long_hits = [h for h in passages if h.doc_id == "long"]
     assert len(long_hits) > 3, "a long document is split into several passages"
     for hit in long_hits:
         assert hit.text == records[0]["text"][hit.start:hit.end]
     assert len({h.passage_id for h in passages}) == len(passages) == r.info()["counts"]["passages"]
 
-    documents = r.search(query_of(records[1]), k=100)
+    documents = r.search(query_of(records[1]), k=100, mode="dense")
     assert sorted(ids(documents)) == sorted(["long"] + [f"r{i}" for i in range(5)])
     best_long = next(h for h in documents if h.doc_id == "long")
     assert best_long.score == pytest.approx(max(h.score for h in long_hits))

@@ -102,6 +102,8 @@ def test_twin_towers_are_one_set_of_parameters(tiny_model: str) -> None:
     model = build_model(tiny_model, "twin", "none", True, 64)
     query, document = tower_parameters(model, "query"), tower_parameters(model, "document")
     assert query and [id(p) for p in query] == [id(p) for p in document]
+    assert type(list(model)[-1]).__name__ == "Normalize"
+    assert type(list(build_model(tiny_model, "twin", "none", False, 64))[-1]).__name__ == "Pooling"  # --no-normalize
 
 
 def test_half_twin_towers_diverge_after_one_step(tiny_model: str) -> None:
@@ -322,6 +324,26 @@ def test_mined_negatives_skip_top_ranks_and_never_take_positives(beir_data: Path
             assert doc not in positives
             assert 2 <= rankings[qid].index(doc) < 8
     assert negatives == mine_negatives(data.queries, qrels, [ranker], 3, 2, 8, seed=7)
+
+
+def test_dev_sub_corpus_keeps_positives_and_each_querys_bm25_top(beir_data: Path) -> None:
+    from retriever.training.dev import build_dev_set
+
+    data = load_training_data(beir_data, dev_fraction=0.25, seed=3)
+    ranker = Bm25Ranker(data.corpus)
+    dev = build_dev_set(data.queries, data.corpus, data.dev, ranker, max_docs=15, depth=5, seed=0)
+    assert set(dev.queries) == set(data.dev) and len(dev.docs) == 15
+    positives = {d for docs in data.dev.values() for d in docs}
+    tops = {ranking[0] for ranking in ranker.rank([data.queries[q] for q in data.dev], 1)}
+    assert positives <= set(dev.docs) and tops <= set(dev.docs)
+    assert build_dev_set(data.queries, data.corpus, {}, ranker, 15, 5, 0) is None
+
+
+def test_eval_steps_and_dense_negatives(tiny_model: str, beir_data: Path, tmp_path: Path) -> None:
+    result = train(TrainConfig(data=beir_data, output=tmp_path / "m", model=tiny_model, negatives="both",
+                               negatives_per_query=2, eval_steps=2, max_steps=4, **FAST))
+    assert [h["step"] for h in result.card["dev_history"]] == [0, 2, 4]
+    assert result.card["examples"] == 32 and result.steps == 4
 
 
 def test_batches_never_repeat_a_text_and_cover_every_row() -> None:

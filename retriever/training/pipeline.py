@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from retriever.training.data import TrainingData
+    from retriever.training.loop import Trainer
     from retriever.training.negatives import Bm25Ranker, Ranker
+
 
 @dataclass
 class TrainResult:
@@ -68,7 +70,9 @@ def train(
     if config.resume:
         checkpoint = load_checkpoint(checkpoint_dir)
         prepared = checkpoint.prepared
-        config = TrainConfig.from_dict({**prepared["config"], "progress": config.progress, "resume": True})
+        config = TrainConfig.from_dict(
+            {**prepared["config"], "output": str(config.output), "progress": config.progress, "resume": True}
+        )
         state, saved = checkpoint.state, checkpoint.training_state
         model = load_model(str(checkpoint.model_path))
         dataset = Dataset.from_list(prepared["examples"])
@@ -81,19 +85,7 @@ def train(
     trainer = Trainer(model, make_loss(config, model), dataset, dev, config, prepared, checkpoint_dir,
                       state=state, saved=saved, log=log, on_step=on_step)
     state = trainer.run()
-    warnings = []
-    kept_start = False
-    if dev is None:
-        warnings.append("no dev queries: the final model is saved without checking it against the starting model")
-    else:
-        if state.best_step == 0 and state.global_step > 0:
-            kept_start = True
-            last = state.history[-1]["scores"][DEV_METRIC]
-            warnings.append(
-                f"fine-tuning did not improve dev {DEV_METRIC} ({state.history[0]['scores'][DEV_METRIC]:.4f} before, "
-                f"{last:.4f} after): the starting model is saved instead"
-            )
-        model.load_state_dict(trainer.best_weights)
+    kept_start, warnings = _choose_weights(trainer, dev is not None)
     for warning in warnings:  # printed even when quiet; also in result.warnings and the model card
         _stderr(f"warning: {warning}")
     model.save(str(config.output), create_model_card=False)
@@ -112,6 +104,19 @@ def train(
     write_card(config.output, result.card)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return result
+
+
+def _choose_weights(trainer: Trainer, has_dev: bool) -> tuple[bool, list[str]]:
+    """Load the best dev weights into the model; say so when that is the starting model."""
+    state = trainer.state
+    if not has_dev:
+        return False, ["no dev queries: the final model is saved without checking it against the starting model"]
+    trainer.model.load_state_dict(trainer.best_weights)
+    if state.best_step > 0 or state.global_step == 0:
+        return False, []
+    before, last = state.history[0]["scores"][DEV_METRIC], state.history[-1]["scores"][DEV_METRIC]
+    return True, [f"fine-tuning did not improve dev {DEV_METRIC} ({before:.4f} before, {last:.4f} after): "
+                  "the starting model is saved instead"]
 
 
 def prepare(
