@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 _NOT_FINGERPRINTED = {"README.md", ".gitattributes"}
+# The rerank head and training records change no document vector, so an index stays valid without them.
+_NOT_FINGERPRINTED_DIRS = (".", "checkpoint", "rerank_head")
 
 
 def resolve_model_path(name: str) -> Path:
@@ -61,7 +63,7 @@ def model_fingerprint(path: Path) -> str:
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = file.relative_to(path).as_posix()
-        if file.name in _NOT_FINGERPRINTED or rel.startswith((".", "checkpoint")):
+        if file.name in _NOT_FINGERPRINTED or rel.startswith(_NOT_FINGERPRINTED_DIRS):
             continue
         digest.update(rel.encode())
         with file.open("rb") as handle:

@@ -106,7 +106,7 @@ def train_head(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(rows)
+            total += float(loss.detach()) * len(rows)
         losses.append(total / len(order))
     head.eval()
     return head, losses

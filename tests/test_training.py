@@ -94,7 +94,7 @@ def trained_twin(tiny_model: str, beir_data: Path, tmp_path_factory: pytest.Temp
 def trained_half_twin(tiny_model: str, beir_data: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("half-twin") / "model"
     return train(TrainConfig(data=beir_data, output=out, model=tiny_model, architecture="half-twin",
-                             metric_head="linear", epochs=2, **FAST))
+                             metric_head="linear", cached=True, mini_batch_size=3, epochs=2, **FAST))
 
 
 # architectures -------------------------------------------------------------------------------
@@ -131,6 +131,12 @@ def test_metric_head_is_identity_at_start_and_shared_by_both_towers(tiny_model: 
         texts = ["cat garden", "the dog and the music"]
         assert np.allclose(model.encode_query(texts), plain.encode_query(texts), atol=1e-6)
         assert np.allclose(model.encode_document(texts), plain.encode_document(texts), atol=1e-6)
+
+
+def test_half_twin_with_metric_head_trains_with_gradcache(trained_half_twin, tiny_model: str, beir_data: Path) -> None:
+    assert trained_half_twin.card["loss"]["class"] == "CachedInfoNCELoss"
+    assert trained_half_twin.card["architecture"] == "half-twin" and trained_half_twin.card["metric_head"] == "linear"
+    assert mrr(trained_half_twin.output, beir_data) > mrr(tiny_model, beir_data) + 0.05
 
 
 def test_saved_half_twin_loads_plainly_and_routes_queries_and_documents(trained_half_twin) -> None:

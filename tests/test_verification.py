@@ -34,9 +34,11 @@ def make_pairs_dataset(root: Path) -> tuple[Path, list[dict]]:
     words = ["cat", "dog", "fish", "bird", "car", "train", "music", "coffee", "tea", "garden", "sun", "plant"]
     records = [{"_id": w, "title": w, "text": f"{w} {w} {w} all about the {w}"} for w in words]
     root.mkdir()
-    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q-{w}", "text": f"{w} {w}"}) + "\n" for w in words))
+    queries = "".join(json.dumps({"_id": f"q-{w}", "text": f"{w} {w}"}) + "\n" for w in words)
+    (root / "queries.jsonl").write_text(queries)
     (root / "qrels").mkdir()
-    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q-{w}\t{w}\t1\n" for w in words))
+    qrels = "".join(f"q-{w}\t{w}\t1\n" for w in words)
+    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels)
     return root, records
 
 

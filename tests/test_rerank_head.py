@@ -1,0 +1,57 @@
+"""The learned nonlinear metric: formula, training, and reranking through the engine."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from retriever.rerank_head import HeadExamples, RerankHead, train_head
+from retriever.retriever import Retriever
+
+WORDS = ["cat", "dog", "fish", "bird", "car", "train", "music", "coffee"]
+
+
+def test_an_untrained_head_scores_by_cosine() -> None:
+    head = RerankHead(4, hidden=8)
+    u = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    v = torch.tensor([[0.6, 0.8, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    assert head(u, v).tolist() == pytest.approx([0.6, 0.0])
+
+
+def test_training_puts_the_trained_positive_first() -> None:
+    rng = np.random.default_rng(0)
+    docs = rng.normal(size=(20, 8)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    queries = docs[:10] * 0.9 + 0.1 * rng.normal(size=(10, 8)).astype(np.float32)
+    # the positive of query i is document i + 10, which the cosine does not rank first
+    examples = HeadExamples(queries, docs, np.arange(10, 20), np.stack([np.arange(10)] * 10))
+    before = RerankHead(8).score(queries[0], docs[[0, 10]])
+    head, losses = train_head(examples, epochs=200, lr=1e-2, seed=0, hidden=32)
+    after = head.score(queries[0], docs[[0, 10]])
+    assert before[0] > before[1] and after[1] > after[0]
+    assert losses[-1] < losses[0]
+
+
+def test_search_rerank_uses_the_head_saved_with_the_model(tmp_path: Path, tiny_model: str) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    records = [{"_id": w, "text": f"all about the {w}"} for w in WORDS]
+    r = Retriever.build(records, index_dir=tmp_path / "index", model=str(model))
+    query = "the cat"
+    dense = [h.doc_id for h in r.search(query, k=len(WORDS), mode="dense")]
+    target = dense[-1]  # the dense search ranks it last: teach the head to rank it first
+    qvec = r.encoder.encode_queries([query])
+    doc_vectors = r.ann.get(np.asarray(r.store.passage_ids_of(dense), dtype=np.int64))
+    position = dense.index(target)
+    negatives = [i for i in range(len(dense)) if i != position]
+    examples = HeadExamples(qvec, doc_vectors, np.asarray([position]), np.asarray([negatives]))
+    head, _ = train_head(examples, epochs=300, lr=1e-2, seed=0, hidden=32)
+    head.save(model)
+    reloaded = Retriever.load(tmp_path / "index")  # the head does not change the model's fingerprint
+    reranked = reloaded.search(query, k=3, mode="dense", rerank=len(WORDS))
+    assert reranked[0].doc_id == target
+    assert [h.doc_id for h in reloaded.search(query, k=3, mode="dense")] == dense[:3]
