@@ -30,7 +30,7 @@ from retriever.embedding_cache import DEFAULT_CACHE_DIR, CachedEncoder, Embeddin
 from retriever.encoder import DEFAULT_MODEL, Encoder
 from retriever.evaluation import DEFAULT_METRICS, Run, evaluate, judged_queries, write_trec_run
 
-SYSTEMS = ("bm25", "reference", "flat", "hnsw")
+SYSTEMS = ("bm25", "reference", "flat", "hnsw", "hybrid", "hybrid-rrf")
 RUN_DEPTH = 100  # documents retrieved per query for the quality metrics
 LATENCY_K = 10
 
@@ -197,9 +197,9 @@ def bench_reference(dataset: BeirDataset, queries: dict[str, str], encoder: Enco
     return SystemResult("reference", {}, speed, run)
 
 
-def bench_engine(name: str, dataset: BeirDataset, queries: dict[str, str], encoder: CachedEncoder, ann: str,
-                 workdir: Path, progress: bool, exact: Any = None) -> tuple[SystemResult, Any]:
-    """This engine: build an index of the corpus records, then search it as a user would."""
+def build_engine(name: str, dataset: BeirDataset, encoder: CachedEncoder, ann: str, workdir: Path,
+                 progress: bool) -> tuple[Any, dict[str, Any]]:
+    """This engine's index of the corpus, built as a user would, with its build figures."""
     from retriever.retriever import Retriever
 
     records = [{"_id": d.doc_id, "title": d.title, "text": d.text} for d in dataset.corpus.values()]
@@ -207,26 +207,50 @@ def bench_engine(name: str, dataset: BeirDataset, queries: dict[str, str], encod
         started = time.perf_counter()
         retriever = Retriever.build(records, index_dir=workdir / name, encoder=encoder, ann=ann, progress=progress)
         build = time.perf_counter() - started
-        encode = encoder.last_encode
-        if encode.get("cached"):  # count the encoding as it took when it was computed
-            build += encode["seconds"]
+    encode = encoder.last_encode
+    if encode.get("cached"):  # count the encoding as it took when it was computed
+        build += encode["seconds"]
+    return retriever, {
+        "build_seconds": build,
+        "encode_docs_per_second": len(records) / encode["seconds"],
+        "encode_passages_per_second": encode["texts"] / encode["seconds"],
+        "encode_cached": bool(encode.get("cached")),
+        "index_bytes": retriever.directory.size_bytes(),
+        "build_peak_rss_mb": memory.peak / 1e6,
+    }
+
+
+def bench_engine(name: str, retriever: Any, built: dict[str, Any], queries: dict[str, str], options: dict[str, Any],
+                 exact: Any = None) -> SystemResult:
+    """Search an engine index with some options (mode, fusion, rerank) as a user would."""
+    with PeakMemory() as memory:
         qids, qtexts = list(queries), list(queries.values())
-        results = retriever.search_many(qtexts, k=RUN_DEPTH)
+        results = retriever.search_many(qtexts, k=RUN_DEPTH, **options)
         run = {q: {h.doc_id: h.score for h in hits} for q, hits in zip(qids, results)}
-        qvectors = encoder.encode_queries(qtexts)
-        recall = ann_recall_at_10(retriever.ann, exact or retriever.ann, qvectors)
+        recall = None
+        if options.get("mode") == "dense":
+            recall = ann_recall_at_10(retriever.ann, exact or retriever.ann, retriever.encoder.encode_queries(qtexts))
         speed = {
-            "build_seconds": build,
-            "encode_docs_per_second": len(records) / encode["seconds"],
-            "encode_passages_per_second": encode["texts"] / encode["seconds"],
-            "encode_cached": bool(encode.get("cached")),
-            "index_bytes": retriever.directory.size_bytes(),
-            **latency_ms(lambda q: retriever.search(q, k=LATENCY_K), qtexts),
-            "batch_queries_per_second": batch_qps(lambda qs: retriever.search_many(qs, k=LATENCY_K), qtexts),
+            **{k: v for k, v in built.items() if k != "build_peak_rss_mb"},
+            **latency_ms(lambda q: retriever.search(q, k=LATENCY_K, **options), qtexts),
+            "batch_queries_per_second": batch_qps(lambda qs: retriever.search_many(qs, k=LATENCY_K, **options), qtexts),
             "ann_recall_at_10": recall,
         }
-    speed["peak_rss_mb"] = memory.peak / 1e6
-    return SystemResult(name, {}, speed, run), retriever.ann
+    speed["peak_rss_mb"] = max(memory.peak, built["build_peak_rss_mb"] * 1e6) / 1e6
+    return SystemResult(name, {}, speed, run)
+
+
+ENGINE_SYSTEMS = {  # system -> (index kind, search options)
+    "flat": ("flat", {"mode": "dense"}),
+    "hnsw": ("hnsw", {"mode": "dense"}),
+    "hybrid": ("flat", {"mode": "hybrid", "fusion": "convex"}),
+    "hybrid-rrf": ("flat", {"mode": "hybrid", "fusion": "rrf"}),
+}
+TUNED_SYSTEMS = {  # fine-tuned model columns, when --model is given
+    "fine-tuned": {"mode": "dense"},
+    "fine-tuned-hybrid": {"mode": "hybrid", "fusion": "convex"},
+}
+RERANK_DEPTH = 30
 
 
 def ann_recall_at_10(ann: Any, exact: Any, queries: np.ndarray) -> float:
@@ -250,26 +274,32 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, progress:
     workdir = Path(tempfile.mkdtemp(prefix="retriever-bench-"))
     try:
         base = None
-        if {"reference", "flat", "hnsw"} & set(config.systems):
+        if set(config.systems) - {"bm25"}:
             base = CachedEncoder.wrap(Encoder(config.model), cache)
-        exact = None
+        built: dict[str, tuple[Any, dict]] = {}  # index kind -> (retriever, build figures)
         for system in config.systems:
             log(f"running {system} ...")
             if system == "bm25":
                 results.append(bench_bm25(dataset, queries, workdir))
             elif system == "reference":
                 results.append(bench_reference(dataset, queries, base, cache, progress))
-            elif system in ("flat", "hnsw"):
-                result, ann = bench_engine(system, dataset, queries, base, system, workdir, progress, exact)
-                exact = exact or (ann if system == "flat" else None)
-                results.append(result)
+            elif system in ENGINE_SYSTEMS:
+                kind, options = ENGINE_SYSTEMS[system]
+                if kind not in built:
+                    built[kind] = build_engine(kind, dataset, base, kind, workdir, progress)
+                exact = built["flat"][0].ann if "flat" in built else None
+                results.append(bench_engine(system, *built[kind], queries, options, exact))
             else:
                 raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
         if config.finetuned:
-            log("running fine-tuned ...")
             tuned = CachedEncoder.wrap(Encoder(config.finetuned), cache)
-            result, _ = bench_engine("fine-tuned", dataset, queries, tuned, "flat", workdir, progress)
-            results.append(result)
+            retriever, figures = build_engine("fine-tuned", dataset, tuned, "flat", workdir, progress)
+            columns = dict(TUNED_SYSTEMS)
+            if retriever.rerank_head is not None:
+                columns["fine-tuned-hybrid-rerank"] = {**columns["fine-tuned-hybrid"], "rerank": RERANK_DEPTH}
+            for system, options in columns.items():
+                log(f"running {system} ...")
+                results.append(bench_engine(system, retriever, figures, queries, options))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for result in results:

@@ -172,8 +172,9 @@ def info(index_dir: Path | None, as_json: bool) -> None:
 @click.option("--split", default="test", show_default=True, help="Qrels split to score (qrels/<split>.tsv).")
 @click.option("--model", "finetuned", default=None, help="A fine-tuned model directory to add as a column.")
 @click.option("--base-model", default="all-MiniLM-L6-v2", show_default=True, help="Model of the dense baselines.")
-@click.option("--systems", default="bm25,reference,flat,hnsw", show_default=True,
-              help="Comma-separated systems: bm25, reference (plain sentence-transformers), flat, hnsw.")
+@click.option("--systems", default="bm25,reference,flat,hnsw,hybrid,hybrid-rrf", show_default=True,
+              help="Comma-separated systems: bm25, reference (plain sentence-transformers), flat, hnsw (dense "
+                   "search of this engine), hybrid (convex fusion), hybrid-rrf.")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("benchmarks/results"), show_default=True)
 @click.option("--cache", type=click.Path(path_type=Path), default=None,
               help="Embedding cache directory (default: ~/.cache/retriever/embeddings).")

@@ -68,12 +68,16 @@ def test_smoke_limits_keep_the_judged_documents(tmp_path: Path) -> None:
     assert counts["queries_skipped_no_judgement"] == 1
 
 
-def test_bench_writes_every_output_and_counts_skipped_queries(tmp_path: Path, tiny_model: str) -> None:
+def test_bench_writes_every_output_and_counts_skipped_queries(
+    tmp_path: Path, tiny_model: str, other_tiny_model: str
+) -> None:
     data = make_beir(tmp_path / "beir")
     out = tmp_path / "results"
-    config = BenchConfig(data, model=tiny_model, output=out, cache=tmp_path / "cache")
+    config = BenchConfig(data, model=tiny_model, finetuned=other_tiny_model, output=out, cache=tmp_path / "cache")
     report = run_bench(config, log=lambda _: None, progress=False)
-    assert set(report["systems"]) == {"bm25", "reference", "flat", "hnsw"}
+    assert set(report["systems"]) == {
+        "bm25", "reference", "flat", "hnsw", "hybrid", "hybrid-rrf", "fine-tuned", "fine-tuned-hybrid"
+    }
     assert report["counts"]["queries_scored"] == 4
     assert report["counts"]["queries_skipped_no_judgement"] == 1
     saved = json.loads((out / "beir-test.json").read_text())
