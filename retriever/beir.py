@@ -6,12 +6,13 @@ Used by benchmarks and training. Qrels keep graded relevance (0 = judged not rel
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from retriever.documents import Document, document_from_record
 from retriever.errors import InputFormatError, RetrieverError
+from retriever.readers import iter_jsonl
 
 Qrels = dict[str, dict[str, int]]  # query id -> doc id -> graded relevance
 
@@ -28,30 +29,22 @@ class BeirDataset:
         return self.root.name
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Records of a JSONL file; a malformed line is an error naming file and line."""
-    records = []
+def read_jsonl(path: Path) -> list[tuple[str, Any]]:
+    """(``file:line``, record) pairs of a JSONL file; a malformed line is an error naming file and line."""
     with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise InputFormatError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
-    return records
+        return list(iter_jsonl(handle, path))
 
 
 def read_corpus(path: Path) -> dict[str, Document]:
-    docs = (document_from_record(r, f"{path}:{i}") for i, r in enumerate(read_jsonl(path), start=1))
+    docs = (document_from_record(record, where) for where, record in read_jsonl(path))
     return {d.doc_id: d for d in docs}
 
 
 def read_queries(path: Path) -> dict[str, str]:
     out = {}
-    for number, record in enumerate(read_jsonl(path), start=1):
+    for where, record in read_jsonl(path):
         if not isinstance(record, dict) or "_id" not in record or "text" not in record:
-            raise InputFormatError(f"{path}:{number}: a query needs '_id' and 'text'")
+            raise InputFormatError(f"{where}: a query needs '_id' and 'text'")
         out[str(record["_id"])] = record["text"]
     return out
 

@@ -155,6 +155,11 @@ def info(index_dir: Path | None, as_json: bool) -> None:
         ("similarity", f"{details['similarity']} (normalised vectors, inner product)"),
         ("ann", f"{ann['kind']} [{ann['factory']}] {params}"),
         ("chunking", f"{details['chunking']['max_tokens']} tokens, overlap {details['chunking']['overlap_tokens']}"),
+        ("lexical", "BM25 (bm25s, English stemming and stopwords) over the same passages"
+         if details["extras"].get("lexical") else "none (rebuild to add BM25)"),
+        ("verification", f"threshold {details['extras']['verification']['threshold']:.4f} "
+         f"({details['extras']['verification']['objective']})" if details["extras"].get("verification")
+         else "uncalibrated (run 'retriever calibrate')"),
         ("documents", counts.get("documents", 0)),
         ("passages", counts.get("passages", 0)),
         ("files", counts.get("files", 0)),
@@ -211,6 +216,9 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
 @click.option("--loss", type=click.Choice(["infonce", "contrastive", "triplet"]), default="infonce", show_default=True)
 @click.option("--metric-head", type=click.Choice(["none", "linear"]), default="none", show_default=True,
               help="linear: a learned projection W, i.e. a Mahalanobis distance ||W(f(q) - f(d))||^2.")
+@click.option("--head", "rerank_head", type=click.Choice(["none", "mlp"]), default="none", show_default=True,
+              help="mlp: train only a reranking head over [u, v, |u-v|, u*v] with --model frozen "
+                   "(used by 'retriever search --rerank N').")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over the data [default: 1].")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Queries per step [default: 32].")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate [default: 5e-5].")
@@ -235,8 +243,17 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
 @click.option("--overwrite", is_flag=True, help="Replace a model previously trained into OUTPUT.")
 @quiet_option
 def train(data: Path, output: Path, quiet: bool, negatives_range: str | None, negatives_skip: int | None,
-          **options: Any) -> None:
+          rerank_head: str, **options: Any) -> None:
     """Fine-tune a model on DATA: a BEIR folder (qrels/train.tsv) or a JSONL file of training pairs."""
+    if rerank_head == "mlp":
+        from retriever.training.head import train_mlp_head
+
+        head = train_mlp_head(data, options.get("model") or "all-MiniLM-L6-v2", output, progress=not quiet,
+                              seed=options.get("seed") or 42)
+        verdict = "kept" if head.kept else "NOT kept: it did not improve dev nDCG@10"
+        click.echo(f"rerank head {verdict}; dev nDCG@10 {head.dev_before:.4f} -> {head.dev_after:.4f} "
+                   f"(reranking the dense top 30); {head.output} in {head.seconds:.0f}s")
+        return
     from retriever.errors import RetrieverError
     from retriever.training import TrainConfig, TrainingInterrupted
     from retriever.training import train as run_training

@@ -47,9 +47,9 @@ class LexicalIndex:
         return self
 
     def retrieve(
-        self, queries: Sequence[str], k: int = 10, allowed_ids: np.ndarray | None = None
+        self, queries: Sequence[str], k: int = 10, allowed_ids: np.ndarray | None = None, keep_zero: bool = False
     ) -> list[list[tuple[object, float]]]:
-        """Top-k (id, score) per query, best first; texts with score 0 are left out.
+        """Top-k (id, score) per query, best first; texts with score 0 are left out unless ``keep_zero``.
 
         ``allowed_ids`` restricts the search itself (a weight mask), so k results come back
         whenever k allowed texts match.
@@ -65,7 +65,7 @@ class LexicalIndex:
         )
         out = []
         for row_ids, row_scores in zip(rows, scores):
-            out.append([(self.ids[int(r)], float(s)) for r, s in zip(row_ids, row_scores) if s > 0])
+            out.append([(self.ids[int(r)], float(s)) for r, s in zip(row_ids, row_scores) if keep_zero or s > 0])
         return out
 
     def save(self, directory: Path) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from retriever.documents import Document, document_from_record
 from retriever.errors import InputFormatError
@@ -77,20 +78,22 @@ def _read_text(path: Path) -> str:
         raise UnreadableFileError(f"not UTF-8 (byte {exc.start})") from exc
 
 
+def iter_jsonl(lines: Iterable[str], path: Path | str) -> Iterator[tuple[str, Any]]:
+    """(``file:line``, record) for each non-blank line; a malformed line is an error naming both."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputFormatError(f"{where}: malformed JSON ({exc.msg})") from None
+
+
 def _read_records(text: str, path: Path, jsonl: bool) -> list[Document]:
     source = str(path)
     if jsonl:
-        docs = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputFormatError(f"{where}: malformed JSON ({exc.msg})") from None
-            docs.append(document_from_record(record, where, source))
-        return docs
+        return [document_from_record(record, where, source) for where, record in iter_jsonl(text.splitlines(), path)]
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -234,15 +234,7 @@ class Retriever:
                     continue
                 new_ids.add(doc.doc_id)
                 claimed[doc.doc_id] = file
-                if hashes.get(doc.doc_id) == doc.content_hash():
-                    report.unchanged += 1
-                    continue
-                if doc.doc_id in hashes:
-                    report.updated += 1
-                    removals.append(doc.doc_id)
-                else:
-                    report.added += 1
-                additions.append((doc, file))
+                _plan_upsert(doc, file, hashes, report, removals, additions)
             if self.store:
                 dropped.update(set(self.store.documents_of_file(file)) - new_ids)
         report.removed = len(dropped - claimed.keys())
@@ -264,15 +256,7 @@ class Retriever:
                 report.duplicate_ids.append(doc.doc_id)
                 continue
             seen.add(doc.doc_id)
-            if hashes.get(doc.doc_id) == doc.content_hash():
-                report.unchanged += 1
-                continue
-            if doc.doc_id in hashes:
-                report.updated += 1
-                removals.append(doc.doc_id)
-            else:
-                report.added += 1
-            additions.append((doc, None))
+            _plan_upsert(doc, None, hashes, report, removals, additions)
         if not docs and self.store is None:
             raise RetrieverError("nothing to index: no records given")
         self._write(removals, additions, {}, [], report, progress)
@@ -494,10 +478,25 @@ class Retriever:
             "updated_at": m.updated_at,
             "last_build_seconds": m.last_build_seconds,
             "format_version": m.format_version,
+            "extras": m.extras,
         }
 
     def __len__(self) -> int:
         return self.store.count_documents() if self.store else 0
+
+
+def _plan_upsert(doc: Document, file: str | None, hashes: dict[str, str], report: IndexReport, removals: list[str],
+                 additions: list[tuple[Document, str | None]]) -> None:
+    """Count a document as unchanged, updated (old version removed) or added, and queue its encoding."""
+    if hashes.get(doc.doc_id) == doc.content_hash():
+        report.unchanged += 1
+        return
+    if doc.doc_id in hashes:
+        report.updated += 1
+        removals.append(doc.doc_id)
+    else:
+        report.added += 1
+    additions.append((doc, file))
 
 
 def default_index_dir(path: Path, home: Path = Path("indexes")) -> Path:

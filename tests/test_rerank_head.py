@@ -55,3 +55,33 @@ def test_search_rerank_uses_the_head_saved_with_the_model(tmp_path: Path, tiny_m
     reranked = reloaded.search(query, k=3, mode="dense", rerank=len(WORDS))
     assert reranked[0].doc_id == target
     assert [h.doc_id for h in reloaded.search(query, k=3, mode="dense")] == dense[:3]
+
+
+def test_train_head_cli_writes_a_model_dir_and_reports_dev_scores(tmp_path: Path, tiny_model: str) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from retriever.cli import main
+
+    data = tmp_path / "beir"
+    (data / "qrels").mkdir(parents=True)
+    words = WORDS * 3
+    (data / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": f"d{i}", "title": w, "text": f"{w} number {i}"}) + "\n" for i, w in enumerate(words))
+    )
+    (data / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": f"q{i}", "text": f"the {w} {i}"}) + "\n" for i, w in enumerate(words))
+    )
+    (data / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(words)))
+    )
+    out = tmp_path / "with-head"
+    result = CliRunner().invoke(
+        main, ["train", str(data), "--output", str(out), "--model", tiny_model, "--head", "mlp", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "dev nDCG@10" in result.output
+    assert (out / "modules.json").exists()
+    kept = "rerank head kept" in result.output
+    assert (RerankHead.load(out) is not None) == kept

@@ -15,7 +15,6 @@ does not care where the data came from. Bad input is an ``InputFormatError`` nam
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 from retriever.beir import Qrels, read_corpus, read_qrels, read_queries
 from retriever.chunking import encoding_text
 from retriever.errors import InputFormatError, RetrieverError
+from retriever.readers import iter_jsonl
 
 JSONL_FORMATS = "{'query', 'positive'[, 'negative']} or {'query', 'document', 'label'}"
 
@@ -158,14 +158,7 @@ def _load_jsonl(path: Path) -> TrainingData:
 
 def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputFormatError(f"{where}: malformed JSON ({exc.msg})") from None
+        for where, record in iter_jsonl(handle, path):
             if not isinstance(record, dict):
                 raise InputFormatError(f"{where}: expected a JSON object of {JSONL_FORMATS}")
             yield where, record

@@ -28,21 +28,17 @@ class Ranker(Protocol):
 
 
 class Bm25Ranker:
-    """BM25 (bm25s, English stemming and stopwords) over a corpus given as id -> text."""
+    """BM25 (``retriever.lexical``: bm25s, English stemming and stopwords) over a corpus given as id -> text."""
 
     def __init__(self, corpus: dict[str, str]) -> None:
-        import bm25s
+        from retriever.lexical import LexicalIndex
 
-        self.ids = list(corpus)
-        self.model = bm25s.BM25()
-        self.model.index(_tokenize(list(corpus.values())), show_progress=False)
+        self.index = LexicalIndex().index(list(corpus), list(corpus.values()))
 
     def rank(self, texts: Sequence[str], depth: int) -> list[list[str]]:
-        k = min(depth, len(self.ids))
-        if not texts or k == 0:
-            return [[] for _ in texts]
-        rows, _ = self.model.retrieve(_tokenize(list(texts)), k=k, show_progress=False, n_threads=1)
-        return [[self.ids[int(r)] for r in row] for row in rows]
+        if not texts:
+            return []
+        return [[doc_id for doc_id, _ in hits] for hits in self.index.retrieve(list(texts), k=depth, keep_zero=True)]
 
 
 class DenseRanker:
@@ -96,10 +92,3 @@ def mine_negatives(
         out[qid] = known[qid] + mined
     return out
 
-
-def _tokenize(texts: list[str]) -> list[list[str]]:
-    import bm25s
-    import Stemmer
-
-    return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), return_ids=False,
-                          show_progress=False)
