@@ -30,7 +30,8 @@ from typing import Any
 
 from retriever import Retriever
 from retriever.beir import load_beir, read_qrels
-from retriever.encoder import DEFAULT_MODEL
+from retriever.embedding_cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache
+from retriever.encoder import DEFAULT_MODEL, Encoder
 from retriever.evaluation import evaluate
 
 # name -> extra `retriever train` options; "base" is the untrained model
@@ -125,15 +126,19 @@ def run_system(name: str, data: Path, dataset: Any, workdir: Path, args: argpars
                      kept_starting_model=card["kept_starting_model"], steps=card["steps"])
         model = str(model_dir)
     started = time.perf_counter()
-    index = Retriever.build(list(dataset.corpus.values()), index_dir=workdir / "indexes" / name, model=model,
+    encoder = CachedEncoder.wrap(Encoder(model), EmbeddingCache(DEFAULT_CACHE_DIR))
+    index = Retriever.build(list(dataset.corpus.values()), index_dir=workdir / "indexes" / name, encoder=encoder,
                             progress=not args.quiet)
     entry["index_minutes"] = (time.perf_counter() - started) / 60
     qids = [q for q, docs in dataset.qrels.items() if any(r > 0 for r in docs.values())]
-    hits = index.search_many([dataset.queries[q] for q in qids], k=RUN_DEPTH)
-    run = {q: {h.doc_id: h.score for h in found} for q, found in zip(qids, hits)}
-    scores = evaluate(run, dataset.qrels, ("ndcg@10", "recall@100")).scores
-    entry.update(model=model, architecture=index.manifest.model["architecture"], **scores)
-    print(f"   nDCG@10 {scores['ndcg@10']:.4f}  Recall@100 {scores['recall@100']:.4f}", file=sys.stderr)
+    for mode in ("dense", "hybrid"):
+        hits = index.search_many([dataset.queries[q] for q in qids], k=RUN_DEPTH, mode=mode)
+        run = {q: {h.doc_id: h.score for h in found} for q, found in zip(qids, hits)}
+        scores = evaluate(run, dataset.qrels, ("ndcg@10", "recall@100")).scores
+        prefix = "" if mode == "dense" else "hybrid_"
+        entry.update({f"{prefix}{k}": v for k, v in scores.items()})
+        print(f"   {mode}: nDCG@10 {scores['ndcg@10']:.4f}  Recall@100 {scores['recall@100']:.4f}", file=sys.stderr)
+    entry.update(model=model, architecture=index.manifest.model["architecture"])
     return entry
 
 
@@ -167,11 +172,13 @@ def _first(qrels: dict[str, dict[str, int]], limit: int | None) -> dict[str, dic
 
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
-    rows = ["| system | nDCG@10 | Recall@100 | training (min) | peak RSS (MB) |", "|---|---|---|---|---|"]
+    rows = ["| system | nDCG@10 (dense) | Recall@100 (dense) | nDCG@10 (hybrid) | training (min) | peak RSS (MB) |",
+            "|---|---|---|---|---|---|"]
     for r in results:
         minutes = f"{r['training_minutes']:.1f}" if "training_minutes" in r else "-"
         rss = f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "-"
-        rows.append(f"| {r['system']} | {r['ndcg@10']:.4f} | {r['recall@100']:.4f} | {minutes} | {rss} |")
+        rows.append(f"| {r['system']} | {r['ndcg@10']:.4f} | {r['recall@100']:.4f} | {r['hybrid_ndcg@10']:.4f} "
+                    f"| {minutes} | {rss} |")
     return "\n".join(rows)
 
 

@@ -1,4 +1,4 @@
-"""What a search returns: ``Hit``, and the grouping of passage hits into document hits."""
+"""What a search returns: ``Hit``, one result with its passage, offsets and metadata."""
 
 from __future__ import annotations
 
@@ -42,13 +42,3 @@ class Hit:
             metadata=passage.metadata,
         )
 
-
-def best_passage_per_document(hits: list[Hit]) -> list[Hit]:
-    """Keep each document's best passage (hits must be sorted by descending score)."""
-    seen: set[str] = set()
-    out = []
-    for hit in hits:
-        if hit.doc_id not in seen:
-            seen.add(hit.doc_id)
-            out.append(hit)
-    return out

@@ -14,7 +14,7 @@ import numpy as np
 
 from retriever.errors import RetrieverError
 from retriever.fusion import convex_combination, reciprocal_rank_fusion
-from retriever.results import Hit, best_passage_per_document
+from retriever.results import Hit
 from retriever.store import MetadataStore
 
 MODES = ("dense", "lexical", "hybrid")
@@ -48,13 +48,26 @@ class SearchOptions:
             raise RetrieverError("rerank must be 0 or more")
 
 
-def _hits(store: MetadataStore, pairs: list[tuple[int, float]]) -> list[Hit]:
-    stored = store.passages(i for i, _ in pairs)
-    return [Hit.from_passage(stored[i], s) for i, s in pairs if i in stored]
+Candidate = tuple[int, str, float]  # (passage id, document id, score)
 
 
-def dense_hits(ann: Any, store: MetadataStore, vector: np.ndarray, depth: int, passages: bool,
-               allowed: np.ndarray | None) -> list[Hit]:
+def _candidates(store: MetadataStore, pairs: list[tuple[int, float]], passages: bool) -> list[Candidate]:
+    """Attach document ids; keep each document's best passage unless raw passages are wanted."""
+    doc_of = store.doc_ids_of_passages(i for i, _ in pairs)
+    found = [(i, doc_of[i], s) for i, s in pairs if i in doc_of]
+    if passages:
+        return found
+    seen: set[str] = set()
+    best = []
+    for candidate in found:
+        if candidate[1] not in seen:
+            seen.add(candidate[1])
+            best.append(candidate)
+    return best
+
+
+def dense_candidates(ann: Any, store: MetadataStore, vector: np.ndarray, depth: int, passages: bool,
+                     allowed: np.ndarray | None) -> list[Candidate]:
     """At least ``depth`` documents (or passages) by vector similarity, deepening the search as needed."""
     total = len(ann) if allowed is None else len(allowed)
     if total == 0:
@@ -62,66 +75,67 @@ def dense_hits(ann: Any, store: MetadataStore, vector: np.ndarray, depth: int, p
     probe = depth if passages else depth * PASSAGES_PER_DOCUMENT
     while True:
         scores, ids = ann.search(vector[None, :], min(probe, total), allowed_ids=allowed)
-        hits = _hits(store, [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0])
-        if not passages:
-            hits = best_passage_per_document(hits)
-        if len(hits) >= depth or probe >= total:
-            return hits[:depth]
+        found = _candidates(store, [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0], passages)
+        if len(found) >= depth or probe >= total:
+            return found[:depth]
         probe *= 2
 
 
-def lexical_hits(lexical: Any, store: MetadataStore, query: str, depth: int, passages: bool,
-                 allowed: np.ndarray | None) -> list[Hit]:
+def lexical_candidates(lexical: Any, store: MetadataStore, query: str, depth: int, passages: bool,
+                       allowed: np.ndarray | None) -> list[Candidate]:
     probe = depth if passages else depth * PASSAGES_PER_DOCUMENT
-    hits = _hits(store, [(int(i), s) for i, s in lexical.retrieve([query], k=probe, allowed_ids=allowed)[0]])
-    return hits if passages else best_passage_per_document(hits)[:depth]
+    pairs = [(int(i), s) for i, s in lexical.retrieve([query], k=probe, allowed_ids=allowed)[0]]
+    return _candidates(store, pairs, passages)[:depth]
 
 
-def fuse(dense: list[Hit], lexical: list[Hit], options: SearchOptions) -> list[Hit]:
-    """One ranking from both; a document keeps its best dense passage, else its best lexical one."""
-    key = (lambda h: h.passage_id) if options.passages else (lambda h: h.doc_id)
-    by_key = {key(h): h for h in lexical}
-    by_key.update({key(h): h for h in dense})
-    dense_ranked = [(key(h), h.score) for h in dense]
-    lexical_ranked = [(key(h), h.score) for h in lexical]
+def fuse(dense: list[Candidate], lexical: list[Candidate], options: SearchOptions) -> list[tuple[int, float]]:
+    """One ranking of (passage id, score); a document keeps its best dense passage, else its best lexical one."""
+    slot = 0 if options.passages else 1  # fuse passages by passage id, documents by document id
+    passage_of = {c[slot]: c[0] for c in lexical}
+    passage_of.update({c[slot]: c[0] for c in dense})
+    dense_ranked = [(c[slot], c[2]) for c in dense]
+    lexical_ranked = [(c[slot], c[2]) for c in lexical]
     if options.fusion == "rrf":
         fused = reciprocal_rank_fusion([dense_ranked, lexical_ranked])
     else:
         fused = convex_combination(dense_ranked, lexical_ranked, options.alpha)
-    out = []
-    for item, score in fused:
-        hit = by_key[item]
-        out.append(Hit(**{**hit.to_dict(), "score": float(score)}))
-    return out
+    return [(passage_of[item], float(score)) for item, score in fused]
 
 
-def rerank(hits: list[Hit], head: Any, ann: Any, query_vector: np.ndarray, top: int) -> list[Hit]:
-    """Reorder the first ``top`` hits by the learned metric head's score of (query, passage)."""
-    head_part, rest = hits[:top], hits[top:]
+def rerank(ranked: list[tuple[int, float]], head: Any, ann: Any, query_vector: np.ndarray,
+           top: int) -> list[tuple[int, float]]:
+    """Reorder the first ``top`` (passage id, score) by the learned metric head's score of (query, passage)."""
+    head_part, rest = ranked[:top], ranked[top:]
     if not head_part:
-        return hits
-    vectors = ann.get(np.asarray([h.passage_id for h in head_part], dtype=np.int64))
+        return ranked
+    vectors = ann.get(np.asarray([i for i, _ in head_part], dtype=np.int64))
     scores = head.score(query_vector, vectors)
-    rescored = [Hit(**{**h.to_dict(), "score": float(s)}) for h, s in zip(head_part, scores)]
-    rescored.sort(key=lambda h: -h.score)
+    rescored = sorted(((i, float(s)) for (i, _), s in zip(head_part, scores)), key=lambda pair: -pair[1])
     return rescored + rest
 
 
 def search_one(query: str, vector: np.ndarray | None, options: SearchOptions, ann: Any, lexical: Any,
                store: MetadataStore, head: Any = None) -> list[Hit]:
-    """Ranked hits for one query (``vector`` is None in lexical mode: no encoding needed)."""
+    """Ranked hits for one query (``vector`` is None in lexical mode: no encoding needed).
+
+    Ranking works on ids and scores only; texts and metadata are loaded for the k hits returned.
+    """
     depth = max(options.k, options.rerank)
     if options.mode == "dense":
-        hits = dense_hits(ann, store, vector, depth, options.passages, options.allowed_ids)
+        ranked = [(c[0], c[2]) for c in dense_candidates(ann, store, vector, depth, options.passages,
+                                                         options.allowed_ids)]
     elif options.mode == "lexical":
-        hits = lexical_hits(lexical, store, query, depth, options.passages, options.allowed_ids)
+        ranked = [(c[0], c[2]) for c in lexical_candidates(lexical, store, query, depth, options.passages,
+                                                           options.allowed_ids)]
     else:
         wide = max(depth, HYBRID_DEPTH)
-        dense = dense_hits(ann, store, vector, wide, options.passages, options.allowed_ids)
-        lexical_side = lexical_hits(lexical, store, query, wide, options.passages, options.allowed_ids)
-        hits = fuse(dense, lexical_side, options)
+        dense = dense_candidates(ann, store, vector, wide, options.passages, options.allowed_ids)
+        lexical_side = lexical_candidates(lexical, store, query, wide, options.passages, options.allowed_ids)
+        ranked = fuse(dense, lexical_side, options)
     if options.rerank and head is not None:
         if vector is None:
             raise RetrieverError("reranking needs the query vector: use --mode dense or hybrid")
-        hits = rerank(hits, head, ann, vector, options.rerank)
-    return hits[: options.k]
+        ranked = rerank(ranked, head, ann, vector, options.rerank)
+    ranked = ranked[: options.k]
+    stored = store.passages(i for i, _ in ranked)
+    return [Hit.from_passage(stored[i], score) for i, score in ranked if i in stored]

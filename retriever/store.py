@@ -131,6 +131,14 @@ class MetadataStore:
             for r in rows
         }
 
+    def doc_ids_of_passages(self, ids: Iterable[int]) -> dict[int, str]:
+        """Passage id -> document id: all that ranking needs, without loading texts."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        rows = self.db.execute(f"SELECT id, doc_id FROM passages WHERE id IN ({','.join('?' * len(ids))})", ids)
+        return dict(rows.fetchall())
+
     def passage_ids_of(self, doc_ids: Iterable[str]) -> list[int]:
         out: list[int] = []
         for doc_id in doc_ids:

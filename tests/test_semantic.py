@@ -1,6 +1,7 @@
 """Search by meaning with the real default model (all-MiniLM-L6-v2, shipped offline).
 
-Each query shares no content word with the document it must find first.
+Each query shares no content word with the document it must find first, so these use dense
+search: it is the encoder, not BM25, that must find them.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def retriever(tmp_path_factory: pytest.TempPathFactory) -> Retriever:
 def test_query_without_shared_words_finds_its_answer_first(retriever: Retriever) -> None:
     info = retriever.info()
     assert info["model"]["name"] == "all-MiniLM-L6-v2" and info["model"]["dimension"] == 384
-    hits = retriever.search("I can't remember how to sign in", k=5)
+    hits = retriever.search("I can't remember how to sign in", k=5, mode="dense")
     assert hits[0].doc_id == "password.md"
     assert hits[0].title == "Resetting your password"
     assert hits[0].score > hits[1].score
@@ -50,7 +51,7 @@ def test_paraphrased_queries_find_their_documents(retriever: Retriever) -> None:
         "growing vegetables in the backyard": "tomatoes.txt",
         "I lie awake until 3am": "sleep.txt",
     }
-    results = retriever.search_many(list(queries), k=3)
+    results = retriever.search_many(list(queries), k=3, mode="dense")
     assert [hits[0].doc_id for hits in results] == list(queries.values())
     loaded = Retriever.load(Path(retriever.info()["index"]), model="all-MiniLM-L6-v2")
-    assert loaded.search("locked out, cannot get into my profile", k=1)[0].doc_id == "password.md"
+    assert loaded.search("locked out, cannot get into my profile", k=1, mode="dense")[0].doc_id == "password.md"
