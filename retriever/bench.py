@@ -170,17 +170,17 @@ def bench_reference(dataset: BeirDataset, queries: dict[str, str], encoder: Enco
             matrix, meta = hit
         encode_seconds = meta["seconds"]
 
+        import torch
+        from sentence_transformers.util import semantic_search
+
+        corpus = torch.from_numpy(matrix)
+
         def search(query_texts: list[str], k: int) -> list[list[tuple[str, float]]]:
-            vectors = model.encode(query_texts, normalize_embeddings=True, convert_to_numpy=True,
+            """sentence-transformers' own exact search (torch), as its documentation shows."""
+            vectors = model.encode(query_texts, normalize_embeddings=True, convert_to_tensor=True,
                                    show_progress_bar=False)
-            scores = vectors @ matrix.T
-            k = min(k, len(ids))
-            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-            out = []
-            for row, cols in zip(scores, top):
-                cols = cols[np.argsort(-row[cols])]
-                out.append([(ids[c], float(row[c])) for c in cols])
-            return out
+            found = semantic_search(vectors, corpus, top_k=min(k, len(ids)))
+            return [[(ids[hit["corpus_id"]], float(hit["score"])) for hit in hits] for hits in found]
 
         qids, qtexts = list(queries), list(queries.values())
         run = {q: dict(hits) for q, hits in zip(qids, search(qtexts, RUN_DEPTH))}
