@@ -219,7 +219,7 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
 @click.option("--head", "rerank_head", type=click.Choice(["none", "mlp"]), default="none", show_default=True,
               help="mlp: train only a reranking head over [u, v, |u-v|, u*v] with --model frozen "
                    "(used by 'retriever search --rerank N').")
-@click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over the data [default: 1].")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over the data [default: 2].")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Queries per step [default: 32].")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate [default: 5e-5].")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=None, help="AdamW weight decay [default: 0.01].")
