@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -364,9 +365,9 @@ class Retriever:
             self._lexical = LexicalIndex.load(folder / LEXICAL)
         return self._lexical
 
-    @property
+    @cached_property
     def rerank_head(self) -> Any:
-        """The learned metric head stored with the model, or None."""
+        """The learned metric head stored with the model, or None (read once, not on every search)."""
         from retriever.rerank_head import RerankHead
 
         return RerankHead.load(self.encoder.path)
