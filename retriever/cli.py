@@ -225,7 +225,7 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=None, help="AdamW weight decay [default: 0.01].")
 @click.option("--max-seq-length", type=click.IntRange(8), default=None, help="Tokens per text [default: 256].")
 @click.option("--normalize/--no-normalize", default=True, show_default=True, help="Train on unit-length embeddings.")
-@click.option("--cached/--no-cached", default=None, help="GradCache for large InfoNCE batches [default: above 64].")
+@click.option("--cached/--no-cached", default=None, help="GradCache for InfoNCE batches [default: above 16 queries].")
 @click.option("--margin", type=float, default=None, help="Margin of contrastive (1.0) or triplet (0.2) loss.")
 @click.option("--negatives", type=click.Choice(["bm25", "dense", "both", "none"]), default="bm25", show_default=True,
               help="Where hard negatives are mined.")
