@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever.beir import load_beir
-from retriever.chunking import Chunker, encoding_text
-from retriever.embedding_cache import CachedEncoder, EmbeddingCache
-from retriever.encoder import Encoder
+from retriever.encoding.cache import CachedEncoder, EmbeddingCache
+from retriever.encoding.encoder import Encoder
+from retriever.eval.beir import load_beir
+from retriever.ingest.chunking import Chunker, encoding_text
 from retriever.retriever import Retriever
 
 
@@ -38,7 +38,7 @@ def records_of(dataset, limit: int | None = None) -> list[dict]:
 
 def throughput(encoder: Encoder, records: list[dict], rounds: int) -> dict:
     """Passages per second of plain encode and of a full index build, alternating."""
-    from retriever.documents import document_from_record
+    from retriever.ingest.documents import document_from_record
 
     docs = [document_from_record(r, "bench") for r in records]
     chunker = Chunker(encoder.tokenizer, encoder.max_seq_length, 32)

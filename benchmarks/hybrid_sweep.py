@@ -14,10 +14,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from retriever.beir import load_beir, read_qrels
-from retriever.embedding_cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache
-from retriever.encoder import DEFAULT_MODEL, Encoder
-from retriever.evaluation import evaluate, judged_queries
+from retriever.encoding.cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache
+from retriever.encoding.encoder import DEFAULT_MODEL, Encoder
+from retriever.eval.beir import load_beir, read_qrels
+from retriever.eval.metrics import evaluate, judged_queries
 from retriever.retriever import Retriever
 
 SETTINGS = [{"mode": "dense"}, {"mode": "lexical"}, {"mode": "hybrid", "fusion": "rrf"}] + [

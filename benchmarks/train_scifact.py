@@ -2,7 +2,7 @@
 
 For each system: train it with ``retriever train`` (in its own process, so that its peak memory
 is its own), build a ``retriever.Retriever`` index of the corpus with it, search the test
-queries and score them with ``retriever.evaluation.evaluate`` (ranx). The base model is scored
+queries and score them with ``retriever.eval.metrics.evaluate`` (ranx). The base model is scored
 the same way without training. Prints a markdown table and writes JSON to benchmarks/results/.
 
     python benchmarks/train_scifact.py --data /path/to/scifact                  # base + default
@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from retriever import Retriever
-from retriever.beir import load_beir, read_qrels
-from retriever.embedding_cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache
-from retriever.encoder import DEFAULT_MODEL, Encoder
-from retriever.evaluation import evaluate
+from retriever.encoding.cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache
+from retriever.encoding.encoder import DEFAULT_MODEL, Encoder
+from retriever.eval.beir import load_beir, read_qrels
+from retriever.eval.metrics import evaluate
 
 # name -> extra `retriever train` options; "base" is the untrained model
 SYSTEMS: dict[str, list[str] | None] = {

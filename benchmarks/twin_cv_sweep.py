@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from retriever.beir import read_corpus
-from retriever.chunking import Chunker, encoding_text
-from retriever.encoder import DEFAULT_MODEL
-from retriever.evaluation import evaluate
+from retriever.encoding.encoder import DEFAULT_MODEL
+from retriever.eval.beir import read_corpus
+from retriever.eval.metrics import evaluate
+from retriever.ingest.chunking import Chunker, encoding_text
 from retriever.training.batching import collate, epoch_batches
 from retriever.training.config import TrainConfig
 from retriever.training.data import load_training_data

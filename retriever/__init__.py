@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["Retriever", "Hit", "Document", "RetrieverError"]
 
 if TYPE_CHECKING:
-    from retriever.documents import Document
     from retriever.errors import RetrieverError
-    from retriever.results import Hit
+    from retriever.ingest.documents import Document
     from retriever.retriever import Retriever
+    from retriever.search.results import Hit
 
 _HOMES = {
     "Retriever": "retriever.retriever",
-    "Hit": "retriever.results",
-    "Document": "retriever.documents",
+    "Hit": "retriever.search.results",
+    "Document": "retriever.ingest.documents",
     "RetrieverError": "retriever.errors",
 }
 

@@ -191,8 +191,8 @@ def info(index_dir: Path | None, as_json: bool) -> None:
 def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, systems: str, output: Path,
           cache: Path | None, limit_queries: int | None, limit_docs: int | None, seed: int, quiet: bool) -> None:
     """Benchmark quality and speed on a BEIR dataset folder, beside BM25 and plain sentence-transformers."""
-    from retriever.bench import SYSTEMS, BenchConfig, markdown_table, run_bench
     from retriever.errors import RetrieverError
+    from retriever.eval.bench import SYSTEMS, BenchConfig, markdown_table, run_bench
 
     chosen = tuple(s.strip() for s in systems.split(",") if s.strip())
     unknown = [s for s in chosen if s not in SYSTEMS]
@@ -313,8 +313,8 @@ def verify(query: str, doc_id: str, index_dir: Path | None, as_json: bool) -> No
 def calibrate(dataset: Path, index_dir: Path | None, split: str, target_precision: float | None, negatives: int,
               seed: int) -> None:
     """Pick the verification threshold on labelled pairs of a BEIR DATASET and store it in the index."""
-    from retriever.calibration import calibrate_index
     from retriever.retriever import Retriever
+    from retriever.verification.calibration import calibrate_index
 
     retriever = Retriever.load(find_index(index_dir))
     result = calibrate_index(retriever, dataset, split=split, target_precision=target_precision,

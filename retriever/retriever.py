@@ -20,22 +20,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retriever.ann import ANN_KINDS, FaissIndex, choose_kind
-from retriever.chunking import Chunker, Passage, encoding_text
-from retriever.documents import Document, document_from_record
-from retriever.encoder import DEFAULT_MODEL, Encoder, model_fingerprint, resolve_model_path
+from retriever.encoding.encoder import DEFAULT_MODEL, Encoder, model_fingerprint, resolve_model_path
 from retriever.errors import CorruptIndexError, ModelMismatchError, RetrieverError
-from retriever.filters import parse_filters
-from retriever.lexical import LexicalIndex
-from retriever.manifest import Manifest, now_iso
-from retriever.results import Hit
-from retriever.search import SearchOptions, search_one
-from retriever.storage import LEXICAL, STORE, VECTORS, IndexDirectory
-from retriever.store import MetadataStore
-from retriever.sync import IndexReport, scan_folder
+from retriever.index.ann import ANN_KINDS, FaissIndex, choose_kind
+from retriever.index.lexical import LexicalIndex
+from retriever.index.manifest import Manifest, now_iso
+from retriever.index.storage import LEXICAL, STORE, VECTORS, IndexDirectory
+from retriever.index.store import MetadataStore
+from retriever.ingest.chunking import Chunker, Passage, encoding_text
+from retriever.ingest.documents import Document, document_from_record
+from retriever.ingest.sync import IndexReport, scan_folder
+from retriever.search.filters import parse_filters
+from retriever.search.ranking import SearchOptions, search_one
+from retriever.search.results import Hit
 
 if TYPE_CHECKING:
-    from retriever.verification import Verdict
+    from retriever.verification.verdict import Verdict
 
 DEFAULT_OVERLAP = 32
 
@@ -368,7 +368,7 @@ class Retriever:
     @cached_property
     def rerank_head(self) -> Any:
         """The learned metric head stored with the model, or None (read once, not on every search)."""
-        from retriever.rerank_head import RerankHead
+        from retriever.search.rerank import RerankHead
 
         return RerankHead.load(self.encoder.path)
 
@@ -431,7 +431,7 @@ class Retriever:
     # verification ----------------------------------------------------------------------------
     def verify(self, query: str, doc_id: str) -> Verdict:
         """Is document ``doc_id`` a match for ``query``? Its best passage's cosine against the threshold."""
-        from retriever.verification import DEFAULT_THRESHOLD, Verdict
+        from retriever.verification.verdict import DEFAULT_THRESHOLD, Verdict
 
         if not query.strip():
             raise RetrieverError("empty query: give some text to verify")

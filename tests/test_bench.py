@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from retriever.beir import load_beir
-from retriever.bench import BenchConfig, run_bench, select
 from retriever.cli import main
-from retriever.evaluation import evaluate
+from retriever.eval.beir import load_beir
+from retriever.eval.bench import BenchConfig, run_bench, select
+from retriever.eval.metrics import evaluate
 
 TOPICS = ["cat", "dog", "fish", "bird", "car", "train", "music", "coffee", "tea", "garden"]
 

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from retriever.chunking import Chunker, Passage, encoding_text
-from retriever.documents import Document
+from retriever.ingest.chunking import Chunker, Passage, encoding_text
+from retriever.ingest.documents import Document
 
 SENTENCES = [
     "Cats sleep most of the day and hunt at night.",

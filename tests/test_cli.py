@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from retriever.chunking import encoding_text
 from retriever.cli import main
+from retriever.ingest.chunking import encoding_text
 
 CATS_QUERY = encoding_text("cats", "Cats sleep most of the day and hunt at night.")
 

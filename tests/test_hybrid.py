@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from retriever.cli import main
 from retriever.errors import RetrieverError
-from retriever.fusion import convex_combination, min_max, reciprocal_rank_fusion
 from retriever.retriever import Retriever
+from retriever.search.fusion import convex_combination, min_max, reciprocal_rank_fusion
 
 
 def test_reciprocal_rank_fusion_by_hand() -> None:

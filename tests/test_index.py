@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from retriever import Hit, Retriever
-from retriever.chunking import encoding_text
 from retriever.errors import (
     CorruptIndexError,
     IndexNotFoundError,
@@ -27,6 +26,7 @@ from retriever.errors import (
     ModelMismatchError,
     RetrieverError,
 )
+from retriever.ingest.chunking import encoding_text
 
 CORPUS_IDS = {"cats.txt", "dogs.md", "sub/trains.rst", "sub/coffee.html", "q1", "q2"}
 CATS_QUERY = encoding_text("cats", "Cats sleep most of the day and hunt at night.")
@@ -373,7 +373,7 @@ def test_remove_and_update_work_on_approximate_indexes(kind: str, ann_records: l
 def test_faiss_index_keeps_ids_right_through_removes_adds_and_save(kind: str, tmp_path: Path) -> None:
     import numpy as np
 
-    from retriever.ann import FaissIndex
+    from retriever.index.ann import FaissIndex
 
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((200, 16)).astype(np.float32)
@@ -450,8 +450,8 @@ def generations(index_dir: Path) -> list[str]:
     return sorted(p.name for p in index_dir.iterdir() if p.is_dir())
 
 
-@pytest.mark.parametrize("target", ["retriever.ann.FaissIndex.save", "retriever.store.MetadataStore.commit",
-                                    "retriever.manifest.Manifest.save", "retriever.storage._fsync_tree"])
+@pytest.mark.parametrize("target", ["retriever.index.ann.FaissIndex.save", "retriever.index.store.MetadataStore.commit",
+                                    "retriever.index.manifest.Manifest.save", "retriever.index.storage._fsync_tree"])
 def test_failed_write_leaves_the_previous_index(target: str, built: Retriever, index_dir: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     before = generations(index_dir)
@@ -510,8 +510,8 @@ print("write finished", flush=True)
 @pytest.mark.parametrize(
     ("module", "owner", "name", "before"),
     [
-        ("ann", "FaissIndex", "save", "original(*args, **kwargs)"),  # vectors half written in staging
-        ("storage", "", "_write_atomically", "pass"),  # generation renamed, CURRENT not yet switched
+        ("index.ann", "FaissIndex", "save", "original(*args, **kwargs)"),  # vectors half written in staging
+        ("index.storage", "", "_write_atomically", "pass"),  # generation renamed, CURRENT not yet switched
     ],
     ids=["during-vector-write", "before-CURRENT-switch"],
 )

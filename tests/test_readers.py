@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from retriever.errors import InputFormatError
-from retriever.readers import UnreadableFileError, iter_corpus_files, read_file
+from retriever.ingest.readers import UnreadableFileError, iter_corpus_files, read_file
 
 
 def make_pdf(text: str, title: str | None = None) -> bytes:

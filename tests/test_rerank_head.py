@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from retriever.rerank_head import HeadExamples, RerankHead, train_head
 from retriever.retriever import Retriever
+from retriever.search.rerank import HeadExamples, RerankHead, train_head
 
 WORDS = ["cat", "dog", "fish", "bird", "car", "train", "music", "coffee"]
 

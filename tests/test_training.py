@@ -21,7 +21,7 @@ import torch
 from click.testing import CliRunner
 
 from retriever.errors import InputFormatError, RetrieverError
-from retriever.evaluation import evaluate
+from retriever.eval.metrics import evaluate
 from retriever.training import TrainConfig, TrainingInterrupted, train
 from retriever.training.batching import collate, epoch_batches
 from retriever.training.config import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from retriever.cli import main
 from retriever.retriever import Retriever
-from retriever.verification import choose_threshold, precision_recall_f1
+from retriever.verification.verdict import choose_threshold, precision_recall_f1
 
 
 def test_best_f1_threshold_separates_separable_pairs() -> None:

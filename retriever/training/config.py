@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from retriever.encoder import DEFAULT_MODEL
+from retriever.encoding.encoder import DEFAULT_MODEL
 from retriever.errors import RetrieverError
 
 # --- defaults ---------------------------------------------------------------------------------

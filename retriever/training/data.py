@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retriever.beir import Qrels, read_corpus, read_qrels, read_queries
-from retriever.chunking import encoding_text
 from retriever.errors import InputFormatError, RetrieverError
-from retriever.readers import iter_jsonl
+from retriever.eval.beir import Qrels, read_corpus, read_qrels, read_queries
+from retriever.ingest.chunking import encoding_text
+from retriever.ingest.readers import iter_jsonl
 
 JSONL_FORMATS = "{'query', 'positive'[, 'negative']} or {'query', 'document', 'label'}"
 

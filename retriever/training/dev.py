@@ -4,7 +4,7 @@ Encoding a whole corpus after every epoch is too slow on a CPU, so the dev queri
 in a sub-corpus: every dev positive, the BM25 top ``depth`` of every dev query (the documents
 that make retrieval hard) and a seeded sample of other documents, ``max_docs`` in all. Scores
 are therefore higher than on the full corpus but move the same way. Search is exact: normalised
-dot products, as in the index; metrics come from ``retriever.evaluation`` (ranx).
+dot products, as in the index; metrics come from ``retriever.eval.metrics`` (ranx).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from retriever.beir import Qrels
-from retriever.evaluation import evaluate
+from retriever.eval.beir import Qrels
+from retriever.eval.metrics import evaluate
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

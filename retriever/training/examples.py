@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from retriever.beir import Qrels
+from retriever.eval.beir import Qrels
 
 if TYPE_CHECKING:
     from datasets import Dataset

@@ -1,4 +1,4 @@
-"""``retriever train --head mlp``: fit the learned nonlinear metric (``retriever.rerank_head``).
+"""``retriever train --head mlp``: fit the learned nonlinear metric (``retriever.search.rerank``).
 
 The encoder stays frozen: documents and queries are encoded once (documents through the
 embedding cache), each training query's hard negatives are its top dense results that are
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever.embedding_cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache
-from retriever.encoder import Encoder
-from retriever.evaluation import evaluate
-from retriever.rerank_head import HeadExamples, RerankHead, train_head
+from retriever.encoding.cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache
+from retriever.encoding.encoder import Encoder
+from retriever.eval.metrics import evaluate
+from retriever.search.rerank import HeadExamples, RerankHead, train_head
 from retriever.training.data import load_training_data
 
 RERANK_DEPTH = 30  # candidates the head reorders, for training negatives and dev scoring

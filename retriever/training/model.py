@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING
 
-from retriever.encoder import _quiet_transformers, resolve_model_path
+from retriever.encoding.encoder import _quiet_transformers, resolve_model_path
 from retriever.errors import ModelLoadError, RetrieverError
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from retriever.beir import Qrels
+from retriever.eval.beir import Qrels
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -28,10 +28,10 @@ class Ranker(Protocol):
 
 
 class Bm25Ranker:
-    """BM25 (``retriever.lexical``: bm25s, English stemming and stopwords) over a corpus given as id -> text."""
+    """BM25 (``retriever.index.lexical``: bm25s, English stemming and stopwords) over a corpus given as id -> text."""
 
     def __init__(self, corpus: dict[str, str]) -> None:
-        from retriever.lexical import LexicalIndex
+        from retriever.index.lexical import LexicalIndex
 
         self.index = LexicalIndex().index(list(corpus), list(corpus.values()))
 

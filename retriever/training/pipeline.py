@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from retriever.encoder import model_fingerprint, resolve_model_path
+from retriever.encoding.encoder import model_fingerprint, resolve_model_path
 from retriever.errors import RetrieverError
 from retriever.training.card import CARD_JSON, write_card
 from retriever.training.checkpoint import LoopState, load_checkpoint

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from retriever.documents import Document
+from retriever.ingest.documents import Document
 
 SPECIAL_TOKENS = 2  # [CLS] and [SEP] added by the encoder
 MAX_TITLE_SHARE = 0.5  # a title may take at most half of the window

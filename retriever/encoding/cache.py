@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever.encoder import Encoder
+from retriever.encoding.encoder import Encoder
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("RETRIEVER_CACHE", Path.home() / ".cache" / "retriever" / "embeddings"))
 

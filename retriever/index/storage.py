@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from retriever.errors import CorruptIndexError, IndexNotFoundError, RetrieverError
-from retriever.manifest import MANIFEST_NAME
+from retriever.index.manifest import MANIFEST_NAME
 
 CURRENT = "CURRENT"
 VECTORS = "vectors.faiss"

@@ -2,7 +2,7 @@
 
 ``Retriever.search`` delegates here. Candidates are passages; unless raw passages are asked
 for, each document is represented by its best passage. Hybrid search fuses the document
-rankings of both sides (``retriever.fusion``) over candidate lists of ``HYBRID_DEPTH``.
+rankings of both sides (``retriever.search.fusion``) over candidate lists of ``HYBRID_DEPTH``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from retriever.errors import RetrieverError
-from retriever.fusion import convex_combination, reciprocal_rank_fusion
-from retriever.results import Hit
-from retriever.store import MetadataStore
+from retriever.index.store import MetadataStore
+from retriever.search.fusion import convex_combination, reciprocal_rank_fusion
+from retriever.search.results import Hit
 
 MODES = ("dense", "lexical", "hybrid")
 FUSIONS = ("rrf", "convex")

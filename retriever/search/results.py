@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from retriever.store import StoredPassage
+from retriever.index.store import StoredPassage
 
 
 @dataclass

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from retriever.chunking import Passage
-from retriever.documents import Document
+from retriever.ingest.chunking import Passage
+from retriever.ingest.documents import Document
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -147,7 +147,7 @@ class MetadataStore:
 
     def passage_texts(self) -> tuple[list[int], list[str]]:
         """All passage ids with what the encoder saw (title and text): the input of the BM25 index."""
-        from retriever.chunking import encoding_text
+        from retriever.ingest.chunking import encoding_text
 
         rows = self.db.execute(
             "SELECT p.id, d.title, p.text FROM passages p JOIN documents d ON d.doc_id = p.doc_id ORDER BY p.id"
@@ -155,7 +155,7 @@ class MetadataStore:
         return [r[0] for r in rows], [encoding_text(r[1], r[2]) for r in rows]
 
     def passage_ids_where(self, conditions: list) -> np.ndarray:
-        """Ids of the passages whose documents meet every condition (see ``retriever.filters``)."""
+        """Ids of the passages whose documents meet every condition (see ``retriever.search.filters``)."""
         clauses, params = [], []
         for condition in conditions:
             clause, values = condition.sql()

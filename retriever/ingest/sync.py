@@ -11,8 +11,8 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retriever.documents import Document
-from retriever.readers import UnreadableFileError, is_supported, iter_corpus_files, read_file
+from retriever.ingest.documents import Document
+from retriever.ingest.readers import UnreadableFileError, is_supported, iter_corpus_files, read_file
 
 
 @dataclass

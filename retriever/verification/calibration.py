@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from retriever.beir import read_qrels, read_queries
 from retriever.errors import RetrieverError
-from retriever.verification import Calibration, choose_threshold, precision_recall_f1
+from retriever.eval.beir import read_qrels, read_queries
+from retriever.verification.verdict import Calibration, choose_threshold, precision_recall_f1
 
 HELD_OUT = 0.3
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retriever.documents import Document, document_from_record
 from retriever.errors import InputFormatError, RetrieverError
-from retriever.readers import iter_jsonl
+from retriever.ingest.documents import Document, document_from_record
+from retriever.ingest.readers import iter_jsonl
 
 Qrels = dict[str, dict[str, int]]  # query id -> doc id -> graded relevance
 

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from retriever.documents import Document, document_from_record
 from retriever.errors import InputFormatError
-from retriever.storage import is_index_folder
+from retriever.index.storage import is_index_folder
+from retriever.ingest.documents import Document, document_from_record
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm"}

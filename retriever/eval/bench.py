@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from retriever.beir import BeirDataset, load_beir
-from retriever.chunking import encoding_text
-from retriever.embedding_cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache, cache_key
-from retriever.encoder import DEFAULT_MODEL, Encoder
-from retriever.evaluation import DEFAULT_METRICS, Run, evaluate, judged_queries, write_trec_run
+from retriever.encoding.cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache, cache_key
+from retriever.encoding.encoder import DEFAULT_MODEL, Encoder
+from retriever.eval.beir import BeirDataset, load_beir
+from retriever.eval.metrics import DEFAULT_METRICS, Run, evaluate, judged_queries, write_trec_run
+from retriever.ingest.chunking import encoding_text
 
 SYSTEMS = ("bm25", "reference", "flat", "hnsw", "hybrid", "hybrid-rrf")
 RUN_DEPTH = 100  # documents retrieved per query for the quality metrics
@@ -128,7 +128,7 @@ def directory_size(path: Path) -> int:
 
 # systems -------------------------------------------------------------------------------------
 def bench_bm25(dataset: BeirDataset, queries: dict[str, str], workdir: Path) -> SystemResult:
-    from retriever.lexical import LexicalIndex
+    from retriever.index.lexical import LexicalIndex
 
     ids = list(dataset.corpus)
     texts = [encoding_text(d.title, d.text) for d in dataset.corpus.values()]

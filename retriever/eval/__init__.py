@@ -1,0 +1,1 @@
+"""Evaluation: BEIR datasets, ranx metrics, and ``retriever bench``."""

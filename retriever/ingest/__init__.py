@@ -1,0 +1,1 @@
+"""From files and records to passages: reading formats, documents, incremental sync, chunking."""
