@@ -143,6 +143,7 @@ class Retriever:
     def _open_generation(self) -> None:
         folder = self.directory.current()
         self._lexical = None
+        self._generation = folder.name
         self.manifest = Manifest.load(folder, self.directory.name)
         _verify_vectors(folder, self.manifest, self.directory.name)
         try:
@@ -463,6 +464,49 @@ class Retriever:
             manifest.save(staging)
         self.store.close()
         self._open_generation()
+
+    # documents and lifetime ----------------------------------------------------------------------
+    def get(self, doc_id: str) -> Document | None:
+        """The stored document with this id (title, source, metadata and its text), or None.
+
+        The text is put back together from the document's passages, so it spans from the first
+        word to the last one of the original.
+        """
+        if self.store is None:
+            return None
+        ids = self.store.passage_ids_of([str(doc_id)])
+        if not ids:
+            return None
+        stored = sorted(self.store.passages(ids).values(), key=lambda p: p.start)
+        text, end = "", 0
+        for passage in stored:
+            if passage.end > end:
+                text += passage.text[max(0, end - passage.start):]
+                end = passage.end
+        first = stored[0]
+        return Document(first.doc_id, text, first.title, first.source, dict(first.metadata))
+
+    def refresh(self) -> bool:
+        """Move to the newest committed version if another writer committed one; True if it moved."""
+        if self.directory.current().name == self._generation:
+            return False
+        old = self.store
+        self._open_generation()
+        if old is not None:
+            old.close()
+        return True
+
+    def close(self) -> None:
+        """Release the open index files; the object cannot search afterwards."""
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def __enter__(self) -> Retriever:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # reporting -------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -676,3 +676,23 @@ def test_index_inside_the_indexed_folder_is_not_indexed(corpus: Path, tiny_model
     assert len(first) == 6
     again = Retriever.build(corpus, index_dir=corpus / "indexes" / "corpus", model=tiny_model)
     assert counts(again) == (0, 0, 0, 6, 0)
+
+
+# documents and lifetime ----------------------------------------------------------------------------
+def test_get_returns_the_stored_document(index_dir: Path, tiny_model: str) -> None:
+    record = long_record("long")
+    r = Retriever.build([record, {"_id": "short", "title": "Tea", "text": "Green tea.", "year": 2020}],
+                        index_dir=index_dir, model=tiny_model, chunk_tokens=24, overlap=4)
+    long_doc = r.get("long")
+    assert long_doc is not None and long_doc.text == record["text"].strip()
+    short = r.get("short")
+    assert (short.title, short.text, short.metadata) == ("Tea", "Green tea.", {"year": 2020})
+    assert r.get("missing") is None
+
+
+def test_refresh_moves_a_reader_to_what_another_writer_committed(built: Retriever, index_dir: Path) -> None:
+    with Retriever.load(index_dir) as reader:
+        assert reader.refresh() is False
+        built.add([{"_id": "new", "text": "tea and coffee"}])
+        assert len(reader) == 6, "a reader keeps the version it opened"
+        assert reader.refresh() is True and len(reader) == 7
