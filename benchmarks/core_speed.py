@@ -69,13 +69,13 @@ def latency(dataset, index_dir: Path, encoder: Encoder, cache: Path) -> dict:
     queries = list(dataset.queries.values())[:300]
     retriever.search(queries[0])
     pct = lambda xs: {"p50": float(np.percentile(xs, 50)), "p95": float(np.percentile(xs, 95))}  # noqa: E731
-    out: dict = {"passages": len(retriever.ann), "ann": retriever.manifest.ann["kind"]}
+    out: dict = {"passages": retriever.snapshot.passages, "ann": retriever.info()["ann"]["kind"]}
     encode, ann = [], []
     for query in queries:
         t0 = time.perf_counter()
         vector = retriever.encoder.encode_queries([query])
         t1 = time.perf_counter()
-        retriever.ann.search(vector, 40)
+        retriever.snapshot.dense(vector, 40)
         encode.append((t1 - t0) * 1000)
         ann.append((time.perf_counter() - t1) * 1000)
     out["query_encoding_ms"], out["ann_lookup_ms"] = pct(encode), pct(ann)

@@ -65,15 +65,18 @@ def main() -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @index_option
 @click.option("--model", default=None, help="sentence-transformers model name or path (default: all-MiniLM-L6-v2).")
-@click.option("--ann", type=click.Choice(["auto", "flat", "hnsw", "ivf"]), default="auto", show_default=True,
-              help="Vector index: exact (flat) for small collections, HNSW above 50,000 passages.")
+@click.option("--ann", default="auto", show_default=True,
+              help="Vector index: auto (exact up to 50,000 passages a segment, HNSW above), flat, hnsw, ivf, "
+                   "ivf-pq, sq8, binary (compressed kinds rescore exactly), or a FAISS factory string.")
 @click.option("--chunk-tokens", type=click.IntRange(8), default=None,
               help="Passage length in tokens (default: the model's maximum).")
 @click.option("--overlap", type=click.IntRange(0), default=None,
               help="Tokens shared by consecutive passages (default: 32, at most a quarter of the passage length).")
+@click.option("--wait", type=click.FloatRange(0), default=None,
+              help="Seconds to wait for another process writing the index (default: as long as it takes).")
 @quiet_option
 def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk_tokens: int | None,
-          overlap: int | None, quiet: bool) -> None:
+          overlap: int | None, wait: float | None, quiet: bool) -> None:
     """Index PATH (a folder, searched recursively, or a file); re-running updates it incrementally."""
     from retriever.errors import RetrieverError
     from retriever.retriever import Retriever, default_index_dir
@@ -82,7 +85,7 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
         raise RetrieverError(f"path not found: {path}")
     target = index_dir or default_index_dir(path, INDEX_HOME)
     retriever = Retriever.build(path, index_dir=target, model=model, ann=ann, chunk_tokens=chunk_tokens,
-                                overlap=overlap, progress=not quiet)
+                                overlap=overlap, progress=not quiet, wait=wait)
     report = retriever.last_report
     for file, reason in report.skipped_files:
         click.echo(f"warning: skipped {file}: {reason}", err=True)
@@ -147,22 +150,23 @@ def info(index_dir: Path | None, as_json: bool) -> None:
         click.echo(json.dumps(details, indent=2))
         return
     model, ann, counts = details["model"], details["ann"], details["counts"]
-    params = ", ".join(f"{k}={v}" for k, v in ann["params"].items()) or "exact"
+    kinds = ", ".join(f"{n} {kind}" for kind, n in ann["segments_by_kind"].items())
     lines = [
         ("index", details["index"]),
         ("model", f"{model['name']} ({model['architecture']}, fingerprint {model['fingerprint']})"),
         ("dimensions", model["dimension"]),
         ("similarity", f"{details['similarity']} (normalised vectors, inner product)"),
-        ("ann", f"{ann['kind']} [{ann['factory']}] {params}"),
+        ("ann", f"{ann['requested']} (segments: {kinds or 'none'}); "
+                f"{ann['ram_bytes_per_passage']:.0f} bytes/passage in RAM"),
         ("chunking", f"{details['chunking']['max_tokens']} tokens, overlap {details['chunking']['overlap_tokens']}"),
-        ("lexical", "BM25 (bm25s, English stemming and stopwords) over the same passages"
-         if details["extras"].get("lexical") else "none (rebuild to add BM25)"),
+        ("lexical", "BM25 (English stemming and stopwords, statistics over every live passage)"),
         ("verification", f"threshold {details['extras']['verification']['threshold']:.4f} "
          f"({details['extras']['verification']['objective']})" if details["extras"].get("verification")
          else "uncalibrated (run 'retriever calibrate')"),
         ("documents", counts.get("documents", 0)),
         ("passages", counts.get("passages", 0)),
         ("files", counts.get("files", 0)),
+        ("segments", f"{len(details['segments'])} ({details['generation']})"),
         ("size on disk", f"{details['size_bytes'] / 1e6:.2f} MB"),
         ("created", details["created_at"]),
         ("updated", details["updated_at"]),
@@ -170,6 +174,37 @@ def info(index_dir: Path | None, as_json: bool) -> None:
     ]
     for key, value in lines:
         click.echo(f"{key:>12}: {value}")
+
+
+@main.command()
+@index_option
+def optimize(index_dir: Path | None) -> None:
+    """Merge an index's segments into one and drop deleted passages (searches keep working meanwhile)."""
+    from retriever.retriever import Retriever
+
+    target = find_index(index_dir)
+    with Retriever.load(target) as retriever:
+        before = len(retriever.manifest.segments)
+        retriever.optimize()
+        after = len(retriever.manifest.segments)
+    click.echo(f"{target}: {before} segments -> {after}")
+
+
+@main.command()
+@index_option
+def check(index_dir: Path | None) -> None:
+    """Read every file of an index against the checksums recorded when it was written (exit 1 if damaged)."""
+    from retriever.retriever import Retriever
+
+    target = find_index(index_dir)
+    with Retriever.load(target) as retriever:
+        problems = retriever.check()
+    if problems:
+        for problem in problems:
+            click.echo(f"damaged: {problem}", err=True)
+        click.echo(f"error: index {target} is corrupt ({len(problems)} damaged files); rebuild it", err=True)
+        sys.exit(1)
+    click.echo(f"{target}: every file matches its checksum")
 
 
 @main.command()

@@ -30,3 +30,7 @@ class ModelLoadError(RetrieverError):
 
 class InputFormatError(RetrieverError):
     """A corpus or training file is malformed (named by file and line)."""
+
+
+class IndexBusyError(RetrieverError):
+    """Another process is writing the index (or committed while this update was prepared)."""

@@ -45,7 +45,7 @@ def test_search_rerank_uses_the_head_saved_with_the_model(tmp_path: Path, tiny_m
     dense = [h.doc_id for h in r.search(query, k=len(WORDS), mode="dense")]
     target = dense[-1]  # the dense search ranks it last: teach the head to rank it first
     qvec = r.encoder.encode_queries([query])
-    doc_vectors = r.ann.get(np.asarray(r.store.passage_ids_of(dense), dtype=np.int64))
+    doc_vectors = r.snapshot.vectors_of([key for d in dense for key in r.snapshot.passage_keys(d)])
     position = dense.index(target)
     negatives = [i for i in range(len(dense)) if i != position]
     examples = HeadExamples(qvec, doc_vectors, np.asarray([position]), np.asarray([negatives]))

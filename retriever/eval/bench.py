@@ -215,13 +215,14 @@ def build_engine(name: str, dataset: BeirDataset, encoder: CachedEncoder, ann: s
         "encode_docs_per_second": len(records) / encode["seconds"],
         "encode_passages_per_second": encode["texts"] / encode["seconds"],
         "encode_cached": bool(encode.get("cached")),
-        "index_bytes": retriever.directory.size_bytes(),
+        "index_bytes": retriever.snapshot.size_bytes(),
+        "ram_bytes_per_passage": retriever.snapshot.ram_bytes() / max(1, retriever.snapshot.passages),
         "build_peak_rss_mb": memory.peak / 1e6,
     }
 
 
-def bench_engine(name: str, retriever: Any, built: dict[str, Any], queries: dict[str, str], options: dict[str, Any],
-                 exact: Any = None) -> SystemResult:
+def bench_engine(name: str, retriever: Any, built: dict[str, Any], queries: dict[str, str],
+                 options: dict[str, Any]) -> SystemResult:
     """Search an engine index with some options (mode, fusion, rerank) as a user would."""
     with PeakMemory() as memory:
         qids, qtexts = list(queries), list(queries.values())
@@ -229,7 +230,7 @@ def bench_engine(name: str, retriever: Any, built: dict[str, Any], queries: dict
         run = {q: {h.doc_id: h.score for h in hits} for q, hits in zip(qids, results)}
         recall = None
         if options.get("mode") == "dense":
-            recall = ann_recall_at_10(retriever.ann, exact or retriever.ann, retriever.encoder.encode_queries(qtexts))
+            recall = ann_recall_at_10(retriever.snapshot, retriever.encoder.encode_queries(qtexts))
         speed = {
             **{k: v for k, v in built.items() if k != "build_peak_rss_mb"},
             **latency_ms(lambda q: retriever.search(q, k=LATENCY_K, **options), qtexts),
@@ -253,11 +254,11 @@ TUNED_SYSTEMS = {  # fine-tuned model columns, when --model is given
 RERANK_DEPTH = 30
 
 
-def ann_recall_at_10(ann: Any, exact: Any, queries: np.ndarray) -> float:
-    """Share of the exact top-10 passages that the ANN index also returns."""
-    _, found = ann.search(queries, 10)
-    _, truth = exact.search(queries, 10)
-    overlaps = [len(set(f[f >= 0]) & set(t[t >= 0])) / max(1, (t >= 0).sum()) for f, t in zip(found, truth)]
+def ann_recall_at_10(snapshot: Any, queries: np.ndarray) -> float:
+    """Share of the exact top-10 passages (brute force over every live passage) that the index's own search returns."""
+    found = snapshot.dense(queries, 10)
+    truth = snapshot.dense(queries, 10, exact=True)
+    overlaps = [len({c[0] for c in f} & {c[0] for c in t}) / max(1, len(t)) for f, t in zip(found, truth)]
     return float(np.mean(overlaps))
 
 
@@ -287,8 +288,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, progress:
                 kind, options = ENGINE_SYSTEMS[system]
                 if kind not in built:
                     built[kind] = build_engine(kind, dataset, base, kind, workdir, progress)
-                exact = built["flat"][0].ann if "flat" in built else None
-                results.append(bench_engine(system, *built[kind], queries, options, exact))
+                results.append(bench_engine(system, *built[kind], queries, options))
             else:
                 raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
         if config.finetuned:

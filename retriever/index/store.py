@@ -1,43 +1,48 @@
-"""Passage and document metadata in SQLite: random access by passage id, incremental updates.
+"""Documents and passages of one segment in SQLite: random access by row, by document id, by file, by filter.
 
-Tables: ``documents`` (one row per document id), ``passages`` (the integer ids used in the
-ANN index, with text and character offsets), ``files`` (content hash per indexed file, for
-incremental indexing) and ``meta`` (the next free passage id).
+Tables: ``documents`` (one row per document: id, title, source, metadata as JSON, content hash, file, the full
+text, and the segment rows of its passages) and ``passages`` (row number in the segment, global passage id,
+document, ordinal and character offsets; a passage's text is ``documents.text[start:end]``, so overlapping
+windows are not stored twice). A segment's file is written once, then only read (``immutable=1``: no locks,
+no journal), so any number of readers share it while writers add other segments.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from retriever.ingest.chunking import Passage
+from retriever.ingest.chunking import Passage, encoding_text
 from retriever.ingest.documents import Document
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS documents (
-    doc_id TEXT PRIMARY KEY, title TEXT NOT NULL, source TEXT, metadata TEXT NOT NULL,
-    content_hash TEXT NOT NULL, file TEXT
+CREATE TABLE documents (
+    ord INTEGER PRIMARY KEY, doc_id TEXT NOT NULL UNIQUE, title TEXT NOT NULL, source TEXT,
+    metadata TEXT NOT NULL, content_hash TEXT NOT NULL, file TEXT, text TEXT NOT NULL,
+    first_row INTEGER NOT NULL, rows INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS documents_file ON documents(file);
-CREATE TABLE IF NOT EXISTS passages (
-    id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, ordinal INTEGER NOT NULL,
-    text TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL
+CREATE TABLE passages (
+    row INTEGER PRIMARY KEY, id INTEGER NOT NULL, doc_ord INTEGER NOT NULL, ordinal INTEGER NOT NULL,
+    start INTEGER NOT NULL, end INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc_id);
-CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, content_hash TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+INDEXES = """
+CREATE INDEX documents_file ON documents(file);
+CREATE UNIQUE INDEX passages_id ON passages(id);
+"""
+SQL_BATCH = 900  # SQLite's default limit of bound parameters is 999
 
 
 @dataclass(frozen=True)
 class StoredPassage:
-    """A passage row joined with its document: everything a search hit shows."""
+    """A passage joined with its document: everything a search hit shows."""
 
     id: int
     doc_id: str
@@ -50,138 +55,159 @@ class StoredPassage:
     metadata: dict[str, Any]
 
 
-class MetadataStore:
-    """One SQLite file; writers work on a staged copy, so readers never see half an update."""
+@dataclass(frozen=True)
+class StoredDocument:
+    """Where a document lives in its segment, and what incremental indexing compares."""
 
-    def __init__(self, path: Path, readonly: bool = False) -> None:
+    ord: int
+    doc_id: str
+    content_hash: str
+    file: str | None
+    first_row: int
+    rows: int
+
+
+def batched(items: Sequence[Any], size: int = SQL_BATCH) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class StoreWriter:
+    """Fills a new segment's SQLite file, document by document; indexes are built once at the end."""
+
+    def __init__(self, path: Path) -> None:
         self.path = path
-        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
-        self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        if not readonly:
-            self.db.executescript(SCHEMA)
+        self.db = sqlite3.connect(path)
+        self.db.execute("PRAGMA journal_mode=OFF")
+        self.db.execute("PRAGMA synchronous=OFF")  # the finished file is fsynced before it is published
+        self.db.executescript(SCHEMA)
+        self.documents = 0
+        self.rows = 0
+
+    def add(self, doc: Document, passages: list[Passage], file: str | None, passage_ids: Sequence[int]) -> int:
+        """Store a document and its passages at the next rows; returns its first row."""
+        first_row = self.rows
+        self.db.execute(
+            "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (self.documents, doc.doc_id, doc.title, doc.source, json.dumps(doc.metadata, default=str),
+             doc.content_hash(), file, doc.text, first_row, len(passages)),
+        )
+        self.db.executemany(
+            "INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?)",
+            [(first_row + i, int(pid), self.documents, p.ordinal, p.start, p.end)
+             for i, (p, pid) in enumerate(zip(passages, passage_ids))],
+        )
+        self.documents += 1
+        self.rows += len(passages)
+        return first_row
+
+    def encoding_texts(self) -> Iterator[str]:
+        """What the encoder saw for each row, in row order: the input of the segment's BM25 postings."""
+        query = ("SELECT d.title, substr(d.text, p.start + 1, p.end - p.start) FROM passages p "
+                 "JOIN documents d ON d.ord = p.doc_ord ORDER BY p.row")
+        for title, text in self.db.execute(query):
+            yield encoding_text(title, text)
+
+    def finish(self) -> None:
+        self.db.executescript(INDEXES)
+        self.db.commit()
+        self.db.close()
+
+    def abort(self) -> None:
+        self.db.close()
+
+
+class SegmentStore:
+    """Read-only access to one segment's documents and passages (safe to share between threads)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        self._lock = threading.Lock()
+        self.db.execute("SELECT count(*) FROM documents").fetchone()  # fails now, on open, if the file is damaged
 
     def close(self) -> None:
         self.db.close()
 
-    def commit(self) -> None:
-        self.db.commit()
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self.db.execute(sql, params).fetchall()
 
-    # documents and passages -------------------------------------------------------------
-    def next_passage_id(self) -> int:
-        row = self.db.execute("SELECT value FROM meta WHERE key='next_passage_id'").fetchone()
-        return int(row[0]) if row else 0
-
-    def add_document(self, doc: Document, passages: list[Passage], file: str | None) -> list[int]:
-        """Store a document and its passages; returns the passage ids to use in the ANN index."""
-        first = self.next_passage_id()
-        ids = list(range(first, first + len(passages)))
-        self.db.execute(
-            "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)",
-            (doc.doc_id, doc.title, doc.source, json.dumps(doc.metadata, default=str),
-             doc.content_hash(), file),
-        )
-        self.db.executemany(
-            "INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?)",
-            [(i, p.doc_id, p.ordinal, p.text, p.start, p.end) for i, p in zip(ids, passages)],
-        )
-        self.db.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('next_passage_id', ?)", (str(first + len(ids)),)
-        )
-        return ids
-
-    def remove_documents(self, doc_ids: Iterable[str]) -> list[int]:
-        """Delete documents; returns the passage ids to remove from the ANN index."""
-        removed: list[int] = []
-        for doc_id in doc_ids:
-            removed += [r[0] for r in self.db.execute("SELECT id FROM passages WHERE doc_id=?", (doc_id,))]
-            self.db.execute("DELETE FROM passages WHERE doc_id=?", (doc_id,))
-            self.db.execute("DELETE FROM documents WHERE doc_id=?", (doc_id,))
-        return removed
-
-    def document_hashes(self, doc_ids: Iterable[str] | None = None) -> dict[str, str]:
-        if doc_ids is None:
-            return dict(self.db.execute("SELECT doc_id, content_hash FROM documents"))
-        out = {}
-        for doc_id in doc_ids:
-            row = self.db.execute("SELECT content_hash FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
-            if row:
-                out[doc_id] = row[0]
+    def documents_by_id(self, doc_ids: Sequence[str]) -> list[StoredDocument]:
+        out: list[StoredDocument] = []
+        for chunk in batched(list(doc_ids)):
+            out += [StoredDocument(*row) for row in self._rows(
+                "SELECT ord, doc_id, content_hash, file, first_row, rows FROM documents "
+                f"WHERE doc_id IN ({','.join('?' * len(chunk))})", chunk)]
         return out
 
-    def documents_of_file(self, file: str) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT doc_id FROM documents WHERE file=?", (file,))]
-
-    def document_file(self, doc_id: str) -> str | None:
-        row = self.db.execute("SELECT file FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
-        return row[0] if row else None
-
-    def passages(self, ids: Iterable[int]) -> dict[int, StoredPassage]:
-        """Passages by id, with their documents' title, source and metadata."""
-        ids = [int(i) for i in ids]
-        if not ids:
-            return {}
-        rows = self.db.execute(
-            "SELECT p.id, p.doc_id, p.ordinal, p.text, p.start, p.end, d.title, d.source, d.metadata "
-            "FROM passages p JOIN documents d ON d.doc_id = p.doc_id "
-            f"WHERE p.id IN ({','.join('?' * len(ids))})",
-            ids,
-        )
-        return {
-            r[0]: StoredPassage(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
-            for r in rows
-        }
-
-    def doc_ids_of_passages(self, ids: Iterable[int]) -> dict[int, str]:
-        """Passage id -> document id: all that ranking needs, without loading texts."""
-        ids = [int(i) for i in ids]
-        if not ids:
-            return {}
-        rows = self.db.execute(f"SELECT id, doc_id FROM passages WHERE id IN ({','.join('?' * len(ids))})", ids)
-        return dict(rows.fetchall())
-
-    def passage_ids_of(self, doc_ids: Iterable[str]) -> list[int]:
-        out: list[int] = []
-        for doc_id in doc_ids:
-            out += [r[0] for r in self.db.execute("SELECT id FROM passages WHERE doc_id=?", (doc_id,))]
+    def documents_of_files(self, files: Sequence[str]) -> list[StoredDocument]:
+        out: list[StoredDocument] = []
+        for chunk in batched(list(files)):
+            out += [StoredDocument(*row) for row in self._rows(
+                "SELECT ord, doc_id, content_hash, file, first_row, rows FROM documents "
+                f"WHERE file IN ({','.join('?' * len(chunk))})", chunk)]
         return out
 
-    def passage_texts(self) -> tuple[list[int], list[str]]:
-        """All passage ids with what the encoder saw (title and text): the input of the BM25 index."""
-        from retriever.ingest.chunking import encoding_text
+    def all_documents(self) -> Iterator[StoredDocument]:
+        with self._lock:
+            rows = self.db.execute("SELECT ord, doc_id, content_hash, file, first_row, rows FROM documents").fetchall()
+        return (StoredDocument(*row) for row in rows)
 
-        rows = self.db.execute(
-            "SELECT p.id, d.title, p.text FROM passages p JOIN documents d ON d.doc_id = p.doc_id ORDER BY p.id"
-        ).fetchall()
-        return [r[0] for r in rows], [encoding_text(r[1], r[2]) for r in rows]
-
-    def passage_ids_where(self, conditions: list) -> np.ndarray:
-        """Ids of the passages whose documents meet every condition (see ``retriever.search.filters``)."""
+    def rows_where(self, conditions: Sequence[Any], total_rows: int) -> np.ndarray:
+        """A bool mask over the segment's rows: the passages of documents meeting every condition."""
         clauses, params = [], []
         for condition in conditions:
             clause, values = condition.sql()
             clauses.append(clause)
             params += values
-        where = " AND ".join(clauses) or "1"
-        rows = self.db.execute(
-            f"SELECT p.id FROM passages p JOIN documents d ON d.doc_id = p.doc_id WHERE {where}", params
-        ).fetchall()
-        return np.asarray([r[0] for r in rows], dtype=np.int64)
+        where = " AND ".join(f"({c})" for c in clauses) or "1"
+        spans = self._rows(f"SELECT d.first_row, d.rows FROM documents d WHERE {where}", params)
+        mask = np.zeros(total_rows, dtype=bool)
+        for first, count in spans:
+            mask[first:first + count] = True
+        return mask
 
-    def count_documents(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
+    def fields_present(self, fields: Iterable[str]) -> set[str]:
+        """Which of these metadata fields at least one document of the segment has."""
+        present = set()
+        for name in fields:
+            if name in ("doc_id", "title", "source"):
+                present.add(name)
+                continue
+            row = self._rows("SELECT 1 FROM documents WHERE json_type(metadata, ?) IS NOT NULL LIMIT 1",
+                             [f'$."{name}"'])
+            if row:
+                present.add(name)
+        return present
 
-    def count_passages(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM passages").fetchone()[0])
+    def passages(self, rows: Sequence[int]) -> dict[int, StoredPassage]:
+        """Passages by row, with their documents' title, source and metadata."""
+        out: dict[int, StoredPassage] = {}
+        for chunk in batched([int(r) for r in rows]):
+            for r in self._rows(
+                "SELECT p.row, p.id, d.doc_id, p.ordinal, substr(d.text, p.start + 1, p.end - p.start), p.start, "
+                "p.end, d.title, d.source, d.metadata FROM passages p JOIN documents d ON d.ord = p.doc_ord "
+                f"WHERE p.row IN ({','.join('?' * len(chunk))})", chunk,
+            ):
+                out[r[0]] = StoredPassage(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]))
+        return out
 
-    # files --------------------------------------------------------------------------------
-    def file_hashes(self) -> dict[str, str]:
-        return dict(self.db.execute("SELECT path, content_hash FROM files"))
+    def document(self, ord_: int) -> Document:
+        title, source, metadata, text, doc_id = self._rows(
+            "SELECT title, source, metadata, text, doc_id FROM documents WHERE ord = ?", [ord_])[0]
+        return Document(doc_id, text, title, source, json.loads(metadata))
 
-    def set_file(self, path: str, content_hash: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?)", (path, content_hash))
-
-    def remove_file(self, path: str) -> None:
-        self.db.execute("DELETE FROM files WHERE path=?", (path,))
-
-    def count_files(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM files").fetchone()[0])
+    def copy_documents(self, ords: Sequence[int]) -> Iterator[tuple[Document, str | None, list[Passage], list[int],
+                                                                  np.ndarray]]:
+        """Documents with their passages, passage ids and rows, as a merge rewrites them into a new segment."""
+        for chunk in batched([int(o) for o in ords]):
+            docs = self._rows(
+                "SELECT ord, doc_id, title, source, metadata, text, file FROM documents "
+                f"WHERE ord IN ({','.join('?' * len(chunk))}) ORDER BY ord", chunk)
+            for ord_, doc_id, title, source, metadata, text, file in docs:
+                rows = self._rows("SELECT row, id, ordinal, start, end FROM passages WHERE doc_ord = ? ORDER BY row",
+                                  [ord_])
+                doc = Document(doc_id, text, title, source, json.loads(metadata))
+                passages = [Passage(doc_id, o, text[s:e], s, e, title) for _, _, o, s, e in rows]
+                yield doc, file, passages, [r[1] for r in rows], np.asarray([r[0] for r in rows], dtype=np.int64)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from retriever.errors import InputFormatError
-from retriever.index.storage import is_index_folder
+from retriever.index.layout import is_index_folder
 from retriever.ingest.documents import Document, document_from_record
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}

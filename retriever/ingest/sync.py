@@ -51,9 +51,13 @@ class IndexReport:
 
 @dataclass
 class FileChanges:
-    """The result of comparing a folder with the index's file records."""
+    """The result of comparing a folder with the index's file records.
 
-    documents: dict[str, list[Document]]  # new or changed file -> its documents
+    Only the document ids of changed files are kept (for deciding duplicates and moves before anything is
+    written); their documents are read again, batch by batch, when they are encoded.
+    """
+
+    ids: dict[str, list[str]]  # new or changed file -> its document ids, in order
     hashes: dict[str, str]  # new or changed file -> content hash
     unchanged: list[str]
     deleted: list[str]
@@ -68,7 +72,6 @@ def file_hash(data: bytes) -> str:
 def scan_folder(root: Path, known: dict[str, str]) -> FileChanges:
     """Compare the files under ``root`` with ``known`` (absolute path -> hash)."""
     root = root.resolve()
-    base = root.parent if root.is_file() else root
     changes = FileChanges({}, {}, [], [], [], 0)
     seen: set[str] = set()
     for path in iter_corpus_files(root):
@@ -86,14 +89,22 @@ def scan_folder(root: Path, known: dict[str, str]) -> FileChanges:
             changes.unchanged.append(key)
             continue
         try:
-            docs = read_file(path, path.relative_to(base).as_posix())
+            docs = read_documents(root, key)
         except UnreadableFileError as exc:
             changes.skipped.append((key, str(exc)))
             if key in known:  # keep its previous documents rather than losing them
                 changes.unchanged.append(key)
             continue
-        changes.documents[key] = docs
+        changes.ids[key] = [doc.doc_id for doc in docs]
         changes.hashes[key] = digest
     prefix = str(root) if root.is_file() else str(root) + "/"
     changes.deleted = [f for f in known if (f == str(root) or f.startswith(prefix)) and f not in seen]
     return changes
+
+
+def read_documents(root: Path, file: str) -> list[Document]:
+    """The documents of one corpus file; a file's own id is its path relative to the indexed folder."""
+    root = root.resolve()
+    base = root.parent if root.is_file() else root
+    path = Path(file)
+    return read_file(path, path.relative_to(base).as_posix())

@@ -1,19 +1,21 @@
-"""Turning a query into ranked hits: dense, lexical or hybrid candidates, filters, reranking.
+"""Turning queries into ranked hits: dense, lexical or hybrid candidates, filters, reranking.
 
-``Retriever.search`` delegates here. Candidates are passages; unless raw passages are asked
-for, each document is represented by its best passage. Hybrid search fuses the document
-rankings of both sides (``retriever.search.fusion``) over candidate lists of ``HYBRID_DEPTH``.
+``Retriever.search_many`` delegates here with a snapshot of the index (``retriever.index.snapshot``), which
+answers candidate searches for a whole batch at once. Candidates are passages; unless raw passages are asked
+for, each document is represented by its best passage. Hybrid search fuses the document rankings of both sides
+(``retriever.search.fusion``) over candidate lists of ``HYBRID_DEPTH``. Texts and metadata are loaded only for
+the hits returned, in one lookup per batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from retriever.errors import RetrieverError
-from retriever.index.store import MetadataStore
 from retriever.search.fusion import convex_combination, reciprocal_rank_fusion
 from retriever.search.results import Hit
 
@@ -32,32 +34,30 @@ class SearchOptions:
     mode: str = "hybrid"
     fusion: str = "convex"
     alpha: float = 0.5  # convex fusion: weight of the dense side (best on SciFact train queries)
-    allowed_ids: np.ndarray | None = None  # from a metadata filter
+    allowed: list[np.ndarray | None] | None = None  # per segment, from a metadata filter
     rerank: int = 0  # rerank this many top candidates with the model's learned metric head
 
     def validate(self) -> None:
-        if self.k < 1:
-            raise RetrieverError("k must be at least 1")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise RetrieverError("k must be a whole number of at least 1")
         if self.mode not in MODES:
             raise RetrieverError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.fusion not in FUSIONS:
             raise RetrieverError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(FUSIONS)}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise RetrieverError("alpha must be between 0 and 1")
-        if self.rerank < 0:
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0.0 <= self.alpha <= 1.0:
+            raise RetrieverError("alpha must be a number between 0 and 1")
+        if isinstance(self.rerank, bool) or not isinstance(self.rerank, int) or self.rerank < 0:
             raise RetrieverError("rerank must be 0 or more")
 
 
-Candidate = tuple[int, str, float]  # (passage id, document id, score)
+Candidate = tuple[Any, Any, float]  # (passage key, document key, score)
 
 
-def _candidates(store: MetadataStore, pairs: list[tuple[int, float]], passages: bool) -> list[Candidate]:
-    """Attach document ids; keep each document's best passage unless raw passages are wanted."""
-    doc_of = store.doc_ids_of_passages(i for i, _ in pairs)
-    found = [(i, doc_of[i], s) for i, s in pairs if i in doc_of]
+def best_per_document(found: list[Candidate], passages: bool) -> list[Candidate]:
+    """Keep each document's best passage (candidates come best first) unless raw passages are wanted."""
     if passages:
         return found
-    seen: set[str] = set()
+    seen: set[Any] = set()
     best = []
     for candidate in found:
         if candidate[1] not in seen:
@@ -66,31 +66,45 @@ def _candidates(store: MetadataStore, pairs: list[tuple[int, float]], passages: 
     return best
 
 
-def dense_candidates(ann: Any, store: MetadataStore, vector: np.ndarray, depth: int, passages: bool,
-                     allowed: np.ndarray | None) -> list[Candidate]:
-    """At least ``depth`` documents (or passages) by vector similarity, deepening the search as needed."""
-    total = len(ann) if allowed is None else len(allowed)
+def deepening(search: Callable[[list[int], int], list[list[Candidate]]], queries: int, depth: int, passages: bool,
+              total: int) -> list[list[Candidate]]:
+    """At least ``depth`` documents (or passages) per query, searching deeper for the queries that need it.
+
+    A document can have many passages, so a first search of ``depth`` x ``PASSAGES_PER_DOCUMENT`` passages may
+    still hold fewer than ``depth`` documents; those queries (only those) are searched again twice as deep.
+    """
+    results: list[list[Candidate]] = [[] for _ in range(queries)]
     if total == 0:
-        return []
+        return results
     probe = depth if passages else depth * PASSAGES_PER_DOCUMENT
-    while True:
-        scores, ids = ann.search(vector[None, :], min(probe, total), allowed_ids=allowed)
-        found = _candidates(store, [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0], passages)
-        if len(found) >= depth or probe >= total:
-            return found[:depth]
-        probe *= 2
+    todo = list(range(queries))
+    while todo:
+        found = search(todo, min(probe, total))
+        again = []
+        for q, candidates in zip(todo, found):
+            results[q] = best_per_document(candidates, passages)[:depth]
+            if len(results[q]) < depth and probe < total:
+                again.append(q)
+        todo, probe = again, probe * 2
+    return results
 
 
-def lexical_candidates(lexical: Any, store: MetadataStore, query: str, depth: int, passages: bool,
-                       allowed: np.ndarray | None) -> list[Candidate]:
-    probe = depth if passages else depth * PASSAGES_PER_DOCUMENT
-    pairs = [(int(i), s) for i, s in lexical.retrieve([query], k=probe, allowed_ids=allowed)[0]]
-    return _candidates(store, pairs, passages)[:depth]
+def dense_candidates(snapshot: Any, vectors: np.ndarray, depth: int, passages: bool,
+                     allowed: list[np.ndarray | None] | None) -> list[list[Candidate]]:
+    total = snapshot.available(allowed)
+    return deepening(lambda todo, k: snapshot.dense(vectors[todo], k, allowed), len(vectors), depth, passages, total)
 
 
-def fuse(dense: list[Candidate], lexical: list[Candidate], options: SearchOptions) -> list[tuple[int, float]]:
-    """One ranking of (passage id, score); a document keeps its best dense passage, else its best lexical one."""
-    slot = 0 if options.passages else 1  # fuse passages by passage id, documents by document id
+def lexical_candidates(snapshot: Any, queries: list[str], depth: int, passages: bool,
+                       allowed: list[np.ndarray | None] | None) -> list[list[Candidate]]:
+    total = snapshot.available(allowed)
+    return deepening(lambda todo, k: snapshot.lexical([queries[q] for q in todo], k, allowed), len(queries), depth,
+                     passages, total)
+
+
+def fuse(dense: list[Candidate], lexical: list[Candidate], options: SearchOptions) -> list[tuple[Any, float]]:
+    """One ranking of (passage key, score); a document keeps its best dense passage, else its best lexical one."""
+    slot = 0 if options.passages else 1  # fuse passages by passage key, documents by document key
     passage_of = {c[slot]: c[0] for c in lexical}
     passage_of.update({c[slot]: c[0] for c in dense})
     dense_ranked = [(c[slot], c[2]) for c in dense]
@@ -102,40 +116,38 @@ def fuse(dense: list[Candidate], lexical: list[Candidate], options: SearchOption
     return [(passage_of[item], float(score)) for item, score in fused]
 
 
-def rerank(ranked: list[tuple[int, float]], head: Any, ann: Any, query_vector: np.ndarray,
-           top: int) -> list[tuple[int, float]]:
-    """Reorder the first ``top`` (passage id, score) by the learned metric head's score of (query, passage)."""
+def rerank(ranked: list[tuple[Any, float]], head: Any, snapshot: Any, query_vector: np.ndarray,
+           top: int) -> list[tuple[Any, float]]:
+    """Reorder the first ``top`` (passage key, score) by the learned metric head's score of (query, passage)."""
     head_part, rest = ranked[:top], ranked[top:]
     if not head_part:
         return ranked
-    vectors = ann.get(np.asarray([i for i, _ in head_part], dtype=np.int64))
+    vectors = snapshot.vectors_of([key for key, _ in head_part])
     scores = head.score(query_vector, vectors)
-    rescored = sorted(((i, float(s)) for (i, _), s in zip(head_part, scores)), key=lambda pair: -pair[1])
+    rescored = sorted(((key, float(s)) for (key, _), s in zip(head_part, scores)), key=lambda pair: -pair[1])
     return rescored + rest
 
 
-def search_one(query: str, vector: np.ndarray | None, options: SearchOptions, ann: Any, lexical: Any,
-               store: MetadataStore, head: Any = None) -> list[Hit]:
-    """Ranked hits for one query (``vector`` is None in lexical mode: no encoding needed).
-
-    Ranking works on ids and scores only; texts and metadata are loaded for the k hits returned.
-    """
+def search_batch(queries: list[str], vectors: np.ndarray | None, options: SearchOptions, snapshot: Any,
+                 head: Any = None) -> list[list[Hit]]:
+    """Ranked hits for a batch of queries (``vectors`` is None in lexical mode: no encoding needed)."""
     depth = max(options.k, options.rerank)
+    allowed = options.allowed
     if options.mode == "dense":
-        ranked = [(c[0], c[2]) for c in dense_candidates(ann, store, vector, depth, options.passages,
-                                                         options.allowed_ids)]
+        ranked = [[(c[0], c[2]) for c in found]
+                  for found in dense_candidates(snapshot, vectors, depth, options.passages, allowed)]
     elif options.mode == "lexical":
-        ranked = [(c[0], c[2]) for c in lexical_candidates(lexical, store, query, depth, options.passages,
-                                                           options.allowed_ids)]
+        ranked = [[(c[0], c[2]) for c in found]
+                  for found in lexical_candidates(snapshot, queries, depth, options.passages, allowed)]
     else:
         wide = max(depth, HYBRID_DEPTH)
-        dense = dense_candidates(ann, store, vector, wide, options.passages, options.allowed_ids)
-        lexical_side = lexical_candidates(lexical, store, query, wide, options.passages, options.allowed_ids)
-        ranked = fuse(dense, lexical_side, options)
+        dense = dense_candidates(snapshot, vectors, wide, options.passages, allowed)
+        lexical = lexical_candidates(snapshot, queries, wide, options.passages, allowed)
+        ranked = [fuse(d, lx, options) for d, lx in zip(dense, lexical)]
     if options.rerank and head is not None:
-        if vector is None:
+        if vectors is None:
             raise RetrieverError("reranking needs the query vector: use --mode dense or hybrid")
-        ranked = rerank(ranked, head, ann, vector, options.rerank)
-    ranked = ranked[: options.k]
-    stored = store.passages(i for i, _ in ranked)
-    return [Hit.from_passage(stored[i], score) for i, score in ranked if i in stored]
+        ranked = [rerank(r, head, snapshot, v, options.rerank) for r, v in zip(ranked, vectors)]
+    ranked = [r[: options.k] for r in ranked]
+    stored = snapshot.hydrate({key for r in ranked for key, _ in r})
+    return [[Hit.from_passage(stored[key], score) for key, score in r if key in stored] for r in ranked]

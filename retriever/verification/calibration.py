@@ -25,7 +25,7 @@ HELD_OUT = 0.3
 def labelled_pairs(retriever: Any, queries: dict[str, str], qrels: dict[str, dict[str, int]],
                    negatives: int) -> list[tuple[str, str, int]]:
     """(query id, doc id, label) pairs: qrels positives in the index, plus mined hard negatives."""
-    present = set(retriever.store.document_hashes({d for docs in qrels.values() for d in docs}))
+    present = set(retriever.snapshot.live_documents({d for docs in qrels.values() for d in docs}))
     qids = [q for q, docs in qrels.items() if q in queries and any(r > 0 and d in present for d, r in docs.items())]
     if not qids:
         raise RetrieverError("no judged-relevant document of these qrels is in the index: nothing to calibrate on")

@@ -1,0 +1,307 @@
+"""The index folder on disk: where each file lives, the writer lock, reader leases, garbage collection.
+
+Layout (format 2)::
+
+    DIR/CURRENT                        name of the live generation ("gen-000007"), replaced atomically
+    DIR/generations/gen-000007.json    that generation's manifest: the live segments and their deletion marks
+    DIR/segments/seg-000003/           one immutable segment (store, vectors, BM25 postings, meta)
+    DIR/deletes/seg-000003.gen-000007.npy   rows of segment 3 deleted as of generation 7
+    DIR/catalog/files.gen-000007.sqlite     content hash of each indexed file (folder sync)
+    DIR/readers/<id>.lease             one per open reader: the generation it reads, under a shared flock
+    DIR/.lock                          held (exclusive flock) by the one process writing, for the whole update
+    DIR/.staging-*                     a segment being written; never referenced until it is renamed into place
+
+Nothing is ever modified in place: a write adds files and points CURRENT at a new manifest with one rename,
+so an interrupted write leaves the previous generation loadable. Files that no live generation references are
+removed by the next writer, unless an open reader's lease still names a generation that uses them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from retriever.errors import CorruptIndexError, IndexBusyError, IndexNotFoundError, RetrieverError
+
+CURRENT = "CURRENT"
+GENERATIONS = "generations"
+SEGMENTS = "segments"
+DELETES = "deletes"
+CATALOG = "catalog"
+READERS = "readers"
+LOCK = ".lock"
+STAGING_PREFIX = ".staging-"
+STAGING_NAME = re.compile(r"^\.staging-[0-9a-f]{12}$")
+GENERATION_NAME = re.compile(r"^gen-(\d{6,})$")
+OWN_ENTRIES = {CURRENT, GENERATIONS, SEGMENTS, DELETES, CATALOG, READERS, LOCK, "README.md"}
+LEGACY_GENERATION = re.compile(r"^gen-\d{6,}$")  # format 1 kept whole generations as folders
+
+
+def generation_name(number: int) -> str:
+    return f"gen-{number:06d}"
+
+
+def generation_number(name: str) -> int:
+    match = GENERATION_NAME.match(name)
+    if not match:
+        raise ValueError(name)
+    return int(match.group(1))
+
+
+class IndexLayout:
+    """Paths and the small atomic operations on one index folder."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    @property
+    def name(self) -> str:
+        return str(self.root)
+
+    # paths ---------------------------------------------------------------------------------------
+    def manifest_path(self, generation: str) -> Path:
+        return self.root / GENERATIONS / f"{generation}.json"
+
+    def segment_dir(self, segment: str) -> Path:
+        return self.root / SEGMENTS / segment
+
+    def deletes_path(self, segment: str, generation: str) -> Path:
+        return self.root / DELETES / f"{segment}.{generation}.npy"
+
+    def catalog_path(self, generation: str) -> Path:
+        return self.root / CATALOG / f"files.{generation}.sqlite"
+
+    # state ---------------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """Whether an index (of any format, damaged or not) lives here."""
+        return (self.root / CURRENT).exists()
+
+    def check_folder(self) -> None:
+        """Refuse a file, or a non-empty folder that is not an index: never write into a user's folder."""
+        if self.root.exists() and not self.root.is_dir():
+            raise RetrieverError(f"{self.root} is a file, not an index folder; choose another --index")
+        if self.root.is_dir() and not self.exists():
+            foreign = [p.name for p in self.root.iterdir()
+                       if p.name not in OWN_ENTRIES and not STAGING_NAME.match(p.name)]
+            if foreign:
+                raise RetrieverError(
+                    f"{self.root} is a non-empty folder that is not a retriever index ({foreign[0]!r} is in it); "
+                    "choose an empty or new folder for --index"
+                )
+
+    def current(self) -> str:
+        """The live generation's name, or an error naming what is wrong."""
+        if not self.root.exists():
+            raise IndexNotFoundError(f"no index at {self.root}; build one with 'retriever index PATH'")
+        if not self.root.is_dir():
+            raise IndexNotFoundError(f"{self.root} is a file, not an index folder")
+        pointer = self.root / CURRENT
+        if not pointer.exists():
+            raise IndexNotFoundError(
+                f"{self.root} is not a retriever index (no {CURRENT} file); build one with 'retriever index PATH'"
+            )
+        try:
+            name = pointer.read_bytes().decode("ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CorruptIndexError(f"index {self.root} is corrupt: {CURRENT} is unreadable ({exc})") from None
+        if LEGACY_GENERATION.match(name) and (self.root / name).is_dir():
+            raise CorruptIndexError(
+                f"index {self.root} was written by retriever 0.1 (format 1); rebuild it with "
+                f"'retriever index CORPUS --index {self.root}' after moving it away, or run "
+                f"'retriever upgrade --index {self.root}'"
+            )
+        if not GENERATION_NAME.match(name):
+            raise CorruptIndexError(f"index {self.root} is corrupt: {CURRENT} holds {name[:40]!r}, not a generation")
+        return name
+
+    def size_bytes(self, files: list[Path]) -> int:
+        total = 0
+        for path in files:
+            with contextlib.suppress(OSError):
+                total += sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() \
+                    else path.stat().st_size
+        return total
+
+    # writing ---------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        self.check_folder()
+        for sub in (GENERATIONS, SEGMENTS, DELETES, CATALOG, READERS):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def write_lock(self, wait: float | None = None) -> Iterator[None]:
+        """The one-writer lock, held for a whole update (read, plan, encode, commit).
+
+        ``wait``: seconds to wait for another writer (None: as long as it takes, 0: fail at once).
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK, "a") as handle:
+            deadline = None if wait is None else time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise IndexBusyError(
+                            f"index {self.root} is being written by another process; try again when it ends"
+                        ) from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def staging_dir(self) -> Path:
+        path = self.root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
+        path.mkdir(parents=True)
+        return path
+
+    def publish(self, staging: Path, segment: str) -> Path:
+        """Make a fully written (fsynced) staging folder a segment."""
+        fsync_tree(staging)
+        final = self.segment_dir(segment)
+        os.rename(staging, final)
+        fsync_dir(final.parent)
+        return final
+
+    def switch(self, generation: str, expected_base: str | None) -> None:
+        """Point CURRENT at ``generation``, if the live one is still ``expected_base`` (else nothing changes)."""
+        live = self.current() if self.exists() else None
+        if live != expected_base:
+            raise IndexBusyError(
+                f"index {self.root} changed while this update was prepared ({expected_base} -> {live}); run it again"
+            )
+        write_atomically(self.root / CURRENT, generation + "\n")
+
+    # readers -------------------------------------------------------------------------------------
+    def take_lease(self) -> ReaderLease:
+        return ReaderLease(self.root / READERS)
+
+    def held_generations(self) -> set[str]:
+        """Generations named by the leases of live readers; stale leases (their process is gone) are removed."""
+        held: set[str] = set()
+        folder = self.root / READERS
+        if not folder.is_dir():
+            return held
+        for lease in folder.glob("*.lease"):
+            try:
+                with open(lease, "r+b") as handle:
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:  # a live reader holds it
+                        name = handle.read().decode("ascii", "replace").strip()
+                        held.add(name or "*")
+                        continue
+                    lease.unlink(missing_ok=True)  # nobody holds it: its reader died
+            except OSError:
+                continue
+        return held
+
+    # garbage collection ------------------------------------------------------------------------------
+    def collect_garbage(self, referenced: set[Path], keep_generations: set[str]) -> int:
+        """Remove what no kept generation references: old manifests, segments, deletion and catalog files, staging
+        leftovers. Only names this engine writes are ever removed. Returns how many entries were removed."""
+        removed = 0
+        for leftover in self.root.glob(f"{STAGING_PREFIX}*"):
+            if leftover.is_dir() and STAGING_NAME.match(leftover.name):
+                shutil.rmtree(leftover, ignore_errors=True)
+                removed += 1
+        for manifest in (self.root / GENERATIONS).glob("gen-*.json"):
+            if manifest.stem not in keep_generations and GENERATION_NAME.match(manifest.stem):
+                manifest.unlink(missing_ok=True)
+                removed += 1
+        for folder, pattern in ((SEGMENTS, "seg-*"), (DELETES, "seg-*.gen-*.npy"), (CATALOG, "files.gen-*.sqlite")):
+            for path in (self.root / folder).glob(pattern):
+                if path in referenced:
+                    continue
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+class ReaderLease:
+    """A file naming the generation a reader has open, under a shared flock that dies with the process.
+
+    Writers keep every generation a lease names; a lease whose process is gone is removed by the next writer.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(exist_ok=True)
+        self.path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.lease"
+        self._handle = open(self.path, "w+b")
+        fcntl.flock(self._handle, fcntl.LOCK_SH)
+
+    def hold(self, generation: str) -> None:
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(generation.encode("ascii"))
+        self._handle.flush()
+
+    def release(self) -> None:
+        if self._handle.closed:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
+        self._handle.close()
+
+    def __del__(self) -> None:  # a reader that is garbage collected lets go of its generation
+        with contextlib.suppress(Exception):
+            self.release()
+
+
+# durable writes ------------------------------------------------------------------------------------
+def fsync_tree(folder: Path) -> None:
+    for entry in folder.iterdir():
+        if entry.is_dir():
+            fsync_tree(entry)
+            continue
+        with open(entry, "rb") as handle:
+            os.fsync(handle.fileno())
+    fsync_dir(folder)
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def write_json_atomically(path: Path, data: object) -> None:
+    write_atomically(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+def is_index_folder(folder: Path) -> bool:
+    """Whether ``folder`` is an index (or a part of one), which a corpus walk must skip."""
+    if (folder / CURRENT).is_file():
+        return True
+    parent = folder.parent
+    return folder.name in {GENERATIONS, SEGMENTS, DELETES, CATALOG, READERS} and (parent / CURRENT).is_file()

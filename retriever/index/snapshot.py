@@ -1,0 +1,283 @@
+"""A reader's view of one index generation: every segment opened together, with that generation's deletions.
+
+A snapshot keeps answering from the version it opened while other processes commit newer ones: its lease names
+the generation, so writers keep its files, and every part (store, vectors, postings) is opened at once rather than
+lazily. Segments are immutable, so a newer snapshot reuses the open segments of an older one and only opens
+what is new (``Snapshot.open(..., reuse=old)``): moving to a new version costs the change, not the index.
+
+Candidates are ``(key, doc_key, score)`` with ``key = (segment index, row)`` and ``doc_key = (segment index,
+document ordinal)``; ``hydrate`` turns the keys of the hits returned into passages with their texts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from retriever.errors import CorruptIndexError
+from retriever.index.catalog import FileCatalog
+from retriever.index.layout import IndexLayout, ReaderLease
+from retriever.index.manifest import Manifest
+from retriever.index.segment import OpenSegment, read_deletes
+from retriever.index.store import StoredDocument, StoredPassage
+from retriever.ingest.documents import Document
+
+OPEN_ATTEMPTS = 20  # a generation can be superseded and collected while we open it: read CURRENT again
+
+Key = tuple[int, int]
+Candidate = tuple[Key, Key, float]  # (passage key, document key, score)
+
+
+@dataclass(frozen=True)
+class LiveDocument:
+    """A live document of a snapshot and where it is."""
+
+    segment: str
+    stored: StoredDocument
+
+    @property
+    def doc_id(self) -> str:
+        return self.stored.doc_id
+
+    @property
+    def rows(self) -> np.ndarray:
+        return np.arange(self.stored.first_row, self.stored.first_row + self.stored.rows, dtype=np.int64)
+
+
+class Snapshot:
+    def __init__(self, layout: IndexLayout, manifest: Manifest, segments: list[OpenSegment], live: list[np.ndarray],
+                 lease: ReaderLease | None) -> None:
+        self.layout, self.manifest, self.segments, self.live = layout, manifest, segments, live
+        self.lease = lease
+        self.catalog = FileCatalog(layout.root / "catalog" / manifest.catalog if manifest.catalog else None,
+                                   layout.name)
+        self._has_deletes = [bool(e.deleted_rows) for e in manifest.segments]
+        self._lock = threading.Lock()
+
+    @property
+    def generation(self) -> str:
+        return self.manifest.generation
+
+    @classmethod
+    def open(cls, layout: IndexLayout, reuse: Snapshot | None = None, lease: bool = True) -> Snapshot:
+        """The live generation, opened whole; segments already open in ``reuse`` are shared, not reopened."""
+        layout.current()  # names a missing or foreign folder before anything is written into it
+        held = layout.take_lease() if lease else None
+        try:
+            for attempt in range(OPEN_ATTEMPTS):
+                generation = layout.current()
+                if held is not None:
+                    held.hold(generation)
+                try:
+                    return cls._open_generation(layout, generation, reuse, held)
+                except CorruptIndexError:
+                    if attempt + 1 < OPEN_ATTEMPTS and layout.current() != generation:
+                        continue  # superseded (and perhaps collected) while we opened it: take the new one
+                    raise
+            raise CorruptIndexError(f"index {layout.name} changed {OPEN_ATTEMPTS} times while it was opened")
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+
+    @classmethod
+    def _open_generation(cls, layout: IndexLayout, generation: str, reuse: Snapshot | None,
+                         lease: ReaderLease | None) -> Snapshot:
+        manifest = Manifest.load(layout.manifest_path(generation), layout.name)
+        if manifest.generation != generation:
+            raise CorruptIndexError(f"index {layout.name} is corrupt: {generation} holds the manifest of "
+                                    f"{manifest.generation!r}")
+        opened = {s.name: s for s in reuse.segments} if reuse is not None else {}
+        segments, live = [], []
+        for entry in manifest.segments:
+            segment = opened.get(entry.name)
+            if segment is None or segment.entry.rows != entry.rows:
+                segment = OpenSegment.open(layout, entry)
+            segments.append(segment)
+            live.append(read_deletes(layout, entry))
+        return cls(layout, manifest, segments, live, lease)
+
+    def close(self) -> None:
+        """Let go of the generation (the segments close when no snapshot uses them any more)."""
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+
+    # counts ----------------------------------------------------------------------------------------
+    @property
+    def documents(self) -> int:
+        return sum(e.live_documents for e in self.manifest.segments)
+
+    @property
+    def passages(self) -> int:
+        return sum(e.live_rows for e in self.manifest.segments)
+
+    def ram_bytes(self) -> int:
+        """Bytes the vector indexes hold in RAM (not counting memory-mapped pages)."""
+        return int(sum(s.vectors.ram_bytes for s in self.segments))
+
+    def size_bytes(self) -> int:
+        """Bytes on disk of everything this generation uses."""
+        root = self.layout.root
+        paths = [self.layout.manifest_path(self.generation)] + [self.layout.segment_dir(s.name) for s in self.segments]
+        paths += [root / "deletes" / e.deletes for e in self.manifest.segments if e.deletes]
+        if self.manifest.catalog:
+            paths.append(root / "catalog" / self.manifest.catalog)
+        return self.layout.size_bytes(paths)
+
+    # lookups ---------------------------------------------------------------------------------------------
+    def _alive(self, index: int, stored: StoredDocument) -> bool:
+        return stored.rows > 0 and bool(self.live[index][stored.first_row])
+
+    def live_documents(self, doc_ids: Iterable[str]) -> dict[str, LiveDocument]:
+        """The live version of each of these documents that exists."""
+        wanted = list(dict.fromkeys(doc_ids))
+        found: dict[str, LiveDocument] = {}
+        for index, segment in enumerate(self.segments):
+            if not wanted:
+                break
+            for stored in segment.store.documents_by_id(wanted):
+                if self._alive(index, stored):
+                    found[stored.doc_id] = LiveDocument(segment.name, stored)
+        return found
+
+    def documents_of_files(self, files: Sequence[str]) -> list[LiveDocument]:
+        out = []
+        for index, segment in enumerate(self.segments):
+            out += [LiveDocument(segment.name, s) for s in segment.store.documents_of_files(files)
+                    if self._alive(index, s)]
+        return out
+
+    def all_live_documents(self) -> Iterable[LiveDocument]:
+        for index, segment in enumerate(self.segments):
+            for stored in segment.store.all_documents():
+                if self._alive(index, stored):
+                    yield LiveDocument(segment.name, stored)
+
+    def document(self, doc_id: str) -> Document | None:
+        found = self.live_documents([doc_id]).get(doc_id)
+        if found is None:
+            return None
+        return self._segment(found.segment).store.document(found.stored.ord)
+
+    def passage_keys(self, doc_id: str) -> list[Key]:
+        found = self.live_documents([doc_id]).get(doc_id)
+        if found is None:
+            return []
+        index = self._index(found.segment)
+        return [(index, int(row)) for row in found.rows]
+
+    def _index(self, name: str) -> int:
+        return next(i for i, s in enumerate(self.segments) if s.name == name)
+
+    def _segment(self, name: str) -> OpenSegment:
+        return self.segments[self._index(name)]
+
+    def available(self, allowed: list[np.ndarray | None] | None) -> int:
+        """How many passages a search restricted to ``allowed`` (from ``allowed()``) can return."""
+        if allowed is None:
+            return self.passages
+        return sum(segment.rows if mask is None else int(mask.sum()) for segment, mask in zip(self.segments, allowed))
+
+    # filters ----------------------------------------------------------------------------------------------
+    def allowed(self, conditions: Sequence[Any]) -> list[np.ndarray | None]:
+        """Per segment, the rows a search may return: live rows, and those meeting ``conditions`` if any."""
+        if not conditions:
+            return [live if has else None for live, has in zip(self.live, self._has_deletes)]
+        return [segment.store.rows_where(conditions, segment.rows) & live
+                for segment, live in zip(self.segments, self.live)]
+
+    def fields_present(self, fields: Iterable[str]) -> set[str]:
+        fields = set(fields)
+        present: set[str] = set()
+        for segment in self.segments:
+            present |= segment.store.fields_present(fields - present)
+            if present == fields:
+                break
+        return present
+
+    # search ---------------------------------------------------------------------------------------------
+    def dense(self, vectors: np.ndarray, k: int, allowed: list[np.ndarray | None] | None = None,
+              exact: bool = False) -> list[list[Candidate]]:
+        """The k passages nearest each query vector over all segments (one call per segment for the batch)."""
+        allowed = allowed if allowed is not None else self.allowed([])
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        parts_scores, parts_keys = [], []
+        for index, (segment, mask) in enumerate(zip(self.segments, allowed)):
+            available = segment.rows if mask is None else int(mask.sum())
+            if available == 0 or k <= 0:
+                continue
+            scores, rows = segment.vectors.search(vectors, min(k, available), mask, exact=exact)
+            parts_scores.append(scores)
+            parts_keys.append(np.stack([np.full_like(rows, index), rows], axis=-1))
+        return self._merge(parts_scores, parts_keys, k, len(vectors))
+
+    def lexical(self, queries: Sequence[str], k: int,
+                allowed: list[np.ndarray | None] | None = None) -> list[list[Candidate]]:
+        """The k best passages of each query by BM25 with statistics over every live passage of the index."""
+        if k <= 0 or not self.segments:
+            return [[] for _ in queries]
+        masks = None if allowed is None else list(allowed)
+        results = self.lexical_searcher.search(list(queries), k, masks)
+        return [[((seg, row), (seg, int(self.segments[seg].doc_of_row[row])), float(score))
+                 for seg, row, score in hits] for hits in results]
+
+    @cached_property
+    def lexical_searcher(self) -> Any:
+        from retriever.index.lexical import LexicalSearcher
+
+        return LexicalSearcher([(s.lexical, live if has else None)
+                                for s, live, has in zip(self.segments, self.live, self._has_deletes)])
+
+    def _merge(self, parts_scores: list[np.ndarray], parts_keys: list[np.ndarray], k: int,
+               queries: int) -> list[list[Candidate]]:
+        if not parts_scores:
+            return [[] for _ in range(queries)]
+        scores = np.concatenate(parts_scores, axis=1)
+        keys = np.concatenate(parts_keys, axis=1)
+        out: list[list[Candidate]] = []
+        for q in range(queries):
+            valid = keys[q, :, 1] >= 0
+            order = np.flatnonzero(valid)
+            order = order[np.argsort(-scores[q, order], kind="stable")][:k]
+            row_keys = keys[q, order]
+            out.append([
+                ((int(seg), int(row)), (int(seg), int(self.segments[seg].doc_of_row[row])), float(scores[q, i]))
+                for (seg, row), i in zip(row_keys, order)
+            ])
+        return out
+
+    # results ----------------------------------------------------------------------------------------------
+    def hydrate(self, keys: Iterable[Key]) -> dict[Key, StoredPassage]:
+        """Passages (text, title, metadata) of some keys: loaded only for the hits returned."""
+        by_segment: dict[int, list[int]] = {}
+        for seg, row in keys:
+            by_segment.setdefault(seg, []).append(row)
+        out: dict[Key, StoredPassage] = {}
+        for seg, rows in by_segment.items():
+            for row, passage in self.segments[seg].store.passages(rows).items():
+                out[(seg, row)] = passage
+        return out
+
+    def vectors_of(self, keys: Sequence[Key]) -> np.ndarray:
+        dimension = int(self.manifest.model["dimension"])
+        if not keys:
+            return np.zeros((0, dimension), dtype=np.float32)
+        out = np.zeros((len(keys), dimension), dtype=np.float32)
+        by_segment: dict[int, list[int]] = {}
+        for position, (seg, _) in enumerate(keys):
+            by_segment.setdefault(seg, []).append(position)
+        for seg, positions in by_segment.items():
+            rows = np.asarray([keys[p][1] for p in positions], dtype=np.int64)
+            out[positions] = self.segments[seg].vectors.get(rows)
+        return out
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
