@@ -114,9 +114,8 @@ class IndexLayout:
             raise CorruptIndexError(f"index {self.root} is corrupt: {CURRENT} is unreadable ({exc})") from None
         if LEGACY_GENERATION.match(name) and (self.root / name).is_dir():
             raise CorruptIndexError(
-                f"index {self.root} was written by retriever 0.1 (format 1); rebuild it with "
-                f"'retriever index CORPUS --index {self.root}' after moving it away, or run "
-                f"'retriever upgrade --index {self.root}'"
+                f"index {self.root} was written by retriever 0.1 (format 1), which this version does not read; "
+                f"move it away and rebuild it with 'retriever index CORPUS --index {self.root}'"
             )
         if not GENERATION_NAME.match(name):
             raise CorruptIndexError(f"index {self.root} is corrupt: {CURRENT} holds {name[:40]!r}, not a generation")
