@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -104,3 +105,40 @@ def test_bench_cli_rejects_a_folder_that_is_not_beir(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["bench", str(tmp_path)])
     assert result.exit_code == 1
     assert "not a BEIR dataset folder" in result.output and "Traceback" not in result.output
+
+
+def test_exact_index_is_the_truth_an_hnsw_graph_is_measured_against() -> None:
+    from retriever.eval.bench import ann_recall_at_10, exact_index
+    from retriever.index.ann import FaissIndex
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[:40] + rng.normal(scale=0.5, size=(40, 16)).astype(np.float32)
+    hnsw = FaissIndex("hnsw", 16, {"M": 4, "efConstruction": 8, "efSearch": 1})  # a deliberately poor graph
+    hnsw.add(np.arange(3000, dtype=np.int64) + 100, vectors)
+    exact = exact_index(hnsw)
+    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10] + 100
+    assert (exact.search(queries, 10)[1] == truth).all()
+    assert ann_recall_at_10(hnsw, exact, queries) < 1.0 == ann_recall_at_10(hnsw, hnsw, queries)
+
+
+def test_bench_measures_hnsw_recall_against_exact_search_in_any_order(
+    tmp_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import retriever.eval.bench as bench
+
+    truths: list[tuple[str, str]] = []
+    measure = bench.ann_recall_at_10
+
+    def spy(ann, exact, queries):
+        truths.append((ann.kind, exact.kind))
+        return measure(ann, exact, queries)
+
+    monkeypatch.setattr(bench, "ann_recall_at_10", spy)
+    data = make_beir(tmp_path / "beir")
+    for systems in (("hnsw",), ("hnsw", "flat")):
+        truths.clear()
+        config = BenchConfig(data, model=tiny_model, systems=systems, output=tmp_path / "out", cache=tmp_path / "c")
+        run_bench(config, log=lambda _: None, progress=False)
+        assert truths[0] == ("hnsw", "flat"), systems

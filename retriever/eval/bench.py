@@ -220,8 +220,8 @@ def build_engine(name: str, dataset: BeirDataset, encoder: CachedEncoder, ann: s
     }
 
 
-def bench_engine(name: str, retriever: Any, built: dict[str, Any], queries: dict[str, str], options: dict[str, Any],
-                 exact: Any = None) -> SystemResult:
+def bench_engine(name: str, retriever: Any, built: dict[str, Any], queries: dict[str, str],
+                 options: dict[str, Any]) -> SystemResult:
     """Search an engine index with some options (mode, fusion, rerank) as a user would."""
     with PeakMemory() as memory:
         qids, qtexts = list(queries), list(queries.values())
@@ -229,7 +229,8 @@ def bench_engine(name: str, retriever: Any, built: dict[str, Any], queries: dict
         run = {q: {h.doc_id: h.score for h in hits} for q, hits in zip(qids, results)}
         recall = None
         if options.get("mode") == "dense":
-            recall = ann_recall_at_10(retriever.ann, exact or retriever.ann, retriever.encoder.encode_queries(qtexts))
+            vectors = retriever.encoder.encode_queries(qtexts)
+            recall = ann_recall_at_10(retriever.ann, exact_index(retriever.ann), vectors)
         speed = {
             **{k: v for k, v in built.items() if k != "build_peak_rss_mb"},
             **latency_ms(lambda q: retriever.search(q, k=LATENCY_K, **options), qtexts),
@@ -251,6 +252,22 @@ TUNED_SYSTEMS = {  # fine-tuned model columns, when --model is given
     "fine-tuned-hybrid": {"mode": "hybrid", "fusion": "convex"},
 }
 RERANK_DEPTH = 30
+
+
+def exact_index(ann: Any) -> Any:
+    """Exact search over the same vectors: the truth ANN recall is measured against.
+
+    Built from the index's own vectors, so it does not depend on which systems ran or in what
+    order (a flat index built elsewhere may not exist, and an ANN index is no truth for itself).
+    """
+    from retriever.index.ann import FaissIndex
+
+    if ann.kind == "flat":
+        return ann
+    ids, vectors = ann.vectors()
+    exact = FaissIndex("flat", ann.dimension)
+    exact.add(ids, vectors)
+    return exact
 
 
 def ann_recall_at_10(ann: Any, exact: Any, queries: np.ndarray) -> float:
@@ -287,8 +304,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, progress:
                 kind, options = ENGINE_SYSTEMS[system]
                 if kind not in built:
                     built[kind] = build_engine(kind, dataset, base, kind, workdir, progress)
-                exact = built["flat"][0].ann if "flat" in built else None
-                results.append(bench_engine(system, *built[kind], queries, options, exact))
+                results.append(bench_engine(system, *built[kind], queries, options))
             else:
                 raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
         if config.finetuned:
