@@ -85,3 +85,36 @@ def test_train_head_cli_writes_a_model_dir_and_reports_dev_scores(tmp_path: Path
     assert (out / "modules.json").exists()
     kept = "rerank head kept" in result.output
     assert (RerankHead.load(out) is not None) == kept
+
+
+def test_a_head_that_is_not_kept_leaves_no_head_in_the_output(tmp_path: Path, tiny_model: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither an earlier run's head nor the base model's may be used by --rerank after a run that kept none."""
+    import json
+
+    import retriever.training.head as head_module
+    from retriever.training.head import train_mlp_head
+
+    data = tmp_path / "beir"
+    (data / "qrels").mkdir(parents=True)
+    words = WORDS * 2
+    (data / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": f"d{i}", "title": w, "text": f"{w} number {i}"}) + "\n" for i, w in enumerate(words))
+    )
+    (data / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": f"q{i}", "text": f"the {w} {i}"}) + "\n" for i, w in enumerate(words))
+    )
+    (data / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(words)))
+    )
+    out = tmp_path / "with-head"
+    dev_scores = iter([0.1, 0.9, 0.9, 0.1, 0.9, 0.1])  # (before, after): the first head helps, later ones do not
+    monkeypatch.setattr(head_module, "_dev_ndcg", lambda *args: next(dev_scores))
+    first = train_mlp_head(data, tiny_model, out, epochs=1, cache=tmp_path / "cache", progress=False)
+    assert first.kept and RerankHead.load(out) is not None
+    shutil.copytree(out, tmp_path / "base-with-head")
+    second = train_mlp_head(data, tiny_model, out, epochs=1, cache=tmp_path / "cache", progress=False)
+    assert not second.kept and RerankHead.load(out) is None
+    third = train_mlp_head(data, str(tmp_path / "base-with-head"), tmp_path / "copy", epochs=1,
+                           cache=tmp_path / "cache", progress=False)
+    assert not third.kept and RerankHead.load(tmp_path / "copy") is None
