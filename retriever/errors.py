@@ -30,3 +30,10 @@ class ModelLoadError(RetrieverError):
 
 class InputFormatError(RetrieverError):
     """A corpus or training file is malformed (named by file and line)."""
+
+
+class RetrieverWarning(UserWarning):
+    """Something the user should know that did not stop the run: skipped input, a filter that cannot match.
+
+    The CLI prints each as one ``warning:`` line; the API raises them through ``warnings.warn``.
+    """

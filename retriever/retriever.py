@@ -13,24 +13,27 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from retriever import validation
 from retriever.encoding.encoder import DEFAULT_MODEL, Encoder, model_fingerprint, resolve_model_path
-from retriever.errors import CorruptIndexError, ModelMismatchError, RetrieverError
+from retriever.errors import CorruptIndexError, ModelMismatchError, RetrieverError, RetrieverWarning
 from retriever.index.ann import ANN_KINDS, FaissIndex, choose_kind
 from retriever.index.lexical import LexicalIndex
 from retriever.index.manifest import Manifest, now_iso
 from retriever.index.storage import LEXICAL, STORE, VECTORS, IndexDirectory
 from retriever.index.store import MetadataStore
 from retriever.ingest.chunking import Chunker, Passage, encoding_text
-from retriever.ingest.documents import Document, document_from_record
+from retriever.ingest.documents import Document, documents_from_records
 from retriever.ingest.sync import IndexReport, scan_folder
-from retriever.search.filters import parse_filters
+from retriever.search.filters import filter_warnings, parse_filters
 from retriever.search.ranking import SearchOptions, search_one
 from retriever.search.results import Hit
 
@@ -63,6 +66,7 @@ class Retriever:
         overlap: int | None = None,
         progress: bool = False,
         encoder: Encoder | None = None,
+        strict: bool = False,
     ) -> Retriever:
         """Index a folder, a file or records into ``index_dir``; updates it if it exists.
 
@@ -71,6 +75,8 @@ class Retriever:
         ``overlap`` (tokens shared by consecutive passages) defaults to 32, or a quarter of
         the passage length if that is less; an existing index keeps its own.
         ``encoder`` reuses an already loaded model (e.g. across several builds in one process).
+        Unreadable files, records with no text and no title and duplicate ids are skipped with one
+        ``RetrieverWarning`` per kind; ``strict=True`` refuses to write anything instead.
         """
         if isinstance(source, (str, Path)):
             path = Path(source)
@@ -86,9 +92,9 @@ class Retriever:
         else:
             retriever = cls._create(directory, model or DEFAULT_MODEL, ann, chunk_tokens, overlap, encoder)
         if isinstance(source, (str, Path)):
-            retriever.index_folder(Path(source), progress=progress)
+            retriever.index_folder(Path(source), progress=progress, strict=strict)
         else:
-            retriever.add(source, progress=progress)
+            retriever.add(source, progress=progress, strict=strict)
         return retriever
 
     @classmethod
@@ -199,16 +205,18 @@ class Retriever:
             self.manifest.ann["requested"] = ann  # applied by the next write
 
     # writing --------------------------------------------------------------------------------
-    def index_folder(self, path: Path, progress: bool = False) -> IndexReport:
+    def index_folder(self, path: Path, progress: bool = False, strict: bool = False) -> IndexReport:
         """Bring the index in step with a folder (or file): add, update and remove documents."""
         started = time.perf_counter()
         known = self.store.file_hashes() if self.store else {}
         changes = scan_folder(path, known)
-        report = IndexReport(skipped_files=changes.skipped, unsupported_files=changes.unsupported)
+        report = IndexReport(skipped_files=changes.skipped, unsupported_files=changes.unsupported,
+                             skipped_records=changes.skipped_records)
         report.unchanged = sum(len(self.store.documents_of_file(f)) for f in changes.unchanged) if self.store else 0
         if self.store is None and not any(changes.documents.values()):
+            skipped = "".join(f"; {line}" for line in report.warnings())
             raise RetrieverError(
-                f"nothing to index in {path}: no readable .txt, .md, .rst, .html, .json(l) or .pdf files"
+                f"nothing to index in {path}: no readable .txt, .md, .rst, .html, .json(l) or .pdf files{skipped}"
             )
         new_ids_of = {file: {d.doc_id for d in docs} for file, docs in changes.documents.items()}
         claimed: dict[str, str] = {}  # document id -> the file that holds it after this run
@@ -241,16 +249,25 @@ class Retriever:
                 dropped.update(set(self.store.documents_of_file(file)) - new_ids)
         report.removed = len(dropped - claimed.keys())
         removals += sorted(dropped - set(removals))
+        _report_skips(report, strict)
         self._write(removals, additions, changes.hashes, changes.deleted, report, progress)
         report.seconds = time.perf_counter() - started
         self.last_report = report
         return report
 
-    def add(self, records: Iterable[dict[str, Any] | Document], progress: bool = False) -> IndexReport:
-        """Add or replace documents given as records (``_id``/``id``, ``title``, ``text``, metadata)."""
+    def add(self, records: Iterable[dict[str, Any] | Document], progress: bool = False,
+            strict: bool = False) -> IndexReport:
+        """Add or replace documents given as records (``_id``/``id``, ``title``, ``text``, metadata).
+
+        A malformed record is refused (nothing is written); records with no text and no title and
+        repeated ids are skipped with a warning, or refused too when ``strict``.
+        """
         started = time.perf_counter()
-        docs = [r if isinstance(r, Document) else document_from_record(r, f"record {i}") for i, r in enumerate(records)]
+        if isinstance(records, (dict, Document, str, bytes)):
+            raise RetrieverError("add takes a list of records; wrap a single record in a list")
         report = IndexReport()
+        docs = documents_from_records(((f"record {i}", r) for i, r in enumerate(records)),
+                                      skipped=report.skipped_records)
         hashes = self.store.document_hashes(d.doc_id for d in docs) if self.store else {}
         removals, additions, seen = [], [], set()
         for doc in docs:
@@ -259,6 +276,7 @@ class Retriever:
                 continue
             seen.add(doc.doc_id)
             _plan_upsert(doc, None, hashes, report, removals, additions)
+        _report_skips(report, strict)
         if not docs and self.store is None:
             raise RetrieverError("nothing to index: no records given")
         self._write(removals, additions, {}, [], report, progress)
@@ -266,9 +284,9 @@ class Retriever:
         self.last_report = report
         return report
 
-    def remove(self, ids: Iterable[str]) -> int:
-        """Remove documents by id; returns how many existed."""
-        wanted = list(dict.fromkeys(str(i) for i in ids))
+    def remove(self, ids: str | Iterable[str]) -> int:
+        """Remove documents by id (one id, or several); returns how many existed."""
+        wanted = validation.document_ids(ids)
         present = list(self.store.document_hashes(wanted)) if self.store else []
         if present:
             self._write(present, [], {}, [], IndexReport(removed=len(present)), False)
@@ -396,20 +414,24 @@ class Retriever:
         """Search several queries at once (batched encoding)."""
         if isinstance(queries, str):
             raise TypeError("search_many takes a list of queries; use search() for one")
-        if any(not isinstance(q, str) or not q.strip() for q in queries):
-            raise RetrieverError("empty query: give some text to search for")
+        queries = [validation.query_text(q) for q in queries]
         defaults = SearchOptions()
         conditions = parse_filters(where)
         options = SearchOptions(
             k=k,
             passages=passages,
-            mode=mode or defaults.mode,
-            fusion=fusion or defaults.fusion,
+            mode=defaults.mode if mode is None else mode,
+            fusion=defaults.fusion if fusion is None else fusion,
             alpha=defaults.alpha if alpha is None else alpha,
-            allowed_ids=self.store.passage_ids_where(conditions) if conditions else None,
             rerank=rerank,
         )
         options.validate()
+        if conditions:
+            allowed = self.store.passage_ids_where(conditions)
+            if not len(allowed):  # say why a filter matches nothing, when the reason is a mistake
+                for message in filter_warnings(conditions, self.store.field_types):
+                    warnings.warn(message, RetrieverWarning, stacklevel=2)
+            options = replace(options, allowed_ids=allowed)
         if not queries:
             return []
         head = None
@@ -434,8 +456,8 @@ class Retriever:
         """Is document ``doc_id`` a match for ``query``? Its best passage's cosine against the threshold."""
         from retriever.verification.verdict import DEFAULT_THRESHOLD, Verdict
 
-        if not query.strip():
-            raise RetrieverError("empty query: give some text to verify")
+        validation.query_text(query)
+        doc_id = validation.document_id(doc_id)
         ids = self.store.passage_ids_of([doc_id])
         if not ids:
             raise RetrieverError(f"no document {doc_id!r} in index {self.directory.name}")
@@ -446,6 +468,10 @@ class Retriever:
 
     def similarities(self, queries: Sequence[str], doc_ids: Sequence[str]) -> np.ndarray:
         """Cosine of each (query, document) pair, taking the document's best passage."""
+        if isinstance(queries, str) or isinstance(doc_ids, str) or len(queries) != len(doc_ids):
+            raise RetrieverError("similarities takes two lists of the same length: queries and document ids")
+        queries = [validation.query_text(q) for q in queries]
+        doc_ids = [validation.document_id(d) for d in doc_ids]
         unique = list(dict.fromkeys(queries))
         encoded = dict(zip(unique, self.encoder.encode_queries(unique)))
         out = np.zeros(len(queries), dtype=np.float32)
@@ -472,9 +498,10 @@ class Retriever:
         The text is put back together from the document's passages, so it spans from the first
         word to the last one of the original.
         """
+        doc_id = validation.document_id(doc_id)
         if self.store is None:
             return None
-        ids = self.store.passage_ids_of([str(doc_id)])
+        ids = self.store.passage_ids_of([doc_id])
         if not ids:
             return None
         stored = sorted(self.store.passages(ids).values(), key=lambda p: p.start)
@@ -544,6 +571,15 @@ def _plan_upsert(doc: Document, file: str | None, hashes: dict[str, str], report
     else:
         report.added += 1
     additions.append((doc, file))
+
+
+def _report_skips(report: IndexReport, strict: bool) -> None:
+    """Refuse the run if it is strict and something would be skipped; otherwise warn once per kind."""
+    error = report.strict_error() if strict else None
+    if error is not None:
+        raise error
+    for line in report.warnings():
+        warnings.warn(line, RetrieverWarning, stacklevel=3)
 
 
 def default_index_dir(path: Path, home: Path = Path("indexes")) -> Path:

@@ -57,16 +57,11 @@ def test_search_rerank_uses_the_head_saved_with_the_model(tmp_path: Path, tiny_m
     assert [h.doc_id for h in reloaded.search(query, k=3, mode="dense")] == dense[:3]
 
 
-def test_train_head_cli_writes_a_model_dir_and_reports_dev_scores(tmp_path: Path, tiny_model: str) -> None:
+def write_head_data(data: Path, words: list[str]) -> Path:
+    """A BEIR folder where query i ("the w i") is answered by document i ("w number i")."""
     import json
 
-    from click.testing import CliRunner
-
-    from retriever.cli import main
-
-    data = tmp_path / "beir"
     (data / "qrels").mkdir(parents=True)
-    words = WORDS * 3
     (data / "corpus.jsonl").write_text(
         "".join(json.dumps({"_id": f"d{i}", "title": w, "text": f"{w} number {i}"}) + "\n" for i, w in enumerate(words))
     )
@@ -76,6 +71,15 @@ def test_train_head_cli_writes_a_model_dir_and_reports_dev_scores(tmp_path: Path
     (data / "qrels" / "train.tsv").write_text(
         "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(words)))
     )
+    return data
+
+
+def test_train_head_cli_writes_a_model_dir_and_reports_dev_scores(tmp_path: Path, tiny_model: str) -> None:
+    from click.testing import CliRunner
+
+    from retriever.cli import main
+
+    data = write_head_data(tmp_path / "beir", WORDS * 3)
     out = tmp_path / "with-head"
     result = CliRunner().invoke(
         main, ["train", str(data), "--output", str(out), "--model", tiny_model, "--head", "mlp", "--quiet"]
@@ -90,23 +94,10 @@ def test_train_head_cli_writes_a_model_dir_and_reports_dev_scores(tmp_path: Path
 def test_a_head_that_is_not_kept_leaves_no_head_in_the_output(tmp_path: Path, tiny_model: str,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Neither an earlier run's head nor the base model's may be used by --rerank after a run that kept none."""
-    import json
-
     import retriever.training.head as head_module
     from retriever.training.head import train_mlp_head
 
-    data = tmp_path / "beir"
-    (data / "qrels").mkdir(parents=True)
-    words = WORDS * 2
-    (data / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": f"d{i}", "title": w, "text": f"{w} number {i}"}) + "\n" for i, w in enumerate(words))
-    )
-    (data / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": f"q{i}", "text": f"the {w} {i}"}) + "\n" for i, w in enumerate(words))
-    )
-    (data / "qrels" / "train.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(words)))
-    )
+    data = write_head_data(tmp_path / "beir", WORDS * 2)
     out = tmp_path / "with-head"
     dev_scores = iter([0.1, 0.9, 0.9, 0.1, 0.9, 0.1])  # (before, after): the first head helps, later ones do not
     monkeypatch.setattr(head_module, "_dev_ndcg", lambda *args: next(dev_scores))

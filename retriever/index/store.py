@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from retriever.errors import CorruptIndexError
 from retriever.ingest.chunking import Passage
 from retriever.ingest.documents import Document
 
@@ -162,10 +163,21 @@ class MetadataStore:
             clauses.append(clause)
             params += values
         where = " AND ".join(clauses) or "1"
-        rows = self.db.execute(
-            f"SELECT p.id FROM passages p JOIN documents d ON d.doc_id = p.doc_id WHERE {where}", params
-        ).fetchall()
+        try:
+            rows = self.db.execute(
+                f"SELECT p.id FROM passages p JOIN documents d ON d.doc_id = p.doc_id WHERE {where}", params
+            ).fetchall()
+        except sqlite3.OperationalError as exc:  # metadata stored before it was validated (NaN is not JSON)
+            raise CorruptIndexError(f"cannot filter {self.path.parent}: its metadata is not valid JSON ({exc}); "
+                                    "rebuild the index") from None
         return np.asarray([r[0] for r in rows], dtype=np.int64)
+
+    def field_types(self, field: str) -> set[str]:
+        """The JSON types a record field holds across documents (empty: no document has it)."""
+        from retriever.search.filters import field_types_sql
+
+        query, params = field_types_sql(field)
+        return {row[0] for row in self.db.execute(query, params)}
 
     def count_documents(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])

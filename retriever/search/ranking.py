@@ -7,6 +7,7 @@ rankings of both sides (``retriever.search.fusion``) over candidate lists of ``H
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,12 @@ class SearchOptions:
     rerank: int = 0  # rerank this many top candidates with the model's learned metric head
 
     def validate(self) -> None:
+        for name in ("k", "rerank"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise RetrieverError(f"{name} must be an integer, not {type(value).__name__} {value!r}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real):
+            raise RetrieverError(f"alpha must be a number between 0 and 1, not {type(self.alpha).__name__}")
         if self.k < 1:
             raise RetrieverError("k must be at least 1")
         if self.mode not in MODES:
