@@ -103,7 +103,7 @@ class FriendlyGroup(click.Group):
                 sys.exit(130)
             except Exception as exc:  # noqa: BLE001 - the last resort: one line instead of a traceback
                 if debug or (isinstance(exc, OSError) and exc.errno == errno.EPIPE):
-                    raise  # click already handles a closed pipe (``retriever search ... | head``) quietly
+                    raise  # ``main`` ends a closed pipe (``retriever search ... | head``) quietly
                 what = one_line(describe_exception(exc))
                 click.echo(f"error: {what} ({type(exc).__name__}); run with {DEBUG_FLAG} for the traceback",
                            err=True)
@@ -121,7 +121,7 @@ def _silence_stdout() -> None:
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: Any = None, line: str | None = None) -> None:
-    """Our warnings as one ``warning:`` line; other libraries' in Python's own format."""
+    """Our warnings as one ``warning:`` line; other libraries' in Python's own format, on one line."""
     from retriever.errors import RetrieverWarning
 
     if issubclass(category, RetrieverWarning):
@@ -304,6 +304,8 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
 
     chosen = tuple(s.strip() for s in systems.split(",") if s.strip())
     unknown = [s for s in chosen if s not in SYSTEMS]
+    if not chosen:
+        raise RetrieverError(f"--systems is empty; choose from {', '.join(SYSTEMS)}")
     if unknown:
         raise RetrieverError(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
     config = BenchConfig(dataset=dataset, split=split, model=base_model, finetuned=finetuned, systems=chosen,

@@ -55,6 +55,7 @@ def test_sql_keeps_one_where_clause_over_documents_d() -> None:
     clause, params = parse_condition("year>=2020").sql()
     assert "d.metadata" in clause and clause.count("?") == len(params)
     assert parse_condition("doc_id=56486733").sql() == ("d.doc_id = ?", ["56486733"])
+    assert parse_condition("été=1").field == "été"  # a record field may be named in any alphabet
 
 
 def test_a_missing_field_warns_instead_of_returning_nothing_silently(index: Retriever) -> None:
@@ -76,6 +77,8 @@ def test_filter_warnings_take_any_source_of_field_types() -> None:
     assert "not a number" in check("year>=abc")[0]
     assert "alphabetically" in check("venue>5")[0]
     assert check("year~19*") == []
+    types["tags"] = {"array"}
+    assert "lists or objects" in check("tags=pets")[0]
 
 
 def test_the_cli_prints_a_filter_warning_in_one_line(index: Retriever) -> None:

@@ -17,7 +17,8 @@ a record's fields keep their JSON types:
   number (and ``retriever search`` warns: see ``filter_warnings``).
 - A record field holding a string compares as text, even when VALUE looks like a number:
   ``year=1990`` matches the string "1990"; ``<``/``>`` on text are alphabetical ("990" > "2020").
-- ``~`` is a glob (``*``, ``?``, ``[...]``) over the text of the value, case-sensitive.
+- ``~`` is a glob (``*``, ``?``, ``[...]``) over the text of the value, case-sensitive; a list or
+  object compares as its JSON text (``tags~*pets*``).
 - A document without the field matches no condition on it, ``!=`` included.
 """
 
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from retriever.errors import RetrieverError
 from retriever.validation import unicode_problem
 
-CONDITION = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*(>=|<=|!=|=|>|<|~)\s*(.*?)\s*$", re.DOTALL)
+CONDITION = re.compile(r"^\s*([^\W\d][\w.-]*)\s*(>=|<=|!=|=|>|<|~)\s*(.*?)\s*$", re.DOTALL)  # any letter
 COLUMNS = {"doc_id": "d.doc_id", "title": "d.title", "source": "d.source"}
 SQL_OPS = {"=": "=", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<=", "~": "GLOB"}
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -126,10 +127,12 @@ def filter_warnings(conditions: list[Condition], field_types: Callable[[str], se
     no document has it); with several stores or segments, pass the union of theirs. Types are
     SQLite's ``typeof`` names or ``json_type`` names (``integer``, ``real``, ``text``, ``true``, ...).
     Reported: a field that no document has; a non-numeric value against a field that holds only
-    numbers; an ordering (``<``, ``>=``...) of a number against a field that holds only text, which
-    compares alphabetically. Warnings rather than errors: such a filter is a valid question whose
-    answer is "nothing", and a pipeline that applies one filter to several indexes must not crash
-    on the index that lacks the field; but the user must not take the empty answer for a real one.
+    numbers; a field that holds only lists or objects; an ordering (``<``, ``>=``...) of a number
+    against a field that holds only text, which compares alphabetically.
+
+    Warnings rather than errors: such a filter is a valid question whose answer is "nothing", and
+    a pipeline that applies one filter to several indexes must not crash on the index that lacks
+    the field; but the user must not take the empty answer for a real one.
     """
     messages = []
     for condition in conditions:
@@ -140,6 +143,9 @@ def filter_warnings(conditions: list[Condition], field_types: Callable[[str], se
         elif types == {"number"} and condition.op != "~" and condition.number is None:
             messages.append(f"filter {str(condition)!r} matches nothing: {condition.field!r} holds numbers "
                             f"and {condition.value!r} is not a number")
+        elif types <= {"array", "object"}:
+            messages.append(f"filter {str(condition)!r} matches nothing: {condition.field!r} holds lists or objects, "
+                            "which filters compare as their JSON text (a glob such as '*pets*' matches inside)")
         elif types == {"text"} and condition.op in ("<", "<=", ">", ">=") and condition.number is not None:
             messages.append(f"filter {str(condition)!r} matches nothing: {condition.field!r} holds text, "
                             "which compares alphabetically; store numbers as JSON numbers to compare them as such")
