@@ -1,36 +1,133 @@
 """The ``retriever`` command: a thin click shell over ``retriever.Retriever``.
 
 Heavy libraries (torch, sentence-transformers, faiss) are imported inside the commands, so
-``retriever --help`` answers at once. Input errors print one line and exit with status 1;
-Ctrl-C exits with 130 and leaves the previous index as it was.
+``retriever --help`` answers at once. Every failure prints one line and exits with status 1:
+input errors say what to do, anything unexpected is named with its type (``--debug`` or
+``RETRIEVER_DEBUG=1`` shows the traceback). Warnings are one ``warning:`` line each. Ctrl-C exits
+with 130 and leaves the previous index as it was.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
 INDEX_HOME = Path("indexes")
+DEBUG_FLAG = "--debug"
+MESSAGE_LIMIT = 400  # characters of an error message shown; a message quoting a huge input is cut
+
+
+def one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """A message as one printable line: newlines escaped, lone surrogates escaped, cut at ``limit``."""
+    text = str(message).replace("\r", "\\r").replace("\n", "\\n")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe_exception(exc: BaseException) -> str:
+    """What went wrong, for an exception nobody anticipated; an OSError names its file."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        files = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+        return f"{exc.strerror or exc}: {files}"
+    return str(exc) or type(exc).__name__
 
 
 class FriendlyGroup(click.Group):
-    """Turns RetrieverError (and Ctrl-C) into one line on stderr instead of a traceback."""
+    """Turns every failure into one line on stderr, and every RetrieverWarning into one ``warning:`` line.
+
+    A RetrieverError is a problem with the input and is shown as it is. Anything else is a last
+    resort: ``error: <what> (<ExceptionType>); run with --debug for the traceback``, status 1.
+    ``--debug`` (anywhere on the command line) or ``RETRIEVER_DEBUG=1`` lets tracebacks through.
+    """
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Click's own errors (a bad option, a missing argument) in one line too, with where to find help."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # plain `retriever`: the help is the answer
+                exc.show()
+                sys.exit(exc.exit_code)
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"error: {one_line(exc.format_message())}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+            _silence_stdout()  # `retriever search ... | head` closed the pipe: exit without noise
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Accept ``--debug`` after the subcommand too, where users put it when told to rerun with it."""
+        cut = args.index("--") if "--" in args else len(args)
+        if DEBUG_FLAG in args[1:cut]:
+            args = [DEBUG_FLAG] + [a for i, a in enumerate(args) if not (a == DEBUG_FLAG and i < cut)]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from retriever.errors import RetrieverError
+        from retriever.errors import RetrieverError, RetrieverWarning
 
-        try:
-            return super().invoke(ctx)
-        except RetrieverError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted: the index is unchanged", err=True)
-            sys.exit(130)
+        debug = bool(ctx.params.get("debug"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", RetrieverWarning)
+            warnings.showwarning = _show_warning
+            try:
+                return super().invoke(ctx)
+            except (click.ClickException, click.exceptions.Exit, click.Abort):
+                raise
+            except RetrieverError as exc:
+                if debug:
+                    raise
+                click.echo(f"error: {one_line(exc)}", err=True)
+                sys.exit(1)
+            except KeyboardInterrupt:
+                click.echo("interrupted: the index is unchanged", err=True)
+                sys.exit(130)
+            except Exception as exc:  # noqa: BLE001 - the last resort: one line instead of a traceback
+                if debug or (isinstance(exc, OSError) and exc.errno == errno.EPIPE):
+                    raise  # ``main`` ends a closed pipe (``retriever search ... | head``) quietly
+                what = one_line(describe_exception(exc))
+                click.echo(f"error: {what} ({type(exc).__name__}); run with {DEBUG_FLAG} for the traceback",
+                           err=True)
+                sys.exit(1)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush does not fail on a closed pipe (Python docs' recipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Our warnings as one ``warning:`` line; other libraries' in Python's own format, on one line."""
+    from retriever.errors import RetrieverWarning
+
+    if issubclass(category, RetrieverWarning):
+        click.echo(f"warning: {one_line(message)}", err=True)
+    else:
+        click.echo(one_line(warnings.formatwarning(message, category, filename, lineno, line).strip()), err=True)
 
 
 def find_index(index: Path | None) -> Path:
@@ -38,6 +135,8 @@ def find_index(index: Path | None) -> Path:
     from retriever.errors import IndexNotFoundError
 
     if index is not None:
+        if index.exists() and not index.is_dir():
+            raise IndexNotFoundError(f"{index} is a file, not an index folder; give the folder that holds CURRENT")
         return index
     candidates = sorted(p for p in INDEX_HOME.glob("*") if (p / "CURRENT").exists()) if INDEX_HOME.is_dir() else []
     if len(candidates) == 1:
@@ -57,7 +156,9 @@ quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar
 
 @click.group(cls=FriendlyGroup)
 @click.version_option(package_name="retriever")
-def main() -> None:
+@click.option(DEBUG_FLAG, "debug", is_flag=True, envvar="RETRIEVER_DEBUG",
+              help="Show the traceback of an error (also RETRIEVER_DEBUG=1).")
+def main(debug: bool) -> None:
     """Semantic document retrieval: index a folder, search it by meaning."""
 
 
@@ -74,23 +175,27 @@ def main() -> None:
               help="Tokens shared by consecutive passages (default: 32, at most a quarter of the passage length).")
 @click.option("--wait", type=click.FloatRange(0), default=None,
               help="Seconds to wait for another process writing the index (default: as long as it takes).")
+@click.option("--strict", is_flag=True,
+              help="Refuse to index (and write nothing) if any file, record or duplicate id would be skipped.")
 @quiet_option
 def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk_tokens: int | None,
-          overlap: int | None, wait: float | None, quiet: bool) -> None:
-    """Index PATH (a folder, searched recursively, or a file); re-running updates it incrementally."""
+          overlap: int | None, wait: float | None, strict: bool, quiet: bool) -> None:
+    """Index PATH (a folder, searched recursively, or a file); re-running updates it incrementally.
+
+    Unreadable files, records with no text and no title, and duplicate ids are skipped with one
+    warning per kind (counted, the first few named); --strict refuses them instead.
+    """
     from retriever.errors import RetrieverError
     from retriever.retriever import Retriever, default_index_dir
 
     if not path.exists():
         raise RetrieverError(f"path not found: {path}")
     target = index_dir or default_index_dir(path, INDEX_HOME)
+    if target.exists() and not target.is_dir():
+        raise RetrieverError(f"{target} is a file, not an index folder; give a folder with --index")
     retriever = Retriever.build(path, index_dir=target, model=model, ann=ann, chunk_tokens=chunk_tokens,
-                                overlap=overlap, progress=not quiet, wait=wait)
+                                overlap=overlap, progress=not quiet, wait=wait, strict=strict)
     report = retriever.last_report
-    for file, reason in report.skipped_files:
-        click.echo(f"warning: skipped {file}: {reason}", err=True)
-    for doc_id in report.duplicate_ids:
-        click.echo(f"warning: duplicate document id {doc_id!r} skipped", err=True)
     click.echo(f"{target}: {report.summary()}")
     counts = retriever.manifest.counts
     click.echo(f"{target}: {counts.get('documents', 0)} documents, {counts.get('passages', 0)} passages")
@@ -227,10 +332,15 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
           cache: Path | None, limit_queries: int | None, limit_docs: int | None, seed: int, quiet: bool) -> None:
     """Benchmark quality and speed on a BEIR dataset folder, beside BM25 and plain sentence-transformers."""
     from retriever.errors import RetrieverError
+    from retriever.extras import require_extra
+
+    require_extra("bench", "psutil", "matplotlib")  # before minutes of work, not after
     from retriever.eval.bench import SYSTEMS, BenchConfig, markdown_table, run_bench
 
     chosen = tuple(s.strip() for s in systems.split(",") if s.strip())
     unknown = [s for s in chosen if s not in SYSTEMS]
+    if not chosen:
+        raise RetrieverError(f"--systems is empty; choose from {', '.join(SYSTEMS)}")
     if unknown:
         raise RetrieverError(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
     config = BenchConfig(dataset=dataset, split=split, model=base_model, finetuned=finetuned, systems=chosen,
@@ -281,10 +391,12 @@ def train(data: Path, output: Path, quiet: bool, negatives_range: str | None, ne
           rerank_head: str, **options: Any) -> None:
     """Fine-tune a model on DATA: a BEIR folder (qrels/train.tsv) or a JSONL file of training pairs."""
     if rerank_head == "mlp":
+        from retriever.training.config import DEFAULT_SEED
         from retriever.training.head import train_mlp_head
 
+        seed = options["seed"] if options.get("seed") is not None else DEFAULT_SEED  # --seed 0 is a seed
         head = train_mlp_head(data, options.get("model") or "all-MiniLM-L6-v2", output, progress=not quiet,
-                              seed=options.get("seed") or 42)
+                              seed=seed)
         verdict = "kept" if head.kept else "NOT kept: it did not improve dev nDCG@10"
         click.echo(f"rerank head {verdict}; dev nDCG@10 {head.dev_before:.4f} -> {head.dev_after:.4f} "
                    f"(reranking the dense top 30); {head.output} in {head.seconds:.0f}s")

@@ -34,3 +34,10 @@ class InputFormatError(RetrieverError):
 
 class IndexBusyError(RetrieverError):
     """Another process is writing the index (or committed while this update was prepared)."""
+
+
+class RetrieverWarning(UserWarning):
+    """Something the user should know that did not stop the run: skipped input, a filter that cannot match.
+
+    The CLI prints each as one ``warning:`` line; the API raises them through ``warnings.warn``.
+    """

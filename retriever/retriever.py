@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -24,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from retriever import validation
 from retriever.encoding.encoder import DEFAULT_MODEL, Encoder, model_fingerprint, resolve_model_path
-from retriever.errors import ModelMismatchError, RetrieverError
+from retriever.errors import ModelMismatchError, RetrieverError, RetrieverWarning
 from retriever.index.layout import IndexLayout
 from retriever.index.manifest import Manifest
 from retriever.index.snapshot import Snapshot
@@ -33,10 +35,10 @@ from retriever.index.updates import delete, sync_folder, upsert
 from retriever.index.vectors import ANN_CHOICES, check_ann
 from retriever.index.writer import IndexWriter, collect_garbage_if_idle, writing
 from retriever.ingest.chunking import Chunker
-from retriever.ingest.documents import Document, document_from_record
+from retriever.ingest.documents import Document, documents_from_records
 from retriever.ingest.pipeline import LocalEmbedder
 from retriever.ingest.sync import IndexReport
-from retriever.search.filters import parse_filters
+from retriever.search.filters import filter_warnings, parse_filters
 from retriever.search.ranking import SearchOptions, search_batch
 from retriever.search.results import Hit
 
@@ -70,6 +72,7 @@ class Retriever:
         progress: bool = False,
         encoder: Encoder | None = None,
         wait: float | None = None,
+        strict: bool = False,
     ) -> Retriever:
         """Index a folder, a file or records into ``index_dir``; updates the index if it exists.
 
@@ -78,6 +81,8 @@ class Retriever:
         passages) defaults to 32, or a quarter of the passage length if that is less; an existing index keeps
         its own. ``encoder`` reuses an already loaded model (e.g. across several builds in one process).
         ``wait``: seconds to wait for another process writing the same index (None: as long as it takes).
+        Unreadable files, records with no text and no title and duplicate ids are skipped with one
+        ``RetrieverWarning`` per kind; ``strict=True`` refuses to write anything instead.
         """
         if isinstance(source, (str, Path)):
             path = Path(source)
@@ -97,9 +102,9 @@ class Retriever:
             layout.check_folder()
             retriever = cls._new(layout, model or DEFAULT_MODEL, ann, chunk_tokens, overlap, encoder, wait)
         if isinstance(source, (str, Path)):
-            retriever.index_folder(Path(source), progress=progress, ann=ann)
+            retriever.index_folder(Path(source), progress=progress, ann=ann, strict=strict)
         else:
-            retriever.add(source, progress=progress, ann=ann)
+            retriever.add(source, progress=progress, ann=ann, strict=strict)
         return retriever
 
     @classmethod
@@ -200,38 +205,50 @@ class Retriever:
             )
 
     # writing ----------------------------------------------------------------------------------------------------
-    def index_folder(self, path: Path, progress: bool = False, ann: str = "auto") -> IndexReport:
-        """Bring the index in step with a folder (or file): add, update and remove documents."""
+    def index_folder(self, path: Path, progress: bool = False, ann: str = "auto", strict: bool = False) -> IndexReport:
+        """Bring the index in step with a folder (or file): add, update and remove documents.
+
+        What would be skipped (unreadable files, records with no text and no title, duplicate ids) is known
+        before anything is written: a warning per kind, or with ``strict`` an error and no write at all.
+        """
         path = Path(path)
         if not path.exists():
             raise RetrieverError(f"path not found: {path}")
-        return self._update(lambda writer, embed, report, bar: sync_folder(writer, writer.base, path, embed, report,
-                                                                            bar), progress, ann)
 
-    def add(self, records: Iterable[dict[str, Any] | Document], progress: bool = False,
-            ann: str = "auto") -> IndexReport:
-        """Add or replace documents given as records (``_id``/``id``, ``title``, ``text``, metadata)."""
-        if isinstance(records, (str, bytes, dict)):
-            raise RetrieverError("add() takes a list of records (dicts with '_id' and 'text'), not a single one")
-        docs = [r if isinstance(r, Document) else document_from_record(r, f"record {i}")
-                for i, r in enumerate(records)]
+        def apply(writer: IndexWriter, embed: Any, report: IndexReport, bar: Any) -> None:
+            sync_folder(writer, writer.base, path, embed, report, bar, planned=lambda r: _report_skips(r, strict))
+
+        return self._update(apply, progress, ann)
+
+    def add(self, records: Iterable[dict[str, Any] | Document], progress: bool = False, ann: str = "auto",
+            strict: bool = False) -> IndexReport:
+        """Add or replace documents given as records (``_id``/``id``, ``title``, ``text``, metadata).
+
+        A malformed record is refused (nothing is written); records with no text and no title and
+        repeated ids are skipped with a warning, or refused too when ``strict``.
+        """
+        if isinstance(records, (dict, Document, str, bytes)):
+            raise RetrieverError("add takes a list of records; wrap a single record in a list")
+        skipped: list[tuple[str, str]] = []
+        docs = documents_from_records(((f"record {i}", r) for i, r in enumerate(records)), skipped=skipped)
         if not docs and self.snapshot is None:
             raise RetrieverError("nothing to index: no records given")
-        return self._update(lambda writer, embed, report, bar: upsert(writer, writer.base, docs, embed, report, bar),
-                            progress, ann)
+
+        def apply(writer: IndexWriter, embed: Any, report: IndexReport, bar: Any) -> None:
+            report.skipped_records += skipped
+            upsert(writer, writer.base, docs, embed, report, bar, planned=lambda r: _report_skips(r, strict))
+
+        return self._update(apply, progress, ann)
 
     def remove(self, ids: str | Iterable[str]) -> int:
         """Remove documents by id (one id, or several); returns how many existed."""
-        wanted = [ids] if isinstance(ids, (str, int)) and not isinstance(ids, bool) else list(ids)
-        for doc_id in wanted:
-            if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)) or not str(doc_id).strip():
-                raise RetrieverError(f"document ids are non-empty strings; got {doc_id!r}")
+        wanted = validation.document_ids(ids)
         if self.snapshot is None:
             return 0
         removed = [0]
 
         def apply(writer: IndexWriter, embed: Any, report: IndexReport, bar: Any) -> None:
-            removed[0] = delete(writer, writer.base, [str(i) for i in wanted])
+            removed[0] = delete(writer, writer.base, wanted)
             report.removed = removed[0]
 
         self._update(apply, progress=False)
@@ -311,9 +328,7 @@ class Retriever:
         """Search several queries at once: one encoding call, one search per segment, one text lookup."""
         if isinstance(queries, str):
             raise TypeError("search_many takes a list of queries; use search() for one")
-        queries = list(queries)
-        if any(not isinstance(q, str) or not q.strip() for q in queries):
-            raise RetrieverError("empty query: give some text to search for")
+        queries = [validation.query_text(q) for q in queries]
         defaults = SearchOptions()
         snapshot = self._snapshot()
         conditions = parse_filters(where)
@@ -326,6 +341,9 @@ class Retriever:
             rerank=rerank,
         )
         options.validate()
+        if conditions and not any(mask is None or mask.any() for mask in options.allowed):
+            for message in filter_warnings(conditions, snapshot.field_types):  # say why, when it is a mistake
+                warnings.warn(message, RetrieverWarning, stacklevel=2)
         if not queries:
             return []
         head = None
@@ -349,23 +367,27 @@ class Retriever:
         """Is document ``doc_id`` a match for ``query``? Its best passage's cosine against the threshold."""
         from retriever.verification.verdict import DEFAULT_THRESHOLD, Verdict
 
-        if not isinstance(query, str) or not query.strip():
-            raise RetrieverError("empty query: give some text to verify")
-        if not self._snapshot().passage_keys(str(doc_id)):
+        query = validation.query_text(query)
+        doc_id = validation.document_id(doc_id)
+        if not self._snapshot().passage_keys(doc_id):
             raise RetrieverError(f"no document {doc_id!r} in index {self.layout.name}")
-        score = float(self.similarities([query], [str(doc_id)])[0])
+        score = float(self.similarities([query], [doc_id])[0])
         calibration = self.manifest.extras.get("verification")
         threshold = calibration["threshold"] if calibration else DEFAULT_THRESHOLD
         return Verdict(score, score >= threshold, float(threshold), calibration is not None)
 
     def similarities(self, queries: Sequence[str], doc_ids: Sequence[str]) -> np.ndarray:
         """Cosine of each (query, document) pair, taking the document's best passage (-1 if it is not indexed)."""
+        if isinstance(queries, str) or isinstance(doc_ids, str) or len(queries) != len(doc_ids):
+            raise RetrieverError("similarities takes two lists of the same length: queries and document ids")
+        queries = [validation.query_text(q) for q in queries]
+        doc_ids = [validation.document_id(d) for d in doc_ids]
         snapshot = self._snapshot()
         unique = list(dict.fromkeys(queries))
         encoded = dict(zip(unique, self.encoder.encode_queries(unique)))
         out = np.zeros(len(queries), dtype=np.float32)
         for row, (query, doc_id) in enumerate(zip(queries, doc_ids)):
-            keys = snapshot.passage_keys(str(doc_id))
+            keys = snapshot.passage_keys(doc_id)
             out[row] = float((snapshot.vectors_of(keys) @ encoded[query]).max()) if keys else -1.0
         return out
 
@@ -381,7 +403,8 @@ class Retriever:
     # documents and lifetime ------------------------------------------------------------------------------------------
     def get(self, doc_id: str) -> Document | None:
         """The stored document with this id (title, text, source, metadata), or None."""
-        return self.snapshot.document(str(doc_id)) if self.snapshot is not None else None
+        doc_id = validation.document_id(doc_id)
+        return self.snapshot.document(doc_id) if self.snapshot is not None else None
 
     def refresh(self) -> bool:
         """Move to the newest committed version if another writer committed one; True if it moved."""
@@ -448,6 +471,15 @@ class Retriever:
 
     def __len__(self) -> int:
         return self.snapshot.documents if self.snapshot is not None else 0
+
+
+def _report_skips(report: IndexReport, strict: bool) -> None:
+    """Refuse the run if it is strict and something would be skipped; otherwise warn once per kind."""
+    error = report.strict_error() if strict else None
+    if error is not None:
+        raise error
+    for line in report.warnings():
+        warnings.warn(line, RetrieverWarning, stacklevel=4)
 
 
 def _main_kind(manifest: Manifest) -> str:

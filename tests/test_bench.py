@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -104,3 +105,44 @@ def test_bench_cli_rejects_a_folder_that_is_not_beir(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["bench", str(tmp_path)])
     assert result.exit_code == 1
     assert "not a BEIR dataset folder" in result.output and "Traceback" not in result.output
+
+
+def test_ann_recall_is_measured_against_exact_search_over_the_same_vectors(tmp_path: Path) -> None:
+    from retriever.eval.bench import ann_recall_at_10
+    from retriever.index.vectors import SegmentVectors
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[:40] + rng.normal(scale=0.5, size=(40, 16)).astype(np.float32)
+    poor = {"M": 4, "efConstruction": 8, "efSearch": 1}  # a deliberately poor graph
+    segment = SegmentVectors.open(tmp_path / "v", SegmentVectors.write(tmp_path / "v", vectors, "hnsw", poor))
+
+    class OneSegment:  # the part of a snapshot that ann_recall_at_10 reads
+        def dense(self, q: np.ndarray, k: int, exact: bool = False) -> list[list[tuple[int, int, float]]]:
+            scores, rows = segment.search(q, k, exact=exact)
+            return [[(int(r), int(r), float(x)) for x, r in zip(xs, rs) if r >= 0] for xs, rs in zip(scores, rows)]
+
+    assert ann_recall_at_10(OneSegment(), queries) < 1.0
+
+
+def test_bench_measures_hnsw_recall_against_exact_search_in_any_order(
+    tmp_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retriever.index.snapshot import Snapshot
+
+    exact_calls: list[bool] = []
+    dense = Snapshot.dense
+
+    def spy(self, vectors, k, allowed=None, exact=False):  # noqa: ANN001, ANN202
+        exact_calls.append(exact)
+        return dense(self, vectors, k, allowed, exact)
+
+    monkeypatch.setattr(Snapshot, "dense", spy)
+    data = make_beir(tmp_path / "beir")
+    for systems in (("hnsw",), ("hnsw", "flat")):
+        exact_calls.clear()
+        config = BenchConfig(data, model=tiny_model, systems=systems, output=tmp_path / "out", cache=tmp_path / "c")
+        report = run_bench(config, log=lambda _: None, progress=False)
+        assert True in exact_calls, systems
+        assert report["systems"]["hnsw"]["speed"]["ann_recall_at_10"] is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -251,3 +252,80 @@ def test_unreadable_file_is_skipped_with_a_warning_naming_it(corpus: Path, workd
     assert len(warnings) == 1 and "latin1.txt" in warnings[0] and "UTF-8" in warnings[0]
     assert "1 unreadable files skipped" in result.stdout
     assert "6 documents" in result.stdout
+
+
+# the last resort: anything unexpected is one line, --debug shows the traceback (issue 9) ------------------
+def test_an_unexpected_exception_is_one_line_naming_its_type(indexed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retriever.retriever import Retriever
+
+    def broken(self, *args, **kwargs):
+        raise ValueError("something inside broke\nacross two lines")
+
+    monkeypatch.setattr(Retriever, "search_many", broken)
+    message = assert_error(run("search", "cats"), "something inside broke", "(ValueError)", "--debug")
+    assert message.endswith("run with --debug for the traceback")
+    for args, env in ((["--debug", "search", "cats"], {}), (["search", "cats", "--debug"], {}),
+                      (["search", "cats"], {"RETRIEVER_DEBUG": "1"})):
+        result = CliRunner().invoke(main, args, env=env)
+        assert isinstance(result.exception, ValueError), (args, env, result.output)
+
+
+def test_debug_shows_the_traceback_of_an_input_error_too(workdir: Path) -> None:
+    from retriever.errors import IndexNotFoundError
+
+    result = CliRunner().invoke(main, ["--debug", "search", "cats", "--index", "nowhere"])
+    assert isinstance(result.exception, IndexNotFoundError)
+
+
+def test_an_os_error_names_the_file(corpus: Path, workdir: Path, tiny_model: str) -> None:
+    (workdir / "plain-file").write_text("not a folder")
+    assert_error(run("index", "corpus", "--model", tiny_model, "-q", "--index", "plain-file/sub"),
+                 "plain-file", "(NotADirectoryError)")
+
+
+def test_index_pointing_at_a_regular_file(indexed: Path, corpus: Path, workdir: Path, tiny_model: str) -> None:
+    (workdir / "notes.txt").write_text("hello")
+    assert_error(run("search", "cats", "--index", "notes.txt"), "notes.txt", "is a file")
+    assert_error(run("info", "--index", "notes.txt"), "notes.txt", "is a file")
+    assert_error(run("index", "corpus", "--model", tiny_model, "-q", "--index", "notes.txt"), "is a file")
+    assert (workdir / "notes.txt").read_text() == "hello"
+
+
+def test_jsonl_nested_100000_deep_is_one_line(corpus: Path, workdir: Path, tiny_model: str) -> None:
+    (corpus / "deep.jsonl").write_text('{"_id": "a", "text": "x"}\n' + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert_error(run("index", "corpus", "--model", tiny_model, "-q"), "deep.jsonl:2", "nested too deeply")
+
+
+@pytest.mark.parametrize("record", ['{"_id": "\\ud800", "text": "x"}', '{"_id": "a", "text": "bad \\udc80"}',
+                                    '{"_id": "a", "text": "x", "note": "\\ud83d"}'])
+def test_lone_surrogates_in_records_are_one_line(corpus: Path, workdir: Path, tiny_model: str, record: str) -> None:
+    (corpus / "bad.jsonl").write_text(record + "\n")
+    assert_error(run("index", "corpus", "--model", tiny_model, "-q"), "bad.jsonl:1", "surrogate")
+
+
+def test_a_lone_surrogate_in_a_query_or_filter_is_one_line(indexed: Path) -> None:
+    assert_error(run("search", "cats \udcff"), "surrogate")
+    assert_error(run("search", "cats", "--where", "title=\udcff"), "surrogate")
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped(corpus: Path, workdir: Path, tiny_model: str) -> None:
+    import os
+
+    path = os.fsencode(corpus) + b"/caf\xe9.txt"
+    with open(path, "wb") as handle:
+        handle.write(b"coffee and tea")
+    result = run("index", "corpus", "--model", tiny_model, "-q")
+    assert_ok(result)
+    assert "6 documents" in result.stdout and "not valid UTF-8" in result.stderr
+
+
+def test_bench_without_the_bench_extra_says_which_extra(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psutil", None)  # as if not installed
+    assert_error(run("bench", str(workdir)), "psutil", "pip install 'retriever[bench]'")
+
+
+def test_every_runtime_import_is_declared() -> None:
+    from importlib.metadata import requires
+
+    declared = {re.split(r"[<>=!\[ ;]", r)[0].lower() for r in requires("retriever") if "extra ==" not in r}
+    assert "scikit-learn" in declared  # verification's threshold search

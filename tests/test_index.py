@@ -20,6 +20,7 @@ from retriever.errors import (
     ModelLoadError,
     ModelMismatchError,
     RetrieverError,
+    RetrieverWarning,
 )
 from retriever.ingest.chunking import encoding_text
 
@@ -281,7 +282,8 @@ def test_duplicate_id_in_another_file_is_skipped_and_reported(index_dir: Path, t
     folder.mkdir()
     (folder / "a.jsonl").write_text('{"_id": "same", "text": "first"}\n')
     (folder / "b.jsonl").write_text('{"_id": "same", "text": "second"}\n{"_id": "other", "text": "third"}\n')
-    r = rebuild(folder, index_dir, tiny_model)
+    with pytest.warns(RetrieverWarning, match="skipped 1 duplicate document id: 'same'"):
+        r = rebuild(folder, index_dir, tiny_model)
     assert r.last_report.duplicate_ids == ["same"]
     assert len(r) == 2
     assert "1 duplicate document ids skipped" in r.last_report.summary()
@@ -473,7 +475,8 @@ def test_unreadable_files_are_skipped_and_the_rest_indexed(corpus: Path, index_d
     (corpus / "latin1.txt").write_bytes("caf\u00e9".encode("latin-1"))
     (corpus / "image.md").write_bytes(b"\x89PNG\x00\x00")
     (corpus / "notes.docx").write_bytes(b"ignored")
-    r = Retriever.build(corpus, index_dir=index_dir, model=tiny_model)
+    with pytest.warns(RetrieverWarning, match="skipped 2 unreadable files"):
+        r = Retriever.build(corpus, index_dir=index_dir, model=tiny_model)
     skipped = dict(r.last_report.skipped_files)
     assert set(skipped) == {str((corpus / "latin1.txt").resolve()), str((corpus / "image.md").resolve())}
     assert r.last_report.unsupported_files == 1

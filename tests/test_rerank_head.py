@@ -57,16 +57,11 @@ def test_search_rerank_uses_the_head_saved_with_the_model(tmp_path: Path, tiny_m
     assert [h.doc_id for h in reloaded.search(query, k=3, mode="dense")] == dense[:3]
 
 
-def test_train_head_cli_writes_a_model_dir_and_reports_dev_scores(tmp_path: Path, tiny_model: str) -> None:
+def write_head_data(data: Path, words: list[str]) -> Path:
+    """A BEIR folder where query i ("the w i") is answered by document i ("w number i")."""
     import json
 
-    from click.testing import CliRunner
-
-    from retriever.cli import main
-
-    data = tmp_path / "beir"
     (data / "qrels").mkdir(parents=True)
-    words = WORDS * 3
     (data / "corpus.jsonl").write_text(
         "".join(json.dumps({"_id": f"d{i}", "title": w, "text": f"{w} number {i}"}) + "\n" for i, w in enumerate(words))
     )
@@ -76,6 +71,15 @@ def test_train_head_cli_writes_a_model_dir_and_reports_dev_scores(tmp_path: Path
     (data / "qrels" / "train.tsv").write_text(
         "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(words)))
     )
+    return data
+
+
+def test_train_head_cli_writes_a_model_dir_and_reports_dev_scores(tmp_path: Path, tiny_model: str) -> None:
+    from click.testing import CliRunner
+
+    from retriever.cli import main
+
+    data = write_head_data(tmp_path / "beir", WORDS * 3)
     out = tmp_path / "with-head"
     result = CliRunner().invoke(
         main, ["train", str(data), "--output", str(out), "--model", tiny_model, "--head", "mlp", "--quiet"]
@@ -85,3 +89,23 @@ def test_train_head_cli_writes_a_model_dir_and_reports_dev_scores(tmp_path: Path
     assert (out / "modules.json").exists()
     kept = "rerank head kept" in result.output
     assert (RerankHead.load(out) is not None) == kept
+
+
+def test_a_head_that_is_not_kept_leaves_no_head_in_the_output(tmp_path: Path, tiny_model: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither an earlier run's head nor the base model's may be used by --rerank after a run that kept none."""
+    import retriever.training.head as head_module
+    from retriever.training.head import train_mlp_head
+
+    data = write_head_data(tmp_path / "beir", WORDS * 2)
+    out = tmp_path / "with-head"
+    dev_scores = iter([0.1, 0.9, 0.9, 0.1, 0.9, 0.1])  # (before, after): the first head helps, later ones do not
+    monkeypatch.setattr(head_module, "_dev_ndcg", lambda *args: next(dev_scores))
+    first = train_mlp_head(data, tiny_model, out, epochs=1, cache=tmp_path / "cache", progress=False)
+    assert first.kept and RerankHead.load(out) is not None
+    shutil.copytree(out, tmp_path / "base-with-head")
+    second = train_mlp_head(data, tiny_model, out, epochs=1, cache=tmp_path / "cache", progress=False)
+    assert not second.kept and RerankHead.load(out) is None
+    third = train_mlp_head(data, str(tmp_path / "base-with-head"), tmp_path / "copy", epochs=1,
+                           cache=tmp_path / "cache", progress=False)
+    assert not third.kept and RerankHead.load(tmp_path / "copy") is None

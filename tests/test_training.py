@@ -430,3 +430,52 @@ def test_cli_help_shows_the_configured_defaults() -> None:
     text = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
     assert f"[default: {DEFAULT_EPOCHS}]" in text and f"[default: {DEFAULT_BATCH_SIZE}]" in text
     assert float(re.search(r"Learning rate \[default: ([^\]]+)\]", text).group(1)) == DEFAULT_LR
+
+
+# --overwrite replaces the old model only once the new run has succeeded (issue 9, item 11) --------------
+def test_overwrite_keeps_the_old_model_until_the_new_run_succeeds(tiny_model: str, beir_data: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import retriever.training.pipeline as pipeline
+
+    out = tmp_path / "model"
+    settings = dict(data=beir_data, output=out, model=tiny_model, max_steps=2, **FAST)
+    train(TrainConfig(**settings))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "prepare", broken)
+        with pytest.raises(RuntimeError):
+            train(TrainConfig(overwrite=True, **settings))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before, "the old model is intact"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "no staging folder is left behind"
+
+    def interrupt(state) -> None:
+        if state.global_step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted):
+        train(TrainConfig(overwrite=True, **{**settings, "max_steps": 3}), on_step=interrupt)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before, "still the old model"
+    resumed = train(TrainConfig(resume=True, **settings))
+    assert resumed.output == out and resumed.steps == 3
+    assert json.loads((out / "training.json").read_text())["steps"] == 3, "the new model replaced the old one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_cli_seed_zero_is_zero_for_the_rerank_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import retriever.training.head as head
+    from retriever.cli import main
+
+    seeds: list[int] = []
+
+    def fake_head(data, model, output, progress, seed):
+        seeds.append(seed)
+        raise RetrieverError("stop here")
+
+    monkeypatch.setattr(head, "train_mlp_head", fake_head)
+    for extra in (["--seed", "0"], []):
+        CliRunner().invoke(main, ["train", str(tmp_path), "-o", str(tmp_path / "m"), "--head", "mlp", *extra])
+    assert seeds == [0, 42]

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from retriever.cli import main
+from retriever.errors import RetrieverError
 from retriever.retriever import Retriever
 from retriever.verification.verdict import choose_threshold, precision_recall_f1
 
@@ -69,3 +70,27 @@ def test_verify_unknown_document_is_a_clear_error(tmp_path: Path, tiny_model: st
     Retriever.build([{"_id": "a", "text": "cats"}], index_dir=tmp_path / "i", model=tiny_model)
     result = CliRunner().invoke(main, ["verify", "cats", "nope", "--index", str(tmp_path / "i")])
     assert result.exit_code == 1 and "no document 'nope'" in result.output
+
+
+def test_an_unreachable_target_precision_is_an_error_naming_the_best() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    labels = np.array([0, 1, 0, 1])  # the best precision any threshold reaches is 0.5
+    with pytest.raises(RetrieverError, match=r"no threshold reaches precision 0\.9.*the best is 0\.500"):
+        choose_threshold(scores, labels, target_precision=0.9)
+    assert choose_threshold(scores, labels, target_precision=0.5) == pytest.approx(0.6)
+
+
+def test_calibrate_never_records_a_precision_it_did_not_reach(tmp_path: Path, tiny_model: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    data, records = make_pairs_dataset(tmp_path / "pairs")
+    index = tmp_path / "index"
+    Retriever.build(records, index_dir=index, model=tiny_model)
+
+    def inverted(self, queries, doc_ids):  # a model that scores every mismatch above every match
+        return np.array([0.1 if q.split()[0] == d else 0.9 for q, d in zip(queries, doc_ids)], dtype=np.float32)
+
+    monkeypatch.setattr(Retriever, "similarities", inverted)
+    result = CliRunner().invoke(main, ["calibrate", str(data), "--index", str(index), "--target-precision", "0.9"])
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: no threshold reaches precision 0.9")
+    assert "verification" not in Retriever.load(index).manifest.extras

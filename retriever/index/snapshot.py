@@ -193,14 +193,12 @@ class Snapshot:
         return [segment.store.rows_where(conditions, segment.rows) & live
                 for segment, live in zip(self.segments, self.live)]
 
-    def fields_present(self, fields: Iterable[str]) -> set[str]:
-        fields = set(fields)
-        present: set[str] = set()
+    def field_types(self, field: str) -> set[str]:
+        """The JSON types a record field holds in any live segment (empty: no document has it)."""
+        types: set[str] = set()
         for segment in self.segments:
-            present |= segment.store.fields_present(fields - present)
-            if present == fields:
-                break
-        return present
+            types |= segment.store.field_types(field)
+        return types
 
     # search ---------------------------------------------------------------------------------------------
     def dense(self, vectors: np.ndarray, k: int, allowed: list[np.ndarray | None] | None = None,

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from retriever.errors import CorruptIndexError
 from retriever.ingest.chunking import Passage, encoding_text
 from retriever.ingest.documents import Document
 
@@ -162,24 +163,22 @@ class SegmentStore:
             clauses.append(clause)
             params += values
         where = " AND ".join(f"({c})" for c in clauses) or "1"
-        spans = self._rows(f"SELECT d.first_row, d.rows FROM documents d WHERE {where}", params)
+        try:
+            spans = self._rows(f"SELECT d.first_row, d.rows FROM documents d WHERE {where}", params)
+        except sqlite3.OperationalError as exc:  # metadata that is not valid JSON (written before validation)
+            raise CorruptIndexError(f"cannot filter {self.path.parent}: its metadata is not valid JSON ({exc}); "
+                                    "rebuild the index") from None
         mask = np.zeros(total_rows, dtype=bool)
         for first, count in spans:
             mask[first:first + count] = True
         return mask
 
-    def fields_present(self, fields: Iterable[str]) -> set[str]:
-        """Which of these metadata fields at least one document of the segment has."""
-        present = set()
-        for name in fields:
-            if name in ("doc_id", "title", "source"):
-                present.add(name)
-                continue
-            row = self._rows("SELECT 1 FROM documents WHERE json_type(metadata, ?) IS NOT NULL LIMIT 1",
-                             [f'$."{name}"'])
-            if row:
-                present.add(name)
-        return present
+    def field_types(self, field: str) -> set[str]:
+        """The JSON types a record field holds across the segment's documents (empty: no document has it)."""
+        from retriever.search.filters import field_types_sql
+
+        query, params = field_types_sql(field)
+        return {row[0] for row in self._rows(query, params)}
 
     def passages(self, rows: Sequence[int]) -> dict[int, StoredPassage]:
         """Passages by row, with their documents' title, source and metadata."""

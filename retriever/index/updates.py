@@ -8,7 +8,7 @@ updated document's old version is deleted in the same commit that adds its new o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +23,30 @@ LOOKUP_BATCH = 512  # documents whose live versions are looked up together
 
 
 def sync_folder(writer: IndexWriter, base: Snapshot | None, root: Path, embed: Embedder,
-                report: IndexReport, progress: Any = None) -> None:
-    """Bring the index in step with a folder (or file): add, update and remove documents."""
+                report: IndexReport, progress: Any = None,
+                planned: Callable[[IndexReport], None] | None = None) -> None:
+    """Bring the index in step with a folder (or file): add, update and remove documents.
+
+    ``planned(report)`` is called once everything that will be skipped is known, before anything is written
+    (it may raise to stop the run).
+    """
     root = root.resolve()
     known = base.catalog.hashes() if base is not None else {}
     changes = scan_folder(root, known)
     report.skipped_files += changes.skipped
+    report.skipped_records += changes.skipped_records
     report.unsupported_files += changes.unsupported
     report.unchanged += sum(base.catalog.documents(f) for f in changes.unchanged) if base is not None else 0
     if base is None and not any(changes.ids.values()):
+        skipped = "".join(f"; {line}" for line in report.warnings())
         raise RetrieverError(
-            f"nothing to index in {root}: no readable .txt, .md, .rst, .html, .json(l) or .pdf files"
+            f"nothing to index in {root}: no readable .txt, .md, .rst, .html, .json(l) or .pdf files{skipped}"
         )
     keeps = _claims(base, changes.ids, set(changes.deleted))
     claimed = {doc_id for ids in keeps.values() for doc_id in ids}
     report.duplicate_ids += [doc_id for file, ids in changes.ids.items() for doc_id in _duplicates(ids, keeps[file])]
+    if planned is not None:
+        planned(report)
 
     def documents() -> Iterator[tuple[Document, str]]:
         for file in changes.ids:
@@ -64,14 +73,20 @@ def sync_folder(writer: IndexWriter, base: Snapshot | None, root: Path, embed: E
 
 
 def upsert(writer: IndexWriter, base: Snapshot | None, docs: Sequence[Document], embed: Embedder,
-           report: IndexReport, progress: Any = None) -> None:
+           report: IndexReport, progress: Any = None, planned: Callable[[IndexReport], None] | None = None) -> None:
     """Add documents given as records, replacing the live versions of the same ids."""
     seen: set[str] = set()
+    for doc in docs:  # repeated ids are known before anything is written
+        if doc.doc_id in seen:
+            report.duplicate_ids.append(doc.doc_id)
+        seen.add(doc.doc_id)
+    if planned is not None:
+        planned(report)
+    seen.clear()
 
     def unique() -> Iterator[tuple[Document, None]]:
         for doc in docs:
             if doc.doc_id in seen:
-                report.duplicate_ids.append(doc.doc_id)
                 continue
             seen.add(doc.doc_id)
             yield doc, None

@@ -10,6 +10,7 @@ deletions and file hashes of the update. Nothing that exists is rewritten: a wri
 from __future__ import annotations
 
 import copy
+import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -204,8 +205,21 @@ def writing(layout: IndexLayout, new_manifest: Manifest | None = None, wait: flo
     ``new_manifest`` creates the index if none exists. A failure leaves the last committed generation live;
     staging leftovers are removed by the next writer.
     """
+    created = new_manifest is not None and not layout.root.exists()
     if new_manifest is not None:
         layout.prepare()
+    try:
+        with _update(layout, new_manifest, wait, segment_rows) as writer:
+            yield writer
+    except BaseException:
+        if created and not layout.exists():  # a first write that failed leaves no empty index folder behind
+            shutil.rmtree(layout.root, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def _update(layout: IndexLayout, new_manifest: Manifest | None, wait: float | None,
+            segment_rows: int | None) -> Iterator[IndexWriter]:
     with layout.write_lock(wait):
         if layout.exists():
             base = Snapshot.open(layout, lease=False)

@@ -2,7 +2,8 @@
 
 A file that cannot be read as text (binary, not UTF-8, unreadable) raises
 ``UnreadableFileError`` so that the caller can skip it with a warning and go on; a malformed
-JSON line is a real input error and raises ``InputFormatError`` naming file and line.
+JSON line is a real input error and raises ``InputFormatError`` naming file and line. A record
+with neither text nor title is left out and listed in ``skipped`` when the caller passes one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from retriever.errors import InputFormatError
 from retriever.index.layout import is_index_folder
-from retriever.ingest.documents import Document, document_from_record
+from retriever.ingest.documents import Document, documents_from_records
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -49,15 +50,19 @@ def iter_corpus_files(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
-def read_file(path: Path, doc_id: str) -> list[Document]:
-    """Read one file into its documents; ``doc_id`` is used for single-document formats."""
+def read_file(path: Path, doc_id: str, skipped: list[tuple[str, str]] | None = None) -> list[Document]:
+    """Read one file into its documents; ``doc_id`` is used for single-document formats.
+
+    Records with no text and no title go to ``skipped`` as ``(file:line, reason)``; without
+    ``skipped`` they are an error.
+    """
     suffix = path.suffix.lower()
     source = str(path)
     if suffix in PDF_SUFFIXES:
         return [_read_pdf(path, doc_id)]
     text = _read_text(path)
     if suffix in RECORD_SUFFIXES:
-        return _read_records(text, path, suffix == ".jsonl")
+        return _read_records(text, path, suffix == ".jsonl", skipped)
     if suffix in HTML_SUFFIXES:
         title, body = _html_to_text(text)
         return [Document(doc_id, body, title or path.stem, source)]
@@ -84,22 +89,29 @@ def iter_jsonl(lines: Iterable[str], path: Path | str) -> Iterator[tuple[str, An
         if not line.strip():
             continue
         where = f"{path}:{number}"
-        try:
-            yield where, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputFormatError(f"{where}: malformed JSON ({exc.msg})") from None
+        yield where, parse_json(line, where)
 
 
-def _read_records(text: str, path: Path, jsonl: bool) -> list[Document]:
+def parse_json(text: str, where: str) -> Any:
+    """``json.loads``, with every way it can fail (syntax, nesting too deep, a huge integer) as one error."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        place = where if "\n" not in text.strip() else f"{where}:{exc.lineno}"
+        raise InputFormatError(f"{place}: malformed JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InputFormatError(f"{where}: malformed JSON (nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts
+        raise InputFormatError(f"{where}: malformed JSON ({exc})") from None
+
+
+def _read_records(text: str, path: Path, jsonl: bool, skipped: list[tuple[str, str]] | None) -> list[Document]:
     source = str(path)
     if jsonl:
-        return [document_from_record(record, where, source) for where, record in iter_jsonl(text.splitlines(), path)]
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputFormatError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+        return documents_from_records(iter_jsonl(text.splitlines(), path), source, skipped)
+    data = parse_json(text, str(path))
     records = data if isinstance(data, list) else [data]
-    return [document_from_record(r, f"{path}[{i}]", source) for i, r in enumerate(records)]
+    return documents_from_records(((f"{path}[{i}]", r) for i, r in enumerate(records)), source, skipped)
 
 
 def _markdown_title(text: str) -> str:
@@ -125,16 +137,20 @@ def _html_to_text(html: str) -> tuple[str, str]:
 def _read_pdf(path: Path, doc_id: str) -> Document:
     try:
         from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
     except ImportError as exc:  # pragma: no cover - pypdf is a dependency
         raise UnreadableFileError("PDF support needs the 'pypdf' package") from exc
     try:
         reader = PdfReader(path)
         pages = [page.extract_text() or "" for page in reader.pages]
         meta_title = (reader.metadata.title if reader.metadata else None) or ""
-    except (PdfReadError, OSError, ValueError, KeyError) as exc:
-        raise UnreadableFileError(f"unreadable PDF ({exc})") from exc
-    text = "\n\n".join(p.strip() for p in pages if p.strip())
+    except Exception as exc:  # noqa: BLE001 - a damaged PDF can fail anywhere inside pypdf (even RecursionError)
+        raise UnreadableFileError(f"unreadable PDF ({exc or type(exc).__name__})") from exc
+    text = _valid_unicode("\n\n".join(p.strip() for p in pages if p.strip()))
     if not text:
         raise UnreadableFileError("PDF has no extractable text")
-    return Document(doc_id, text, str(meta_title) or path.stem, str(path))
+    return Document(doc_id, text, _valid_unicode(str(meta_title)) or path.stem, str(path))
+
+
+def _valid_unicode(text: str) -> str:
+    """PDF text with any lone surrogate (a broken font encoding) replaced, so the document can be stored."""
+    return text.encode("utf-8", "replace").decode("utf-8")

@@ -11,22 +11,32 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from retriever.errors import InputFormatError
 from retriever.ingest.documents import Document
 from retriever.ingest.readers import UnreadableFileError, is_supported, iter_corpus_files, read_file
+from retriever.validation import unicode_problem
+
+FIRST_FEW = 3  # skipped items named in a warning; the rest are counted
 
 
 @dataclass
 class IndexReport:
-    """What an indexing run did, counted in documents (files for the skipped ones)."""
+    """What an indexing run did, counted in documents (files for the skipped ones).
+
+    What was skipped (unreadable files, records with no text and no title, duplicate ids) is
+    listed here; ``warnings()`` says it in one line per kind, and a strict run refuses to write
+    anything when there is something to skip (``strict_error()``).
+    """
 
     added: int = 0
     updated: int = 0
     removed: int = 0
     unchanged: int = 0
     passages_encoded: int = 0
-    skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     unsupported_files: int = 0
     duplicate_ids: list[str] = field(default_factory=list)
+    skipped_records: list[tuple[str, str]] = field(default_factory=list)  # (file:line or "record N", reason)
     seconds: float = 0.0
 
     @property
@@ -46,7 +56,40 @@ class IndexReport:
             notes.append(f"{self.unsupported_files} files of unsupported types ignored")
         if self.duplicate_ids:
             notes.append(f"{len(self.duplicate_ids)} duplicate document ids skipped")
+        if self.skipped_records:
+            notes.append(f"{len(self.skipped_records)} records without text skipped")
         return line + ("; " + ", ".join(notes) if notes else "")
+
+    def _skips(self) -> list[str]:
+        """One phrase per kind of skipped input: how many, and the first few by name."""
+        kinds = [
+            ("unreadable file", "unreadable files", [f"{file} ({reason})" for file, reason in self.skipped_files]),
+            ("record with no text and no title", "records with no text and no title",
+             [where for where, _ in self.skipped_records]),
+            ("duplicate document id", "duplicate document ids (each kept once)",
+             [repr(doc_id) for doc_id in self.duplicate_ids]),
+        ]
+        return [counted(one, many, items) for one, many, items in kinds if items]
+
+    def warnings(self) -> list[str]:
+        """One line per kind of skipped input, e.g. ``skipped 2 records with no text and no title: a:3, a:9``."""
+        return [f"skipped {phrase}" for phrase in self._skips()]
+
+    def strict_error(self) -> InputFormatError | None:
+        """The error a strict run raises instead of skipping, or None when nothing was to be skipped."""
+        skips = self._skips()
+        if not skips:
+            return None
+        return InputFormatError(f"strict: {'; '.join(skips)}; nothing was written (without strict they are skipped)")
+
+
+def counted(one: str, many: str, items: list[str]) -> str:
+    """``2 records with no text and no title: a:3, a:9``: the count, then the first few by name.
+
+    The form of every "skipped" warning, so that a thousand skipped records make one line.
+    """
+    named = ", ".join(items[:FIRST_FEW]) + (f" and {len(items) - FIRST_FEW} more" if len(items) > FIRST_FEW else "")
+    return f"{len(items)} {one if len(items) == 1 else many}: {named}"
 
 
 @dataclass
@@ -63,6 +106,7 @@ class FileChanges:
     deleted: list[str]
     skipped: list[tuple[str, str]]  # (file, reason)
     unsupported: int
+    skipped_records: list[tuple[str, str]] = field(default_factory=list)  # (file:line, reason)
 
 
 def file_hash(data: bytes) -> str:
@@ -80,6 +124,9 @@ def scan_folder(root: Path, known: dict[str, str]) -> FileChanges:
             continue
         key = str(path)
         seen.add(key)
+        if unicode_problem(key):
+            changes.skipped.append((key, "file name is not valid UTF-8"))
+            continue
         try:
             digest = file_hash(path.read_bytes())
         except OSError as exc:
@@ -89,7 +136,7 @@ def scan_folder(root: Path, known: dict[str, str]) -> FileChanges:
             changes.unchanged.append(key)
             continue
         try:
-            docs = read_documents(root, key)
+            docs = read_documents(root, key, changes.skipped_records)
         except UnreadableFileError as exc:
             changes.skipped.append((key, str(exc)))
             if key in known:  # keep its previous documents rather than losing them
@@ -102,9 +149,13 @@ def scan_folder(root: Path, known: dict[str, str]) -> FileChanges:
     return changes
 
 
-def read_documents(root: Path, file: str) -> list[Document]:
-    """The documents of one corpus file; a file's own id is its path relative to the indexed folder."""
+def read_documents(root: Path, file: str, skipped: list[tuple[str, str]] | None = None) -> list[Document]:
+    """The documents of one corpus file; a file's own id is its path relative to the indexed folder.
+
+    Records that are skipped (no text and no title) go to ``skipped``; when it is None they are left out
+    silently (the scan that came first has reported them).
+    """
     root = root.resolve()
     base = root.parent if root.is_file() else root
     path = Path(file)
-    return read_file(path, path.relative_to(base).as_posix())
+    return read_file(path, path.relative_to(base).as_posix(), [] if skipped is None else skipped)

@@ -9,6 +9,7 @@ the hits returned, in one lookup per batch.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,15 +39,21 @@ class SearchOptions:
     rerank: int = 0  # rerank this many top candidates with the model's learned metric head
 
     def validate(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise RetrieverError("k must be a whole number of at least 1")
+        for name in ("k", "rerank"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise RetrieverError(f"{name} must be an integer, not {type(value).__name__} {value!r}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real):
+            raise RetrieverError(f"alpha must be a number between 0 and 1, not {type(self.alpha).__name__}")
+        if self.k < 1:
+            raise RetrieverError("k must be at least 1")
         if self.mode not in MODES:
             raise RetrieverError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.fusion not in FUSIONS:
             raise RetrieverError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(FUSIONS)}")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0.0 <= self.alpha <= 1.0:
-            raise RetrieverError("alpha must be a number between 0 and 1")
-        if isinstance(self.rerank, bool) or not isinstance(self.rerank, int) or self.rerank < 0:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise RetrieverError("alpha must be between 0 and 1")
+        if self.rerank < 0:
             raise RetrieverError("rerank must be 0 or more")
 
 

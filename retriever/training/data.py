@@ -91,21 +91,35 @@ def _load_beir(root: Path) -> TrainingData:
                 f"{root} is not a BEIR training folder ({name} is missing); give a BEIR folder with "
                 f"qrels/train.tsv or a JSONL file of {JSONL_FORMATS}"
             )
-    corpus = {doc_id: encoding_text(d.title, d.text) for doc_id, d in read_corpus(root / "corpus.jsonl").items()}
-    queries = read_queries(root / "queries.jsonl")
-    train = _checked_qrels(root / "qrels" / "train.tsv", queries, corpus)
+    skipped = Skipped()  # records with no text: their judgements are left out with them
+    documents = read_corpus(root / "corpus.jsonl", skipped_ids=skipped.documents)
+    corpus = {doc_id: encoding_text(d.title, d.text) for doc_id, d in documents.items()}
+    queries = read_queries(root / "queries.jsonl", skipped_ids=skipped.queries)
+    train = _checked_qrels(root / "qrels" / "train.tsv", queries, corpus, skipped)
     data = TrainingData(root, "beir", queries, corpus, train)
     dev_path = root / "qrels" / "dev.tsv"
     if dev_path.exists():
-        data.dev = _checked_qrels(dev_path, queries, corpus)
+        data.dev = _checked_qrels(dev_path, queries, corpus, skipped)
         data.train = {q: d for q, d in data.train.items() if q not in data.dev}
         data.dev_source = "qrels/dev.tsv"
     return data
 
 
-def _checked_qrels(path: Path, queries: dict[str, str], corpus: dict[str, str]) -> Qrels:
-    """Qrels whose every query and document exists; otherwise an error naming the first bad line."""
-    qrels = read_qrels(path)
+@dataclass
+class Skipped:
+    """Ids of the queries and documents the BEIR readers left out for having no text."""
+
+    queries: set[str] = field(default_factory=set)
+    documents: set[str] = field(default_factory=set)
+
+
+def _checked_qrels(path: Path, queries: dict[str, str], corpus: dict[str, str], skipped: Skipped) -> Qrels:
+    """Qrels whose every query and document exists; otherwise an error naming the first bad line.
+
+    Judgements of skipped records (no text) are dropped rather than refused.
+    """
+    qrels = {q: {d: r for d, r in docs.items() if d not in skipped.documents}
+             for q, docs in read_qrels(path).items() if q not in skipped.queries}
     for qid, docs in qrels.items():
         if qid not in queries:
             raise InputFormatError(f"{path}:{_line_of(path, qid, '')}: query id {qid!r} is not in queries.jsonl")

@@ -4,7 +4,7 @@ The encoder stays frozen: documents and queries are encoded once (documents thro
 embedding cache), each training query's hard negatives are its top dense results that are
 not judged, and the head learns to put the positive first among them. The head is kept only
 if it improves dev nDCG@10 when reranking the dense top candidates; otherwise the run says so
-and writes no head.
+and the output holds no head (not even one left there by an earlier run).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from retriever.encoding.cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache
 from retriever.encoding.encoder import Encoder
 from retriever.eval.metrics import evaluate
-from retriever.search.rerank import HeadExamples, RerankHead, train_head
+from retriever.search.rerank import HEAD_DIR, HeadExamples, RerankHead, train_head
 from retriever.training.data import load_training_data
 
 RERANK_DEPTH = 30  # candidates the head reorders, for training negatives and dev scoring
@@ -83,7 +83,9 @@ def train_mlp_head(data: str | Path, model: str, output: str | Path, negatives: 
     kept = not dev_qids or dev_after > dev_before
     output = Path(output)
     if output.resolve() != encoder.path.resolve():
-        shutil.copytree(encoder.path, output, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoint"))
+        shutil.copytree(encoder.path, output, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoint", HEAD_DIR))
     if kept:
         head.save(output)
+    else:  # a head from an earlier run (or the base model's) would otherwise be used by `search --rerank`
+        shutil.rmtree(output / HEAD_DIR, ignore_errors=True)
     return HeadResult(output, kept, dev_before, dev_after, time.perf_counter() - started, losses)

@@ -56,16 +56,36 @@ def train(
     """Fine-tune ``config.model`` on ``config.data`` and save it in ``config.output``.
 
     Raises ``TrainingInterrupted`` (a KeyboardInterrupt) after saving a checkpoint on Ctrl-C;
-    ``TrainConfig(..., resume=True)`` continues from it.
+    ``TrainConfig(..., resume=True)`` continues from it. With ``overwrite``, the run is written
+    beside the previous model and replaces it only once it has succeeded.
     """
+    from retriever.training.loop import TrainingInterrupted
+
+    log = log or (_stderr if config.progress else (lambda message: None))
+    work = _resume_folder(config.output) if config.resume else _prepare_output(config.output, config.overwrite)
+    try:
+        result = _train_into(work, config, on_step, log)
+    except TrainingInterrupted:
+        raise  # its checkpoint in ``work`` is what --resume continues from
+    except BaseException:
+        if work != config.output:
+            shutil.rmtree(work, ignore_errors=True)  # the previous model stays as it was
+        raise
+    if work != config.output:
+        _swap_in(work, config.output)
+    return result
+
+
+def _train_into(work: Path, config: TrainConfig, on_step: Callable[[LoopState], None] | None,
+                log: Callable[[str], None]) -> TrainResult:
+    """The run itself, writing its checkpoint, model and card into ``work``."""
     from datasets import Dataset
 
     from retriever.training.loop import Trainer
     from retriever.training.losses import make_loss
     from retriever.training.model import load_model
 
-    log = log or (_stderr if config.progress else (lambda message: None))
-    checkpoint_dir = config.output / CHECKPOINT_DIR
+    checkpoint_dir = work / CHECKPOINT_DIR
     state = saved = None
     if config.resume:
         checkpoint = load_checkpoint(checkpoint_dir)
@@ -79,7 +99,6 @@ def train(
         dev = DevSet.from_dict(prepared["dev"]) if prepared["dev"] else None
         log(f"resuming at step {state.global_step} of {state.total_steps}")
     else:
-        _prepare_output(config.output, config.overwrite)
         _seed(config.seed)  # a resumed run restores the random state saved with its checkpoint instead
         model, dataset, dev, prepared = prepare(config, log)
     trainer = Trainer(model, make_loss(config, model), dataset, dev, config, prepared, checkpoint_dir,
@@ -88,7 +107,7 @@ def train(
     kept_start, warnings = _choose_weights(trainer, dev is not None)
     for warning in warnings:  # printed even when quiet; also in result.warnings and the model card
         _stderr(f"warning: {warning}")
-    model.save(str(config.output), create_model_card=False)
+    model.save(str(work), create_model_card=False)
     seconds = prepared.get("prepare_seconds", 0.0) + state.seconds  # summed over resumed sessions
     result = TrainResult(
         output=config.output,
@@ -101,7 +120,7 @@ def train(
         warnings=warnings,
     )
     result.card = _card(config, prepared, state, result, trainer.loss)
-    write_card(config.output, result.card)
+    write_card(work, result.card)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return result
 
@@ -190,7 +209,32 @@ def _rankers(config: TrainConfig, data: TrainingData, model: SentenceTransformer
     return rankers
 
 
-def _prepare_output(output: Path, overwrite: bool) -> None:
+def _staging(output: Path) -> Path:
+    """Where an ``--overwrite`` run is written until it succeeds: a hidden sibling of ``output``."""
+    resolved = output.resolve()
+    return resolved.with_name(f".{resolved.name}.training")
+
+
+def _resume_folder(output: Path) -> Path:
+    """The folder holding the checkpoint to resume: ``output``, or the staging folder of an --overwrite run."""
+    staging = _staging(output)
+    if not (output / CHECKPOINT_DIR).exists() and (staging / CHECKPOINT_DIR).exists():
+        return staging
+    return output
+
+
+def _swap_in(staging: Path, output: Path) -> None:
+    """Replace the previous model in ``output`` by the finished run; the old one is deleted only now."""
+    old = staging.with_name(f".{output.resolve().name}.replaced")
+    shutil.rmtree(old, ignore_errors=True)
+    if output.exists():
+        output.rename(old)
+    staging.rename(output)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _prepare_output(output: Path, overwrite: bool) -> Path:
+    """The folder to train into: ``output`` if new or empty, a staging folder if it holds a model to replace."""
     if output.exists() and not output.is_dir():
         raise RetrieverError(f"output {output} is a file; give a directory for the trained model")
     if output.is_dir() and any(output.iterdir()):
@@ -200,8 +244,12 @@ def _prepare_output(output: Path, overwrite: bool) -> None:
                     if (output / CHECKPOINT_DIR).exists()
                     else "pass --overwrite to replace it" if ours else "choose a new or empty directory")
             raise RetrieverError(f"output directory {output} is not empty; {hint}")
-        shutil.rmtree(output)
+        staging = _staging(output)
+        shutil.rmtree(staging, ignore_errors=True)  # what an earlier --overwrite run left: ours to remove
+        staging.mkdir(parents=True)
+        return staging
     output.mkdir(parents=True, exist_ok=True)
+    return output
 
 
 def _seed(seed: int) -> None:

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from retriever.errors import RetrieverError
+
 DEFAULT_THRESHOLD = 0.5  # used until `retriever calibrate` stores a better one
 
 
@@ -38,7 +40,11 @@ class Calibration:
 
 
 def choose_threshold(scores: np.ndarray, labels: np.ndarray, target_precision: float | None = None) -> float:
-    """Best-F1 threshold, or the lowest threshold whose precision reaches ``target_precision``."""
+    """Best-F1 threshold, or the lowest threshold whose precision reaches ``target_precision``.
+
+    A target that no threshold reaches is an error naming the best precision there is: storing
+    another threshold under the name "precision>=target" would promise what verification cannot keep.
+    """
     from sklearn.metrics import precision_recall_curve
 
     precision, recall, thresholds = precision_recall_curve(labels, scores)
@@ -47,7 +53,13 @@ def choose_threshold(scores: np.ndarray, labels: np.ndarray, target_precision: f
         reaching = np.flatnonzero(precision >= target_precision)
         if len(reaching):
             return float(thresholds[reaching[0]])
-        return float(thresholds[-1])
+        best = int(np.argmax(precision))
+        reachable = np.floor(precision[best] * 1000) / 1000  # rounded down, so asking for it succeeds
+        raise RetrieverError(
+            f"no threshold reaches precision {target_precision:g} on these pairs: the best is "
+            f"{reachable:.3f} (threshold {thresholds[best]:.4f}); ask for at most that, "
+            "or leave out --target-precision for the best F1; the index is unchanged"
+        )
     f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
     return float(thresholds[int(np.argmax(f1))])
 
