@@ -42,7 +42,7 @@ ANN_FILE = "ann.faiss"
 ANN_CHOICES = ("auto", "flat", "hnsw", "ivf", "ivf-pq", "sq8", "binary")  # or a FAISS factory string
 COMPRESSED_KINDS = ("ivf-pq", "sq8", "binary")
 
-HNSW_THRESHOLD = 50_000  # "auto": exact search up to this many rows, HNSW above (as retriever.index.ann)
+HNSW_THRESHOLD = 50_000  # "auto": exact search up to this many rows, HNSW above
 SMALL_SEGMENT_ROWS = 1_000  # below this, every kind is searched exactly: an ANN saves nothing
 MIN_TRAIN_ROWS = 5_000  # ivf-pq and factory strings: fewer rows train poor codebooks (see segment_kind)
 SELECTIVE_FRACTION = 0.02  # a mask allowing at most this share of the rows is searched exactly ...
@@ -184,7 +184,8 @@ def _write_durably(path: Path, write: Any) -> dict[str, Any]:
     return {"bytes": handle.size, "sha256": handle.digest.hexdigest()}
 
 
-def _factory_string(kind: str, params: dict[str, Any], rows: int, dimension: int) -> str:
+def _factory_string(kind: str, params: dict[str, Any]) -> str:
+    """The FAISS factory string of a kind (``BFlat``: FAISS's name for a flat binary index)."""
     if kind == "hnsw":
         return f"HNSW{params['M']}"
     if kind == "ivf":
@@ -291,7 +292,7 @@ class SegmentVectors:
         rows, dimension = vectors16.shape
         kind = segment_kind(requested, rows)
         resolved = _resolve_params(kind, rows, dimension, params if kind == requested else None)
-        factory = "" if kind == "flat" else _factory_string(kind, resolved, rows, dimension)
+        factory = "" if kind == "flat" else _factory_string(kind, resolved)
         folder.mkdir(parents=True, exist_ok=True)
         files = {VECTORS_FILE: _write_durably(folder / VECTORS_FILE, lambda f: np.save(f, vectors16))}
         if kind != "flat":
@@ -361,7 +362,8 @@ class SegmentVectors:
 
         ``queries`` is a (q, d) batch of unit vectors, searched in one call. ``allowed`` is a boolean mask
         over rows (deleted rows and filters), None for all. Every query gets ``min(k, allowed.sum())``
-        results, all allowed; scores are the exact inner products with the float16 vectors.
+        results, all allowed; scores are the exact inner products with the float16 vectors. ``exact`` skips
+        the ANN (the truth ANN recall is measured against).
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if queries.shape[1] != self.dimension:
