@@ -125,10 +125,20 @@ class Retriever:
         return retriever
 
     @classmethod
-    def load(cls, index_dir: str | Path, model: str | None = None) -> Retriever:
-        """Open an index; ``model``, if given, must be the model that built it."""
+    def load(cls, index_dir: str | Path, model: str | None = None, encoder: Encoder | None = None) -> Retriever:
+        """Open an index; ``model``, if given, must be the model that built it.
+
+        ``encoder`` reuses an already loaded model (a server opening each new version of an index),
+        and must be the model that built it.
+        """
         directory = IndexDirectory(index_dir)
         manifest = Manifest.load(directory.current(), directory.name)
+        if encoder is not None and encoder.fingerprint != manifest.model["fingerprint"]:
+            raise ModelMismatchError(
+                f"index {directory.name} was built with model {manifest.model['name']!r} "
+                f"(fingerprint {manifest.model['fingerprint']}), not {encoder.name!r} "
+                f"(fingerprint {encoder.fingerprint})"
+            )
         if model is not None:
             built_with = manifest.model["fingerprint"]
             given = model_fingerprint(resolve_model_path(model))
@@ -138,7 +148,7 @@ class Retriever:
                     f"(fingerprint {built_with}), not {model!r} (fingerprint {given}); "
                     "search it with its own model or rebuild it"
                 )
-        return cls(directory, manifest)
+        return cls(directory, manifest, encoder)
 
     def _open_generation(self) -> None:
         folder = self.directory.current()
@@ -501,6 +511,19 @@ class Retriever:
         if self.store is not None:
             self.store.close()
             self.store = None
+
+    # RAG frameworks ---------------------------------------------------------------------------
+    def as_langchain(self, k: int = 4, **search_options: Any) -> Any:
+        """A LangChain ``BaseRetriever`` over this index (``pip install 'retriever[langchain]'``)."""
+        from retriever.integrations.langchain import LangChainRetriever
+
+        return LangChainRetriever(searcher=self, k=k, search_options=search_options)
+
+    def as_llamaindex(self, k: int = 4, **search_options: Any) -> Any:
+        """A LlamaIndex ``BaseRetriever`` over this index (``pip install 'retriever[llamaindex]'``)."""
+        from retriever.integrations.llamaindex import LlamaIndexRetriever
+
+        return LlamaIndexRetriever(self, k=k, **search_options)
 
     def __enter__(self) -> Retriever:
         return self
