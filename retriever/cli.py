@@ -348,8 +348,12 @@ def calibrate(dataset: Path, index_dir: Path | None, split: str, target_precisio
 @click.option("--max-body-mb", type=click.FloatRange(0, min_open=True), default=Limits.max_body_bytes / 2**20,
               show_default=True,
               help="Largest request body, in MiB.")
+@click.option("--batch-searches/--no-batch-searches", default=True, show_default=True,
+              help="Encode the queries of concurrent searches as one batch.")
+@click.option("--access-log", is_flag=True, help="Log every request (errors are always logged).")
 def serve(index_dir: Path | None, host: str, port: int, api_key: str | None, read_only: bool, model: str | None,
-          max_k: int, max_batch: int, max_documents: int, max_query_chars: int, max_body_mb: float) -> None:
+          max_k: int, max_batch: int, max_documents: int, max_query_chars: int, max_body_mb: float,
+          batch_searches: bool, access_log: bool) -> None:
     """Serve an index over HTTP (FastAPI; OpenAPI docs at /docs) until Ctrl-C."""
     from retriever.extras import require_extra
 
@@ -360,8 +364,9 @@ def serve(index_dir: Path | None, host: str, port: int, api_key: str | None, rea
 
     limits = Limits(max_body_bytes=int(max_body_mb * 2**20), max_query_chars=max_query_chars, max_k=max_k,
                     max_batch=max_batch, max_documents=max_documents)
-    app = create_app(find_index(index_dir), api_key=api_key, read_only=read_only, limits=limits, model=model)
+    app = create_app(find_index(index_dir), api_key=api_key, read_only=read_only, limits=limits, model=model,
+                     batch_searches=batch_searches)
     if not api_key and host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host} without an API key: anyone who can reach it can read "
                    "and change the index; set RETRIEVER_API_KEY", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log, server_header=False)

@@ -235,14 +235,14 @@ def test_no_traceback_or_server_path_reaches_the_client(serve: Callable, index_d
     def broken_search(self: Retriever, *args: object, **kwargs: object) -> None:
         raise RuntimeError(f'Traceback (most recent call last):\n  File "{index_dir}/x.py", line 1\nboom')
 
-    monkeypatch.setattr(Retriever, "search", broken_search)
+    monkeypatch.setattr(Retriever, "search_many", broken_search)
     message = assert_error(client.post("/search", json={"query": "cats"}), 500, "internal server error")
     assert "boom" not in message and str(index_dir) not in message
 
     def corrupt_search(self: Retriever, *args: object, **kwargs: object) -> None:
         raise CorruptIndexError(f"index {index_dir.resolve()} is corrupt: {index_dir.resolve()}/gen-000001/x.faiss")
 
-    monkeypatch.setattr(Retriever, "search", corrupt_search)
+    monkeypatch.setattr(Retriever, "search_many", corrupt_search)
     message = assert_error(client.post("/search", json={"query": "cats"}), 500, "idx", "corrupt")
     assert message == "index idx is corrupt: idx/gen-000001/x.faiss"  # the index's name, not where it lives
 
@@ -331,6 +331,44 @@ def test_writes_beyond_the_queue_limit_are_refused(serve: Callable, monkeypatch:
         block.release()
         assert first.result(timeout=30).status_code == 200
     assert client.post("/documents", json={"documents": [{"_id": "a2", "text": "tea"}]}).status_code == 200
+
+
+def test_concurrent_searches_are_answered_in_one_batch(serve: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = serve()
+    first_entered, release = threading.Event(), threading.Event()
+    original = Retriever.search_many
+
+    def held_first(self: Retriever, queries: list[str], **options: object) -> list:
+        if not first_entered.is_set():
+            first_entered.set()
+            assert release.wait(30)
+        return original(self, queries, **options)
+
+    monkeypatch.setattr(Retriever, "search_many", held_first)
+    requests = [("cats sun", "lexical"), ("   ", "lexical")] + [
+        (q, m) for q in ("train coast", "coffee tea", "dogs garden") for m in ("lexical", "dense")]
+    with ThreadPoolExecutor(len(requests)) as pool:
+        answers = [pool.submit(client.post, "/search", json={"query": q, "mode": m, "k": 2}) for q, m in requests]
+        assert first_entered.wait(30)
+        time.sleep(0.5)  # the other searches queue up behind the first
+        release.set()
+        responses = [a.result(timeout=30) for a in answers]
+    monkeypatch.setattr(Retriever, "search_many", original)
+    for (query, mode), response in zip(requests, responses):
+        if not query.strip():
+            assert_error(response, 400, "empty query")  # refused alone; the rest of its batch is answered
+            continue
+        assert response.status_code == 200
+        expected = client.post("/search", json={"query": query, "mode": mode, "k": 2}).json()["hits"]
+        assert [h["doc_id"] for h in response.json()["hits"]] == [h["doc_id"] for h in expected]
+    server = client.get("/info").json()["server"]
+    assert server["search_batches"] < server["searches_batched"]  # some searches shared a batch
+
+
+def test_searches_without_batching(serve: Callable) -> None:
+    client = serve(batch_searches=False)
+    assert lexical(client, "cats sun")[0] == "cats"
+    assert client.get("/info").json()["server"]["search_batches"] == 0
 
 
 def test_a_swapped_out_reader_stays_open_until_its_search_ends(index_dir: Path) -> None:

@@ -47,10 +47,15 @@ def create_app(
     read_only: bool = False,
     limits: Limits | None = None,
     model: str | None = None,
+    batch_searches: bool = True,
 ) -> FastAPI:
-    """Load the index (and its model) now, so that a bad index fails before the server listens."""
+    """Load the index (and its model) now, so that a bad index fails before the server listens.
+
+    ``batch_searches`` answers concurrent searches with one batched query encoding (``batching``).
+    """
     limits = limits or Limits()
-    index = ServedIndex(index_dir, model=model, max_pending_writes=limits.max_pending_writes)
+    index = ServedIndex(index_dir, model=model, max_pending_writes=limits.max_pending_writes,
+                        batch_searches=batch_searches)
     redact = Redactor([index_dir, index.encoder_path])
 
     @asynccontextmanager
@@ -88,12 +93,10 @@ def create_app(
         return {"status": "ok"}
 
     @app.post("/search", response_model=SearchResponse, tags=["search"])
-    def search(request: SearchRequest) -> dict[str, Any]:
+    async def search(request: SearchRequest) -> dict[str, Any]:
         """The k best documents (or passages) for one query."""
         check_search(request, [request.query])
-        with index.reading() as reader:
-            hits = reader.search(request.query, **request.options())
-        return {"hits": _hits(hits)}
+        return {"hits": _hits(await index.search(request.query, request.options()))}
 
     @app.post("/search/batch", response_model=BatchSearchResponse, tags=["search"])
     def search_batch(request: BatchSearchRequest) -> dict[str, Any]:
@@ -157,6 +160,8 @@ def create_app(
             "read_only": read_only,
             "pending_writes": index.pending_writes,
             "commits": index.commits,
+            "searches_batched": index.batcher.searches if index.batcher else 0,
+            "search_batches": index.batcher.batches if index.batcher else 0,
             "limits": vars(http.app.state.limits),
         }
         return _redact_tree(details, redact)

@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 from retriever.errors import RetrieverError
 from retriever.ingest.sync import IndexReport
 from retriever.retriever import Retriever
+from retriever.search.results import Hit
+from retriever.serve.batching import SearchBatcher
 from retriever.serve.limits import RequestRejected
 from retriever.serve.snapshot import ReaderSlot
 
@@ -30,7 +32,8 @@ log = logging.getLogger("retriever.serve")
 
 
 class ServedIndex:
-    def __init__(self, index_dir: str | Path, model: str | None = None, max_pending_writes: int = 32) -> None:
+    def __init__(self, index_dir: str | Path, model: str | None = None, max_pending_writes: int = 32,
+                 batch_searches: bool = True) -> None:
         self.index_dir = Path(index_dir)
         reader = Retriever.load(self.index_dir, model=model)
         self._encoder = reader.encoder  # loaded now, so that the first search does not wait for it
@@ -44,11 +47,23 @@ class ServedIndex:
         self._pending_lock = threading.Lock()
         self.max_pending_writes = max_pending_writes
         self.commits = 0
+        self.batcher = SearchBatcher(self.reading) if batch_searches else None
 
     # reading ---------------------------------------------------------------------------------
     def reading(self) -> AbstractContextManager[Retriever]:
         """The reader of the last committed version, held for the duration of the block."""
         return self._readers.use()
+
+    async def search(self, query: str, options: dict[str, Any]) -> list[Hit]:
+        """One search, answered in a batch with the searches that arrive meanwhile (unless batching is off)."""
+        if self.batcher is not None:
+            return await asyncio.wrap_future(self.batcher.submit(query, options))
+
+        def search_now() -> list[Hit]:
+            with self.reading() as reader:
+                return reader.search(query, **options)
+
+        return await asyncio.to_thread(search_now)
 
     @property
     def encoder_path(self) -> Path:
@@ -127,6 +142,8 @@ class ServedIndex:
     # lifetime --------------------------------------------------------------------------------
     def close(self) -> None:
         """Finish the queued writes, then release the index."""
+        if self.batcher is not None:
+            self.batcher.close()
         self._executor.shutdown(wait=True)
         self._drop_writer()
         self._readers.close()
