@@ -19,6 +19,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from starlette.concurrency import run_in_threadpool
+
 from retriever.errors import RetrieverError
 from retriever.ingest.sync import IndexReport
 from retriever.retriever import Retriever
@@ -63,7 +65,7 @@ class ServedIndex:
             with self.reading() as reader:
                 return reader.search(query, **options)
 
-        return await asyncio.to_thread(search_now)
+        return await run_in_threadpool(search_now)  # the pool FastAPI runs plain endpoints on
 
     @property
     def encoder_path(self) -> Path:
