@@ -60,6 +60,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--mode", default="hybrid", choices=["dense", "lexical", "hybrid"])
     parser.add_argument("--deadline", type=float, default=900.0, help="Seconds a run may take before it stops.")
     parser.add_argument("--idle-only", action="store_true", help="Skip the runs while documents are added.")
+    parser.add_argument("--compare-unbatched", action="store_true",
+                        help="Also run the idle searches on a server started with --no-batch-searches.")
     parser.add_argument("--server-args", default="",
                         help="More options for retriever serve, e.g. --server-args=--no-batch-searches.")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "serve_load.json")
@@ -252,8 +254,12 @@ async def run_level(index: Path, workdir: Path, clients: int, args: argparse.Nam
     served = workdir / f"index-{clients}"
     shutil.copytree(index, served)
     baseline = in_process_latency(served, queries, args.mode)  # same index, same moment, no server running
-    server = Server(served, workdir / f"server-{clients}.log", args.server_args.split())
     level: dict[str, Any] = {"clients": clients, "in_process": baseline}
+    if args.compare_unbatched:
+        level["idle_unbatched"] = await idle_run(served, workdir / f"server-{clients}-unbatched.log",
+                                                 [*args.server_args.split(), "--no-batch-searches"], clients, args,
+                                                 queries)
+    server = Server(served, workdir / f"server-{clients}.log", args.server_args.split())
     try:
         level["server_start_seconds"] = server.wait_ready()
         await search_load(server.url, queries, min(clients, 8), 50, args.mode, time.monotonic() + 120)  # warm up
@@ -279,14 +285,30 @@ async def run_level(index: Path, workdir: Path, clients: int, args: argparse.Nam
     return level
 
 
+async def idle_run(index: Path, log: Path, server_args: list[str], clients: int, args: argparse.Namespace,
+                   queries: list[str]) -> dict[str, Any]:
+    """Searches only, on a server of its own (started with ``server_args``)."""
+    server = Server(index, log, server_args)
+    try:
+        server.wait_ready()
+        await search_load(server.url, queries, min(clients, 8), 50, args.mode, time.monotonic() + 120)  # warm up
+        run = await search_load(server.url, queries, clients, args.requests, args.mode,
+                                time.monotonic() + args.deadline)
+    finally:
+        server.stop()
+    run.pop("_finished_at")
+    return run
+
+
 # output ---------------------------------------------------------------------------------------------------------
 def markdown_table(report: dict[str, Any]) -> str:
     rows = ["| clients | index | searches/s | p50 (ms) | p99 (ms) | p50 vs in-process | failed | lost docs |",
             "|---|---|---|---|---|---|---|---|"]
     for level in report["levels"]:
         baseline = level["in_process"]["p50_ms"]
-        phases = [("idle", "idle")] + ([("writing", f"adding {level['adding']['documents']} docs")]
-                                       if "writing" in level else [])
+        phases = [("idle_unbatched", "idle, --no-batch-searches"), ("idle", "idle"),
+                  ("writing", f"adding {level['adding']['documents']} docs" if "adding" in level else "")]
+        phases = [(phase, label) for phase, label in phases if phase in level]
         for phase, label in phases:
             run = level[phase]
             lost = str(level["lost"]) if phase == "writing" else "–"
@@ -304,7 +326,10 @@ def summary(level: dict[str, Any]) -> str:
         line += (f"; writing {writing['throughput_rps']:.1f}/s p50 {writing['p50_ms']:.0f} ms p99 "
                  f"{writing['p99_ms']:.0f} ms ({writing['answered_while_writing']} answered during the adds, "
                  f"{adding['seconds']:.0f}s); lost {level['lost']}")
-    failed = sum(level[p]["failed"] for p in ("idle", "writing", "adding") if p in level)
+    failed = sum(level[p]["failed"] for p in ("idle_unbatched", "idle", "writing", "adding") if p in level)
+    if "idle_unbatched" in level:
+        line += (f"; unbatched idle {level['idle_unbatched']['throughput_rps']:.1f}/s "
+                 f"p50 {level['idle_unbatched']['p50_ms']:.0f} ms")
     server = level.get("server", {})
     return line + f"; failed {failed}; searches per batch {server.get('searches_batched', 0)}/" \
                   f"{server.get('search_batches', 0)}"
@@ -329,7 +354,7 @@ def main() -> int:
             level = asyncio.run(run_level(index, Path(tmp), clients, args, queries, to_add, len(base_records)))
             report["levels"].append(level)
             print(summary(level), file=sys.stderr)
-    phases = ("idle", "writing", "adding")
+    phases = ("idle_unbatched", "idle", "writing", "adding")
     report["failed_requests"] = sum(lv[p]["failed"] for lv in report["levels"] for p in phases if p in lv)
     report["lost_documents"] = sum(lv.get("lost", 0) for lv in report["levels"])
     report["table"] = markdown_table(report)

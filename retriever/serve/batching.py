@@ -29,14 +29,19 @@ class _Search:
 
 
 class SearchBatcher:
-    def __init__(self, reading: Callable[[], AbstractContextManager[Retriever]], max_batch: int = 32) -> None:
+    def __init__(self, reading: Callable[[], AbstractContextManager[Retriever]], max_batch: int = 32,
+                 workers: int = 2) -> None:
         self._reading = reading
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Search | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="retriever-search-batcher", daemon=True)
-        self._thread.start()
+        self._count_lock = threading.Lock()
         self.batches = 0
         self.searches = 0
+        # two workers, so that two clients are answered side by side rather than one batch after the other
+        self._threads = [threading.Thread(target=self._serve, name=f"retriever-search-{n}", daemon=True)
+                         for n in range(workers)]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, query: str, options: dict[str, Any]) -> Future:
         """A future of the hits of ``Retriever.search(query, **options)``."""
@@ -45,8 +50,10 @@ class SearchBatcher:
         return search.answer
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=30)
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=30)
 
     def _serve(self) -> None:
         while True:
@@ -60,7 +67,7 @@ class SearchBatcher:
                 except queue.Empty:
                     break
                 if more is None:
-                    self._queue.put(None)  # stop after this batch
+                    self._queue.put(None)  # for this worker's next turn: stop after this batch
                     break
                 batch.append(more)
             groups: dict[str, list[_Search]] = {}
@@ -84,7 +91,8 @@ class SearchBatcher:
             for search in group:
                 search.answer.set_exception(exc)
             return
-        self.batches += 1
-        self.searches += len(group)
+        with self._count_lock:
+            self.batches += 1
+            self.searches += len(group)
         for search, hits in zip(group, results):
             search.answer.set_result(hits)
