@@ -78,6 +78,23 @@ def corpus(tmp_path: Path) -> Path:
     return root
 
 
+SMALL_RECORDS = [
+    {"_id": "cats", "title": "Cats", "text": "cats sleep in the sun all day", "year": 2021},
+    {"_id": "dogs", "title": "Dogs", "text": "dogs love a walk in the garden", "year": 2019},
+    {"_id": "guides/trains.md", "title": "Trains", "text": "the train to the coast leaves at nine", "year": 2020},
+    {"_id": "coffee", "title": "Coffee", "text": "grind the coffee before you brew the tea", "year": 2022},
+]
+
+
+@pytest.fixture
+def records_index(tmp_path: Path, tiny_model: str) -> Path:
+    """A tiny index of four records (one id with a slash) built with the tiny model, in ``tmp_path/idx``."""
+    from retriever import Retriever
+
+    Retriever.build(SMALL_RECORDS, index_dir=tmp_path / "idx", model=tiny_model).close()
+    return tmp_path / "idx"
+
+
 @pytest.fixture
 def start_server():  # noqa: ANN201 - returns the starter function
     """Start an ASGI app with uvicorn on a free 127.0.0.1 port in a thread; stopped after the test.

@@ -19,17 +19,11 @@ from retriever.serve.app import create_app  # noqa: E402
 from retriever.verification.verdict import Verdict  # noqa: E402
 
 KEY = "client-key"
-RECORDS = [
-    {"_id": "cats", "title": "Cats", "text": "cats sleep in the sun all day", "year": 2021},
-    {"_id": "dogs", "title": "Dogs", "text": "dogs love a walk in the garden", "year": 2019},
-    {"_id": "trains", "title": "Trains", "text": "the train to the coast leaves at nine", "year": 2020},
-]
 
 
 @pytest.fixture
-def index_dir(tmp_path: Path, tiny_model: str) -> Path:
-    Retriever.build(RECORDS, index_dir=tmp_path / "idx", model=tiny_model)
-    return tmp_path / "idx"
+def index_dir(records_index: Path) -> Path:
+    return records_index  # cats, dogs, guides/trains.md, coffee (conftest.SMALL_RECORDS)
 
 
 @pytest.fixture
@@ -71,7 +65,7 @@ def test_add_get_remove_verify_info_as_on_a_retriever(client: Client) -> None:
     report = client.add([{"_id": "fish", "text": "fish and bird", "year": 2023},
                          Document("tea", "tea with water", title="Tea", metadata={"year": 2024})])
     assert isinstance(report, IndexReport) and report.added == 2 and report.passages_encoded == 2
-    assert len(client) == 5
+    assert len(client) == 6
     assert client.get("fish") == Document("fish", "fish and bird", metadata={"year": 2023})
     assert client.get("tea").title == "Tea"
     assert client.search("fish bird", k=1, mode="lexical")[0].doc_id == "fish"
@@ -81,7 +75,7 @@ def test_add_get_remove_verify_info_as_on_a_retriever(client: Client) -> None:
     assert client.remove(["fish", "tea", "never-there"]) == 2
     assert client.get("fish") is None
     info = client.info()
-    assert info["counts"]["documents"] == 3 and info["server"]["commits"] == 2
+    assert info["counts"]["documents"] == 4 and info["server"]["commits"] == 2
 
 
 def test_errors_are_remote_errors_with_the_servers_reason(client: Client, url: str) -> None:

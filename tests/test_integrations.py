@@ -12,17 +12,12 @@ import pytest
 from retriever import Retriever
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-RECORDS = [
-    {"_id": "cats", "title": "Cats", "text": "cats sleep in the sun all day", "year": 2021},
-    {"_id": "dogs", "title": "Dogs", "text": "dogs love a walk in the garden", "year": 2019},
-    {"_id": "trains", "title": "Trains", "text": "the train to the coast leaves at nine", "year": 2020},
-]
 
 
 @pytest.fixture
-def retriever(tmp_path: Path, tiny_model: str) -> Retriever:
-    with Retriever.build(RECORDS, index_dir=tmp_path / "idx", model=tiny_model) as built:
-        yield built
+def retriever(records_index: Path) -> Retriever:
+    with Retriever.load(records_index) as loaded:  # cats, dogs, guides/trains.md, coffee
+        yield loaded
 
 
 def test_langchain_invoke_returns_documents_with_metadata_and_score(retriever: Retriever) -> None:
@@ -43,7 +38,7 @@ def test_langchain_invoke_returns_documents_with_metadata_and_score(retriever: R
     assert first.metadata["year"] == hits[0].metadata["year"]
     assert {"start", "end", "passage_id", "source"} <= set(first.metadata)
     lexical = retriever.as_langchain(k=3, mode="lexical", where="year>=2020").invoke("train coast")
-    assert [d.id for d in lexical] == ["trains"]
+    assert [d.id for d in lexical] == ["guides/trains.md"]
     assert [d.id for d in adapter.batch(["cats sun", "dogs garden"])[1]] == [
         h.doc_id for h in retriever.search("dogs garden", k=2)]
 
@@ -64,7 +59,7 @@ def test_llamaindex_retrieve_returns_nodes_with_scores(retriever: Retriever) -> 
     assert (nodes[0].node.start_char_idx, nodes[0].node.end_char_idx) == (hits[0].start, hits[0].end)
     assert nodes[0].node.metadata["year"] == hits[0].metadata["year"]
     lexical = retriever.as_llamaindex(k=3, mode="lexical").retrieve("train coast")
-    assert lexical[0].node.ref_doc_id == "trains"
+    assert lexical[0].node.ref_doc_id == "guides/trains.md"
     with pytest.raises(ValueError):
         retriever.as_llamaindex(k=0)
 

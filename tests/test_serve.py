@@ -34,18 +34,11 @@ from retriever.serve.snapshot import ReaderSlot  # noqa: E402
 
 KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-RECORDS = [
-    {"_id": "cats", "title": "Cats", "text": "cats sleep in the sun all day", "year": 2021},
-    {"_id": "dogs", "title": "Dogs", "text": "dogs love a walk in the garden", "year": 2019},
-    {"_id": "guides/trains.md", "title": "Trains", "text": "the train to the coast leaves at nine", "year": 2020},
-    {"_id": "coffee", "title": "Coffee", "text": "grind the coffee before you brew the tea", "year": 2022},
-]
 
 
 @pytest.fixture
-def index_dir(tmp_path: Path, tiny_model: str) -> Path:
-    Retriever.build(RECORDS, index_dir=tmp_path / "idx", model=tiny_model)
-    return tmp_path / "idx"
+def index_dir(records_index: Path) -> Path:
+    return records_index  # cats, dogs, guides/trains.md, coffee (conftest.SMALL_RECORDS)
 
 
 @pytest.fixture
