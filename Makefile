@@ -11,7 +11,7 @@ $(BIN)/retriever: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[all]'
 	touch $(BIN)/retriever
 
 install: $(BIN)/retriever

@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from retriever.serve.limits import Limits
+
 INDEX_HOME = Path("indexes")
 DEBUG_FLAG = "--debug"
 MESSAGE_LIMIT = 400  # characters of an error message shown; a message quoting a huge input is cut
@@ -471,3 +473,47 @@ def calibrate(dataset: Path, index_dir: Path | None, split: str, target_precisio
         f"({result.positives} positive): precision {result.precision:.3f}, recall {result.recall:.3f}, "
         f"F1 {result.f1:.3f}"
     )
+
+
+@main.command()
+@index_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; only this machine can connect unless you change it.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--api-key", envvar="RETRIEVER_API_KEY", show_envvar=True, default=None,
+              help="Require 'Authorization: Bearer KEY' on every endpoint but /health (prefer the variable: "
+                   "an option shows in the process list).")
+@click.option("--read-only", is_flag=True, help="Turn the write endpoints off (403).")
+@click.option("--model", default=None, help="Refuse to serve unless the index was built with this model.")
+@click.option("--max-k", type=click.IntRange(1), default=Limits.max_k, show_default=True,
+              help="Most results per query.")
+@click.option("--max-batch", type=click.IntRange(1), default=Limits.max_batch, show_default=True,
+              help="Most queries per batch search (and ids per delete).")
+@click.option("--max-documents", type=click.IntRange(1), default=Limits.max_documents, show_default=True,
+              help="Most documents per add request.")
+@click.option("--max-query-chars", type=click.IntRange(1), default=Limits.max_query_chars, show_default=True)
+@click.option("--max-body-mb", type=click.FloatRange(0, min_open=True), default=Limits.max_body_bytes / 2**20,
+              show_default=True,
+              help="Largest request body, in MiB.")
+@click.option("--batch-searches/--no-batch-searches", default=True, show_default=True,
+              help="Encode the queries of concurrent searches as one batch.")
+@click.option("--access-log", is_flag=True, help="Log every request (errors are always logged).")
+def serve(index_dir: Path | None, host: str, port: int, api_key: str | None, read_only: bool, model: str | None,
+          max_k: int, max_batch: int, max_documents: int, max_query_chars: int, max_body_mb: float,
+          batch_searches: bool, access_log: bool) -> None:
+    """Serve an index over HTTP (FastAPI; OpenAPI docs at /docs) until Ctrl-C."""
+    from retriever.extras import require_extra
+
+    require_extra("serve", "fastapi", "uvicorn", feature="retriever serve")
+    import uvicorn
+
+    from retriever.serve.app import create_app
+
+    limits = Limits(max_body_bytes=int(max_body_mb * 2**20), max_query_chars=max_query_chars, max_k=max_k,
+                    max_batch=max_batch, max_documents=max_documents)
+    app = create_app(find_index(index_dir), api_key=api_key, read_only=read_only, limits=limits, model=model,
+                     batch_searches=batch_searches)
+    if not api_key and host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: serving on {host} without an API key: anyone who can reach it can read "
+                   "and change the index; set RETRIEVER_API_KEY", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log, server_header=False)

@@ -41,3 +41,15 @@ class RetrieverWarning(UserWarning):
 
     The CLI prints each as one ``warning:`` line; the API raises them through ``warnings.warn``.
     """
+
+
+class MissingExtraError(RetrieverError):
+    """An optional part is used without its extra installed (``pip install 'retriever[name]'``)."""
+
+
+class RemoteError(RetrieverError):
+    """A retriever server refused a request or could not be reached; ``status`` is the HTTP status (0: no answer)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status

@@ -268,6 +268,8 @@ class Retriever:
     def _update(self, apply: Callable[[IndexWriter, Any, IndexReport, Any], None], progress: bool,
                 ann: str = "auto") -> IndexReport:
         """Run one update under the writer lock; ``self`` moves to the new version if it succeeds."""
+        if self.closed:
+            raise RetrieverError(f"index {self.layout.name} was closed; load it again")
         started = time.perf_counter()
         report = IndexReport()
         bar = _progress_bar() if progress else None
@@ -358,8 +360,10 @@ class Retriever:
         return search_batch(queries, vectors, options, snapshot, head)
 
     def _snapshot(self) -> Snapshot:
+        if self.closed:
+            raise RetrieverError(f"index {self.layout.name} was closed; load it again")
         if self.snapshot is None:
-            raise RetrieverError(f"index {self.layout.name} is empty or closed")
+            raise RetrieverError(f"index {self.layout.name} is empty")
         return self.snapshot
 
     # verification ------------------------------------------------------------------------------------------------
@@ -408,7 +412,7 @@ class Retriever:
 
     def refresh(self) -> bool:
         """Move to the newest committed version if another writer committed one; True if it moved."""
-        if not self.layout.exists():
+        if self.closed or not self.layout.exists():
             return False
         if self.snapshot is not None and self.layout.current() == self.snapshot.generation:
             return False
@@ -421,7 +425,27 @@ class Retriever:
     def close(self) -> None:
         """Let go of the open version (writers may then remove its files); the object cannot search afterwards."""
         if self.snapshot is not None:
+            self._template = self.snapshot.manifest
             self.snapshot.close()
+            self.snapshot = None
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return getattr(self, "_closed", False)
+
+    # RAG frameworks ---------------------------------------------------------------------------
+    def as_langchain(self, k: int = 4, **search_options: Any) -> Any:
+        """A LangChain ``BaseRetriever`` over this index (``pip install 'retriever[langchain]'``)."""
+        from retriever.integrations.langchain import LangChainRetriever
+
+        return LangChainRetriever(searcher=self, k=k, search_options=search_options)
+
+    def as_llamaindex(self, k: int = 4, **search_options: Any) -> Any:
+        """A LlamaIndex ``BaseRetriever`` over this index (``pip install 'retriever[llamaindex]'``)."""
+        from retriever.integrations.llamaindex import LlamaIndexRetriever
+
+        return LlamaIndexRetriever(self, k=k, **search_options)
 
     def __enter__(self) -> Retriever:
         return self

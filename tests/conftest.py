@@ -76,3 +76,55 @@ def corpus(tmp_path: Path) -> Path:
         '{"_id": "q2", "title": "Delivery", "text": "Your parcel arrives in two days.", "year": 2019}\n'
     )
     return root
+
+
+SMALL_RECORDS = [
+    {"_id": "cats", "title": "Cats", "text": "cats sleep in the sun all day", "year": 2021},
+    {"_id": "dogs", "title": "Dogs", "text": "dogs love a walk in the garden", "year": 2019},
+    {"_id": "guides/trains.md", "title": "Trains", "text": "the train to the coast leaves at nine", "year": 2020},
+    {"_id": "coffee", "title": "Coffee", "text": "grind the coffee before you brew the tea", "year": 2022},
+]
+
+
+@pytest.fixture
+def records_index(tmp_path: Path, tiny_model: str) -> Path:
+    """A tiny index of four records (one id with a slash) built with the tiny model, in ``tmp_path/idx``."""
+    from retriever import Retriever
+
+    Retriever.build(SMALL_RECORDS, index_dir=tmp_path / "idx", model=tiny_model).close()
+    return tmp_path / "idx"
+
+
+@pytest.fixture
+def start_server():  # noqa: ANN201 - returns the starter function
+    """Start an ASGI app with uvicorn on a free 127.0.0.1 port in a thread; stopped after the test.
+
+    ``start(app)`` returns the base URL once the server accepts connections.
+    """
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    running: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(app) -> str:  # noqa: ANN001
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in running:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -1,0 +1,200 @@
+"""The HTTP API over one index: ``create_app(index_dir)`` returns a FastAPI app for uvicorn.
+
+Endpoints (``/docs`` has the OpenAPI page): ``POST /search``, ``POST /search/batch``,
+``POST /documents`` (add or update), ``POST /documents/delete`` (several ids), ``DELETE /documents/{id}``,
+``GET /documents/{id}``, ``POST /verify``, ``GET /info`` and ``GET /health`` (the one endpoint open
+without the API key). Searches run on the threadpool; writes on the index's own writer thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from retriever.ingest.documents import Document
+from retriever.search.results import Hit
+from retriever.serve.auth import BearerTokenAuth
+from retriever.serve.body_limit import BodySizeLimit
+from retriever.serve.errors import CatchAll, Redactor, install_error_handlers
+from retriever.serve.limits import Limits, RequestRejected
+from retriever.serve.models import (
+    AddRequest,
+    BatchSearchRequest,
+    BatchSearchResponse,
+    Health,
+    RemoveRequest,
+    SearchRequest,
+    SearchResponse,
+    SearchSettings,
+    VerifyRequest,
+    WriteResponse,
+)
+from retriever.serve.served_index import ServedIndex
+from retriever.verification.verdict import Verdict
+
+DEFAULT_K = 10  # as Retriever.search
+
+
+def create_app(
+    index_dir: str | Path,
+    api_key: str | None = None,
+    read_only: bool = False,
+    limits: Limits | None = None,
+    model: str | None = None,
+    batch_searches: bool = True,
+) -> FastAPI:
+    """Load the index (and its model) now, so that a bad index fails before the server listens.
+
+    ``batch_searches`` answers concurrent searches with one batched query encoding (``batching``).
+    """
+    limits = limits or Limits()
+    index = ServedIndex(index_dir, model=model, max_pending_writes=limits.max_pending_writes,
+                        batch_searches=batch_searches)
+    redact = Redactor([index_dir, index.encoder_path])
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        index.close()  # finishes the queued writes first
+
+    app = FastAPI(
+        title="retriever",
+        version=_package_version(),
+        description="Semantic search over one index: dense, BM25 and hybrid.",
+        lifespan=lifespan,
+    )
+    app.state.index = index
+    app.state.limits = limits
+    install_error_handlers(app, redact)
+    app.add_middleware(CatchAll)  # added first, so it is the innermost: what it answers still passes the others
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    if api_key:
+        app.add_middleware(BearerTokenAuth, api_key=api_key)  # added last, so it runs first
+
+    def check_search(settings: SearchSettings, queries: list[str]) -> None:
+        if settings.k is None:
+            settings.k = min(DEFAULT_K, limits.max_k)
+        limits.check_k(settings.k, settings.rerank)
+        limits.check_queries(queries, settings.filters())
+
+    def check_writable() -> None:
+        if read_only:
+            raise RequestRejected(403, "this server is read-only (started with --read-only)")
+
+    @app.get("/health", response_model=Health, tags=["server"])
+    def health() -> dict[str, str]:
+        """Liveness; open without the API key, and says nothing about the index."""
+        return {"status": "ok"}
+
+    @app.post("/search", response_model=SearchResponse, tags=["search"])
+    async def search(request: SearchRequest) -> dict[str, Any]:
+        """The k best documents (or passages) for one query."""
+        check_search(request, [request.query])
+        return {"hits": _hits(await index.search(request.query, request.options()))}
+
+    @app.post("/search/batch", response_model=BatchSearchResponse, tags=["search"])
+    def search_batch(request: BatchSearchRequest) -> dict[str, Any]:
+        """Several queries at once (encoded as one batch)."""
+        check_search(request, request.queries)
+        with index.reading() as reader:
+            results = reader.search_many(request.queries, **request.options())
+        return {"results": [_hits(hits) for hits in results]}
+
+    @app.post("/documents", response_model=WriteResponse, tags=["documents"])
+    async def add_documents(request: AddRequest) -> dict[str, Any]:
+        """Add documents, or replace those whose id exists; all of them or none."""
+        check_writable()
+        limits.check_documents(len(request.documents))
+        report = await index.add(request.documents)
+        return {**_report(report), "documents": _count(index)}
+
+    @app.post("/documents/delete", response_model=WriteResponse, tags=["documents"])
+    async def remove_documents(request: RemoveRequest) -> dict[str, Any]:
+        """Remove several documents in one commit; ids not in the index are ignored."""
+        check_writable()
+        limits.check_ids(len(request.ids))
+        removed = await index.remove(request.ids)
+        return {"removed": removed, "documents": _count(index)}
+
+    @app.delete("/documents/{doc_id:path}", response_model=WriteResponse, tags=["documents"])
+    async def remove_document(doc_id: str) -> dict[str, Any]:
+        """Remove one document."""
+        check_writable()
+        removed = await index.remove([doc_id])
+        if not removed:
+            raise RequestRejected(404, f"no document {doc_id!r}")
+        return {"removed": removed, "documents": _count(index)}
+
+    @app.get("/documents/{doc_id:path}", response_model=Document, tags=["documents"])
+    def get_document(doc_id: str) -> dict[str, Any]:
+        """A stored document: its text put back together from its passages, title, source, metadata."""
+        with index.reading() as reader:
+            document = reader.get(doc_id)
+        if document is None:
+            raise RequestRejected(404, f"no document {doc_id!r}")
+        return asdict(document)
+
+    @app.post("/verify", response_model=Verdict, tags=["search"])
+    def verify(request: VerifyRequest) -> dict[str, Any]:
+        """Is this document a match for the query, at the index's calibrated threshold?"""
+        limits.check_queries([request.query])
+        with index.reading() as reader:
+            if reader.get(request.doc_id) is None:
+                raise RequestRejected(404, f"no document {request.doc_id!r}")
+            return reader.verify(request.query, request.doc_id).to_dict()
+
+    @app.get("/info", tags=["server"])
+    def info(http: Request) -> dict[str, Any]:
+        """The index (model, counts, ANN, chunking, dates) and the server's state; no server paths."""
+        with index.reading() as reader:
+            details = reader.info()
+        details["index"] = Path(index_dir).resolve().name
+        details["model"] = {key: value for key, value in details["model"].items() if key != "path"}
+        details["server"] = {
+            "read_only": read_only,
+            "pending_writes": index.pending_writes,
+            "commits": index.commits,
+            "searches_batched": index.batcher.searches if index.batcher else 0,
+            "search_batches": index.batcher.batches if index.batcher else 0,
+            "limits": vars(http.app.state.limits),
+        }
+        return _redact_tree(details, redact)
+
+    return app
+
+
+def _hits(hits: list[Hit]) -> list[dict[str, Any]]:
+    return [hit.to_dict() for hit in hits]
+
+
+def _report(report: Any) -> dict[str, Any]:
+    fields = ("added", "updated", "removed", "unchanged", "passages_encoded", "duplicate_ids", "seconds")
+    return {name: getattr(report, name) for name in fields}
+
+
+def _count(index: ServedIndex) -> int:
+    with index.reading() as reader:
+        return len(reader)
+
+
+def _redact_tree(value: Any, redact: Redactor) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redact_tree(item, redact) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_tree(item, redact) for item in value]
+    return value
+
+
+def _package_version() -> str:
+    try:
+        return version("retriever")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"

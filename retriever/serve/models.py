@@ -1,0 +1,91 @@
+"""Request and response bodies of the HTTP API (pydantic, so that ``/docs`` shows them).
+
+Responses are the package's own ``Hit``, ``Document`` and ``Verdict`` dataclasses, so they carry
+the same fields as ``retriever search --json`` and the client rebuilds the same objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from retriever.search.results import Hit
+
+
+class SearchSettings(BaseModel):
+    """How to search; ``None`` keeps the index's defaults (hybrid, convex fusion, alpha 0.5)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int | None = Field(None, ge=1, description="Results per query (default: 10, or the server's maximum if lower).")
+    passages: bool = Field(False, description="Raw passages instead of one result per document.")
+    mode: Literal["dense", "lexical", "hybrid"] | None = None
+    fusion: Literal["rrf", "convex"] | None = None
+    alpha: float | None = Field(None, ge=0, le=1, description="Convex fusion: weight of the dense side.")
+    where: list[str] | str | None = Field(None, description="Filters such as 'year>=2020' or 'source~guides/*'.")
+    rerank: int = Field(0, ge=0, description="Rerank this many top candidates with the model's learned metric.")
+
+    def filters(self) -> list[str]:
+        if self.where is None:
+            return []
+        return [self.where] if isinstance(self.where, str) else list(self.where)
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of ``Retriever.search`` / ``search_many``."""
+        return {
+            "k": self.k, "passages": self.passages, "mode": self.mode, "fusion": self.fusion,
+            "alpha": self.alpha, "where": self.filters(), "rerank": self.rerank,
+        }
+
+
+class SearchRequest(SearchSettings):
+    query: str = Field(min_length=1)
+
+
+class BatchSearchRequest(SearchSettings):
+    queries: list[str]
+
+
+class SearchResponse(BaseModel):
+    hits: list[Hit]
+
+
+class BatchSearchResponse(BaseModel):
+    results: list[list[Hit]]
+
+
+class AddRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[dict[str, Any]] = Field(
+        description="Records: '_id' (or 'id'), 'text', 'title', any other field kept as metadata."
+    )
+
+
+class RemoveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str]
+
+
+class WriteResponse(BaseModel):
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    passages_encoded: int = 0
+    duplicate_ids: list[str] = []
+    seconds: float = 0.0
+    documents: int = Field(description="Documents in the index after the write.")
+
+
+class VerifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1)
+    doc_id: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"

@@ -1,0 +1,429 @@
+"""``retriever serve``: the real server on a free 127.0.0.1 port, with the tiny model and a tiny index.
+
+Covers each endpoint, the API key, the limits, read-only mode, errors without tracebacks or
+paths, and the promises about writes: searches answered during a slow write, a failed write
+leaving the served version unchanged, concurrent writes all applied.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the server needs the 'serve' extra: pip install 'retriever[serve]'")
+httpx = pytest.importorskip("httpx", reason="the server tests need the 'serve' extra (httpx)")
+
+from click.testing import CliRunner  # noqa: E402
+
+from retriever import Retriever  # noqa: E402
+from retriever.cli import main  # noqa: E402
+from retriever.encoding.encoder import Encoder  # noqa: E402
+from retriever.serve import Limits  # noqa: E402
+from retriever.serve.app import create_app  # noqa: E402
+from retriever.serve.snapshot import ReaderSlot  # noqa: E402
+
+KEY = "test-key-123"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+@pytest.fixture
+def index_dir(records_index: Path) -> Path:
+    return records_index  # cats, dogs, guides/trains.md, coffee (conftest.SMALL_RECORDS)
+
+
+@pytest.fixture
+def serve(index_dir: Path, start_server: Callable) -> Callable[..., httpx.Client]:
+    """``serve(**create_app options)``: a client of a freshly started server over the tiny index."""
+    clients: list[httpx.Client] = []
+
+    def start(**options: object) -> httpx.Client:
+        options.setdefault("api_key", KEY)
+        url = start_server(create_app(index_dir, **options))
+        client = httpx.Client(base_url=url, headers=AUTH if options["api_key"] else {}, timeout=30)
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.close()
+
+
+def assert_error(response: httpx.Response, status: int, *fragments: str) -> str:
+    """The status, and a body that is exactly ``{"error": one line}`` containing ``fragments``."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert list(body) == ["error"], body
+    message = body["error"]
+    assert message and "\n" not in message and "Traceback" not in message, message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+def lexical(client: httpx.Client, query: str, **options: object) -> list[str]:
+    response = client.post("/search", json={"query": query, "mode": "lexical", **options})
+    assert response.status_code == 200, response.text
+    return [hit["doc_id"] for hit in response.json()["hits"]]
+
+
+def document_count(client: httpx.Client) -> int:
+    return client.get("/info").json()["counts"]["documents"]
+
+
+# endpoints ------------------------------------------------------------------------------------------
+def test_search_answers_with_the_fields_and_scores_of_hit(serve: Callable, index_dir: Path) -> None:
+    client = serve()
+    response = client.post("/search", json={"query": "cats in the sun", "k": 3})
+    assert response.status_code == 200
+    hits = response.json()["hits"]
+    with Retriever.load(index_dir) as local:
+        expected = [hit.to_dict() for hit in local.search("cats in the sun", k=3)]
+    assert [h["doc_id"] for h in hits] == [h["doc_id"] for h in expected]
+    for got, want in zip(hits, expected):
+        assert set(got) == set(want) == {"doc_id", "score", "text", "title", "source", "start", "end",
+                                         "passage_id", "metadata"}
+        assert got["score"] == pytest.approx(want["score"], abs=1e-5)
+        assert {k: v for k, v in got.items() if k != "score"} == {k: v for k, v in want.items() if k != "score"}
+
+
+def test_search_options_pass_through(serve: Callable) -> None:
+    client = serve()
+    assert lexical(client, "train coast")[0] == "guides/trains.md"
+    for where in ("year>=2021", ["year>=2021"]):
+        filtered = client.post("/search", json={"query": "sun", "mode": "dense", "where": where})
+        assert {hit["doc_id"] for hit in filtered.json()["hits"]} == {"cats", "coffee"}
+    assert lexical(client, "coffee tea", k=1) == ["coffee"]
+    dense = client.post("/search", json={"query": "coffee", "mode": "dense", "k": 2, "passages": True})
+    assert dense.status_code == 200 and len(dense.json()["hits"]) == 2
+    rrf = client.post("/search", json={"query": "coffee", "mode": "hybrid", "fusion": "rrf", "alpha": 0.3})
+    assert rrf.status_code == 200 and rrf.json()["hits"]
+
+
+def test_batch_search_matches_single_searches(serve: Callable) -> None:
+    client = serve()
+    queries = ["cats sun", "train coast", "coffee tea"]
+    response = client.post("/search/batch", json={"queries": queries, "k": 2, "mode": "lexical"})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [[h["doc_id"] for h in hits] for hits in results] == [lexical(client, q, k=2) for q in queries]
+
+
+def test_add_get_update_and_delete_a_document(serve: Callable) -> None:
+    client = serve()
+    added = client.post("/documents", json={"documents": [{"_id": "fish", "title": "Fish", "text": "fish and bird"}]})
+    assert added.status_code == 200
+    assert added.json()["added"] == 1 and added.json()["documents"] == 5
+    assert lexical(client, "fish bird")[0] == "fish"
+    document = client.get("/documents/fish").json()
+    assert document == {"doc_id": "fish", "text": "fish and bird", "title": "Fish", "source": None, "metadata": {}}
+    updated = client.post("/documents", json={"documents": [{"_id": "fish", "text": "music and song"}]})
+    assert updated.json()["updated"] == 1 and updated.json()["documents"] == 5
+    assert client.get("/documents/fish").json()["text"] == "music and song"
+    assert "fish" not in lexical(client, "bird")
+    assert client.delete("/documents/fish").json()["removed"] == 1
+    assert_error(client.get("/documents/fish"), 404, "fish")
+    assert_error(client.delete("/documents/fish"), 404, "fish")
+    assert document_count(client) == 4
+
+
+def test_document_ids_with_slashes_and_batch_delete(serve: Callable) -> None:
+    client = serve()
+    assert client.get("/documents/guides/trains.md").json()["title"] == "Trains"
+    response = client.post("/documents/delete", json={"ids": ["guides/trains.md", "cats", "not-there"]})
+    assert response.status_code == 200 and response.json()["removed"] == 2
+    assert document_count(client) == 2
+
+
+def test_verify_and_info(serve: Callable, index_dir: Path, tiny_model: str) -> None:
+    client = serve()
+    verdict = client.post("/verify", json={"query": "cats in the sun", "doc_id": "cats"})
+    assert verdict.status_code == 200
+    assert set(verdict.json()) == {"score", "is_match", "threshold", "calibrated"}
+    assert_error(client.post("/verify", json={"query": "cats", "doc_id": "nope"}), 404, "nope")
+    info = client.get("/info")
+    assert info.status_code == 200
+    details = info.json()
+    assert details["counts"]["documents"] == 4 and details["index"] == "idx"
+    assert details["server"]["read_only"] is False
+    assert str(index_dir.parent) not in info.text and str(Path(tiny_model).parent) not in info.text
+
+
+# safety ---------------------------------------------------------------------------------------------
+def test_every_endpoint_but_health_needs_the_api_key(serve: Callable) -> None:
+    client = serve()
+    url = str(client.base_url)
+    requests = [("GET", "/info", None), ("POST", "/search", {"query": "cats"}),
+                ("POST", "/search/batch", {"queries": ["cats"]}), ("GET", "/documents/cats", None),
+                ("DELETE", "/documents/cats", None), ("POST", "/documents", {"documents": [{"_id": "x", "text": "y"}]}),
+                ("POST", "/documents/delete", {"ids": ["cats"]}), ("POST", "/verify", {"query": "c", "doc_id": "cats"}),
+                ("GET", "/docs", None), ("GET", "/openapi.json", None), ("GET", "/no-such-page", None)]
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}, {"Authorization": f"Basic {KEY}"}):
+        with httpx.Client(base_url=url, headers=headers) as anonymous:
+            assert anonymous.get("/health").json() == {"status": "ok"}
+            for method, path, body in requests:
+                response = anonymous.request(method, path, json=body)
+                assert_error(response, 401, "API key")
+                assert response.headers["www-authenticate"] == "Bearer"
+    assert document_count(client) == 4  # nothing was deleted or added
+    assert client.get("/openapi.json").json()["info"]["title"] == "retriever"
+
+
+def test_limits_give_4xx_with_a_one_line_reason(serve: Callable) -> None:
+    limits = Limits(max_body_bytes=20_000, max_query_chars=50, max_k=5, max_batch=3, max_documents=2)
+    client = serve(limits=limits)
+    assert_error(client.post("/search", json={"query": "cats", "k": 6}), 422, "k is 6; at most 5")
+    assert_error(client.post("/search", json={"query": "cats", "k": 0}), 422, "k")
+    assert_error(client.post("/search", json={"query": "cats " * 20}), 422, "at most 50")
+    assert_error(client.post("/search", json={"query": "cats", "where": "title=" + "x" * 60}), 422, "at most 50")
+    assert_error(client.post("/search/batch", json={"queries": ["a", "b", "c", "d"]}), 422, "at most 3")
+    assert_error(client.post("/documents/delete", json={"ids": ["a", "b", "c", "d"]}), 422, "at most 3")
+    records = [{"_id": str(i), "text": "tea"} for i in range(3)]
+    assert_error(client.post("/documents", json={"documents": records}), 413, "at most 2")
+    assert_error(client.post("/search", json={"query": "x", "padding": "y" * 30_000}), 413, "20000 bytes")
+
+    def chunks():  # a streamed body, without a declared length
+        yield b'{"query": "'
+        for _ in range(30):
+            yield b"y" * 1_000
+        yield b'"}'
+
+    assert_error(client.post("/search", content=chunks(), headers={"content-type": "application/json"}), 413)
+    assert_error(client.post("/search", content=b'{"query": ', headers={"content-type": "application/json"}), 400,
+                 "not valid JSON")
+    assert_error(client.post("/search", json={"k": 3}), 422, "query")
+    assert_error(client.post("/search", json={"query": "cats", "mode": "magic"}), 422, "mode")
+    assert_error(client.post("/search", json={"query": "cats", "where": "no operator"}), 400, "bad filter")
+    assert_error(client.post("/search", json={"query": "cats", "rerank": 3}), 400, "no learned metric head")
+    assert_error(client.put("/search", json={"query": "cats"}), 405)
+    assert_error(client.post("/documents", json={"documents": [{"text": "no id"}]}), 400, "no '_id'")
+    assert document_count(client) == 4
+
+
+def test_read_only_turns_writes_off(serve: Callable) -> None:
+    client = serve(read_only=True)
+    assert_error(client.post("/documents", json={"documents": [{"_id": "x", "text": "tea"}]}), 403, "read-only")
+    assert_error(client.delete("/documents/cats"), 403, "read-only")
+    assert_error(client.post("/documents/delete", json={"ids": ["cats"]}), 403, "read-only")
+    assert lexical(client, "cats sun")[0] == "cats"
+    assert document_count(client) == 4
+    assert client.get("/info").json()["server"]["read_only"] is True
+
+
+def test_no_traceback_or_server_path_reaches_the_client(serve: Callable, index_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from retriever.errors import CorruptIndexError
+
+    client = serve()
+
+    def broken_search(self: Retriever, *args: object, **kwargs: object) -> None:
+        raise RuntimeError(f'Traceback (most recent call last):\n  File "{index_dir}/x.py", line 1\nboom')
+
+    monkeypatch.setattr(Retriever, "search_many", broken_search)
+    message = assert_error(client.post("/search", json={"query": "cats"}), 500, "internal server error")
+    assert "boom" not in message and str(index_dir) not in message
+
+    def corrupt_search(self: Retriever, *args: object, **kwargs: object) -> None:
+        raise CorruptIndexError(f"index {index_dir.resolve()} is corrupt: {index_dir.resolve()}/gen-000001/x.faiss")
+
+    monkeypatch.setattr(Retriever, "search_many", corrupt_search)
+    message = assert_error(client.post("/search", json={"query": "cats"}), 500, "idx", "corrupt")
+    assert message == "index idx is corrupt: idx/gen-000001/x.faiss"  # the index's name, not where it lives
+
+
+# reads and writes -----------------------------------------------------------------------------------
+class BlockedEncoding:
+    """Holds every document encoding (only writes encode documents) until ``release``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered = threading.Event()
+        self.released = threading.Event()
+        original = Encoder.encode_documents
+
+        def blocked(encoder: Encoder, texts: list[str], progress: bool = False):  # noqa: ANN202
+            self.entered.set()
+            assert self.released.wait(30), "the test never released the write"
+            return original(encoder, texts, progress)
+
+        monkeypatch.setattr(Encoder, "encode_documents", blocked)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def test_searches_are_answered_while_a_write_is_in_progress(serve: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = serve()
+    block = BlockedEncoding(monkeypatch)
+    with ThreadPoolExecutor(1) as pool:
+        write = pool.submit(client.post, "/documents", json={"documents": [{"_id": "fish", "text": "fish bird"}]})
+        assert block.entered.wait(30)
+        for _ in range(5):
+            started = time.monotonic()
+            assert lexical(client, "cats sun")[0] == "cats"
+            assert time.monotonic() - started < 5
+        assert "fish" not in lexical(client, "fish bird")  # the last committed version is served
+        assert client.get("/info").json()["server"]["pending_writes"] == 1
+        assert client.get("/health").status_code == 200
+        block.release()
+        assert write.result(timeout=30).status_code == 200
+    assert lexical(client, "fish bird")[0] == "fish"  # a write that has answered is visible at once
+
+
+def test_a_failed_write_leaves_the_served_version_unchanged(serve: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = serve()
+    before = client.get("/info").json()
+    bad_batch = [{"_id": "fish", "text": "fish bird"}, {"title": "no id and no text"}]
+    assert_error(client.post("/documents", json={"documents": bad_batch}), 400)
+
+    def failing(encoder: Encoder, texts: list[str], progress: bool = False) -> None:
+        raise RuntimeError("simulated failure while encoding")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Encoder, "encode_documents", failing)
+        assert_error(client.post("/documents", json={"documents": [{"_id": "fish", "text": "fish bird"}]}), 500)
+    after = client.get("/info").json()
+    assert after["counts"] == before["counts"] and after["updated_at"] == before["updated_at"]
+    assert after["server"]["commits"] == 0
+    assert "fish" not in lexical(client, "fish bird")
+    assert client.get("/documents/fish").status_code == 404
+    # the next write goes through
+    assert client.post("/documents", json={"documents": [{"_id": "fish", "text": "fish bird"}]}).status_code == 200
+    assert lexical(client, "fish bird")[0] == "fish"
+
+
+def test_concurrent_writes_are_serialized_and_all_applied(serve: Callable) -> None:
+    client = serve()
+    batches = [[{"_id": f"w{n}-{i}", "text": f"water {n} {i}"} for i in range(3)] for n in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda docs: client.post("/documents", json={"documents": docs}), batches))
+        removals = list(pool.map(lambda doc_id: client.delete(f"/documents/{doc_id}"), ["cats", "dogs"]))
+    assert [r.status_code for r in responses + removals] == [200] * 10
+    assert document_count(client) == 4 + 24 - 2
+    for docs in batches:
+        for doc in docs:
+            assert client.get(f"/documents/{doc['_id']}").json()["text"] == doc["text"]
+    assert client.get("/info").json()["server"]["commits"] == 10
+
+
+def test_writes_beyond_the_queue_limit_are_refused(serve: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = serve(limits=Limits(max_pending_writes=1))
+    block = BlockedEncoding(monkeypatch)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(client.post, "/documents", json={"documents": [{"_id": "a1", "text": "tea"}]})
+        assert block.entered.wait(30)
+        assert_error(client.post("/documents", json={"documents": [{"_id": "a2", "text": "tea"}]}), 429, "retry")
+        block.release()
+        assert first.result(timeout=30).status_code == 200
+    assert client.post("/documents", json={"documents": [{"_id": "a2", "text": "tea"}]}).status_code == 200
+
+
+def test_concurrent_searches_are_answered_in_one_batch(serve: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = serve()
+    first_entered, release = threading.Event(), threading.Event()
+    original = Retriever.search_many
+
+    def held_first(self: Retriever, queries: list[str], **options: object) -> list:
+        if not first_entered.is_set():
+            first_entered.set()
+            assert release.wait(30)
+        return original(self, queries, **options)
+
+    monkeypatch.setattr(Retriever, "search_many", held_first)
+    requests = [("cats sun", "lexical"), ("   ", "lexical")] + [
+        (q, m) for q in ("train coast", "coffee tea", "dogs garden") for m in ("lexical", "dense")]
+    with ThreadPoolExecutor(len(requests)) as pool:
+        answers = [pool.submit(client.post, "/search", json={"query": q, "mode": m, "k": 2}) for q, m in requests]
+        assert first_entered.wait(30)
+        time.sleep(0.5)  # the other searches queue up behind the first
+        release.set()
+        responses = [a.result(timeout=30) for a in answers]
+    monkeypatch.setattr(Retriever, "search_many", original)
+    for (query, mode), response in zip(requests, responses):
+        if not query.strip():
+            assert_error(response, 400, "empty query")  # refused alone; the rest of its batch is answered
+            continue
+        assert response.status_code == 200
+        expected = client.post("/search", json={"query": query, "mode": mode, "k": 2}).json()["hits"]
+        assert [h["doc_id"] for h in response.json()["hits"]] == [h["doc_id"] for h in expected]
+    server = client.get("/info").json()["server"]
+    assert server["search_batches"] < server["searches_batched"]  # some searches shared a batch
+
+
+def test_searches_without_batching(serve: Callable) -> None:
+    client = serve(batch_searches=False)
+    assert lexical(client, "cats sun")[0] == "cats"
+    assert client.get("/info").json()["server"]["search_batches"] == 0
+
+
+def test_a_swapped_out_reader_stays_open_until_its_search_ends(index_dir: Path) -> None:
+    old, new = Retriever.load(index_dir), Retriever.load(index_dir)
+    slot = ReaderSlot(old)
+    with slot.use() as reader:
+        slot.swap(new)
+        assert reader is old
+        assert reader.search("cats sun", k=1, mode="lexical")[0].doc_id == "cats"  # still usable
+        with slot.use() as newer:
+            assert newer is new
+    assert old.closed  # closed by the last request that used it
+    with slot.use() as reader:
+        assert reader is new and not new.closed
+
+
+# the command ------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_command_serves_until_interrupted(index_dir: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "RETRIEVER_API_KEY": KEY}
+    command = [str(Path(sys.executable).parent / "retriever"), "serve", "--index", str(index_dir), "--port", str(port),
+               "--read-only"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        assert httpx.post(f"{url}/search", json={"query": "cats"}).status_code == 401
+        answer = httpx.post(f"{url}/search", json={"query": "cats sun", "mode": "lexical"}, headers=AUTH)
+        assert answer.json()["hits"][0]["doc_id"] == "cats"
+        assert httpx.post(f"{url}/documents", json={"documents": []}, headers=AUTH).status_code == 403
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+
+
+def test_serve_command_refuses_a_missing_index_in_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["serve", "--index", str(tmp_path / "nothing")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: no index at") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_missing_extra_is_named_in_one_line() -> None:
+    from retriever.errors import MissingExtraError
+    from retriever.extras import require_extra
+
+    with pytest.raises(MissingExtraError, match=r"pip install 'retriever\[serve\]'") as caught:
+        require_extra("serve", "json", "no_such_module_here", feature="retriever serve")
+    message = str(caught.value)
+    assert "no_such_module_here" in message and "json" not in message and "\n" not in message
