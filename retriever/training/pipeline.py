@@ -52,11 +52,13 @@ def train(
     config: TrainConfig,
     on_step: Callable[[LoopState], None] | None = None,
     log: Callable[[str], None] | None = None,
+    data: TrainingData | None = None,
 ) -> TrainResult:
     """Fine-tune ``config.model`` on ``config.data`` and save it in ``config.output``.
 
-    Raises ``TrainingInterrupted`` (a KeyboardInterrupt) after saving a checkpoint on Ctrl-C;
-    ``TrainConfig(..., resume=True)`` continues from it.
+    ``data`` gives the pairs directly (``retriever adapt`` makes them from the corpus); otherwise
+    they are read from ``config.data``. Raises ``TrainingInterrupted`` (a KeyboardInterrupt) after
+    saving a checkpoint on Ctrl-C; ``TrainConfig(..., resume=True)`` continues from it.
     """
     from datasets import Dataset
 
@@ -81,11 +83,11 @@ def train(
     else:
         _prepare_output(config.output, config.overwrite)
         _seed(config.seed)  # a resumed run restores the random state saved with its checkpoint instead
-        model, dataset, dev, prepared = prepare(config, log)
+        model, dataset, dev, prepared = prepare(config, log, data)
     trainer = Trainer(model, make_loss(config, model), dataset, dev, config, prepared, checkpoint_dir,
                       state=state, saved=saved, log=log, on_step=on_step)
     state = trainer.run()
-    kept_start, warnings = _choose_weights(trainer, dev is not None)
+    kept_start, warnings = _choose_weights(trainer, dev is not None, config)
     for warning in warnings:  # printed even when quiet; also in result.warnings and the model card
         _stderr(f"warning: {warning}")
     model.save(str(config.output), create_model_card=False)
@@ -106,23 +108,39 @@ def train(
     return result
 
 
-def _choose_weights(trainer: Trainer, has_dev: bool) -> tuple[bool, list[str]]:
-    """Load the best dev weights into the model; say so when that is the starting model."""
+def _choose_weights(trainer: Trainer, has_dev: bool, config: TrainConfig) -> tuple[bool, list[str]]:
+    """Load the best dev weights into the model; say so when that is the starting model.
+
+    With ``config.keep_margin`` the best weights must beat the starting model's dev score by that
+    much, or the starting model (rebuilt from ``config.model``) is saved instead.
+    """
     state = trainer.state
     if not has_dev:
         return False, ["no dev queries: the final model is saved without checking it against the starting model"]
     trainer.model.load_state_dict(trainer.best_weights)
-    if state.best_step > 0 or state.global_step == 0:
+    if state.global_step == 0:
         return False, []
-    before, last = state.history[0]["scores"][DEV_METRIC], state.history[-1]["scores"][DEV_METRIC]
-    return True, [f"fine-tuning did not improve dev {DEV_METRIC} ({before:.4f} before, {last:.4f} after): "
+    before, best = state.history[0]["scores"][DEV_METRIC], state.best_score
+    if state.best_step > 0 and best - before >= config.keep_margin:
+        return False, []
+    if state.best_step > 0:  # better, but not by the margin: back to the starting weights
+        from retriever.training.model import build_model
+
+        start = build_model(config.model, config.architecture, config.metric_head, config.normalize,
+                            config.max_seq_length)
+        trainer.model.load_state_dict(start.state_dict())
+        return True, [f"{config.tuning_verb} raised dev {DEV_METRIC} by only {best - before:+.4f} ({before:.4f} "
+                      f"-> {best:.4f}), less than the {config.keep_margin:.4f} required: the starting model is "
+                      "saved instead"]
+    last = state.history[-1]["scores"][DEV_METRIC]
+    return True, [f"{config.tuning_verb} did not improve dev {DEV_METRIC} ({before:.4f} before, {last:.4f} after): "
                   "the starting model is saved instead"]
 
 
 def prepare(
-    config: TrainConfig, log: Callable[[str], None]
+    config: TrainConfig, log: Callable[[str], None], data: TrainingData | None = None
 ) -> tuple[SentenceTransformer, Dataset, DevSet | None, dict]:
-    """Read the data, build the model, mine negatives, make the examples and the dev set."""
+    """Read the data (unless given), build the model, mine negatives, make the examples and the dev set."""
     from retriever.training.data import load_training_data
     from retriever.training.dev import build_dev_set
     from retriever.training.examples import build_examples
@@ -130,16 +148,18 @@ def prepare(
     from retriever.training.negatives import mine_negatives
 
     started = time.perf_counter()
-    data = load_training_data(config.data, config.dev_fraction, config.seed)
+    if data is None:
+        data = load_training_data(config.data, config.dev_fraction, config.seed)
     model = build_model(config.model, config.architecture, config.metric_head, config.normalize,
                         config.max_seq_length)
     config.max_seq_length = int(model.max_seq_length)
     bm25 = _LazyBm25(data.corpus)
     rankers = _rankers(config, data, model, bm25, log)
-    negatives = mine_negatives(data.queries, data.train, rankers, config.negatives_per_query,
-                               config.negatives_skip, config.negatives_depth, config.seed)
-    dataset = build_examples(config.loss, data.queries, data.corpus, data.train, negatives,
-                             config.negatives_per_query, config.seed)
+    whole = data.whole_document_qrels()  # mining searches whole documents
+    negatives = mine_negatives(data.queries, whole, rankers, config.negatives_per_query,
+                               config.negatives_skip, config.negatives_depth, config.seed, config.negatives_guard)
+    dataset = build_examples(config.loss, data.queries, data.texts(), data.train, negatives,
+                             config.negatives_per_query, config.seed, also_judged=whole)
     if len(dataset) == 0:
         raise RetrieverError(f"{config.data}: no training examples could be made for the {config.loss} loss")
     needs_bm25 = len(data.corpus) > config.dev_max_docs
@@ -168,11 +188,18 @@ class _LazyBm25:
         self._ranker: Bm25Ranker | None = None
 
     def rank(self, texts: list[str], depth: int) -> list[list[str]]:
+        return self.ranker.rank(texts, depth)
+
+    def rank_scored(self, texts: list[str], depth: int) -> list[list[tuple[str, float]]]:
+        return self.ranker.rank_scored(texts, depth)
+
+    @property
+    def ranker(self) -> Bm25Ranker:
         if self._ranker is None:
             from retriever.training.negatives import Bm25Ranker
 
             self._ranker = Bm25Ranker(self.corpus)
-        return self._ranker.rank(texts, depth)
+        return self._ranker
 
 
 def _rankers(config: TrainConfig, data: TrainingData, model: SentenceTransformer, bm25: _LazyBm25,
@@ -225,11 +252,12 @@ def _card(config: TrainConfig, prepared: dict, state: LoopState, result: TrainRe
 
     hyper = {k: v for k, v in config.to_dict().items() if k not in ("data", "output", "model", "architecture",
                                                                       "loss", "metric_head", "resume", "overwrite",
-                                                                      "progress")}
+                                                                      "progress", "command")}
     hyper["cached"] = config.use_cached
     hyper["margin"] = config.effective_margin
     return {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": config.command,
         "output": str(config.output),
         "base_model": prepared["base_model"],
         "data": prepared["data"],
