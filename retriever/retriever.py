@@ -373,6 +373,11 @@ class Retriever:
 
         return RerankHead.load(self.encoder.path)
 
+    @property
+    def default_alpha(self) -> float:
+        """Convex fusion weight when a search gives none: the model's own (``retriever adapt``), else 0.5."""
+        return float(self.manifest.model.get("search_defaults", {}).get("alpha", SearchOptions.alpha))
+
     def search(self, query: str, k: int = 10, passages: bool = False, **options: Any) -> list[Hit]:
         """The k best documents for a query (best passage of each), or k passages.
 
@@ -405,7 +410,7 @@ class Retriever:
             passages=passages,
             mode=mode or defaults.mode,
             fusion=fusion or defaults.fusion,
-            alpha=defaults.alpha if alpha is None else alpha,
+            alpha=self.default_alpha if alpha is None else alpha,
             allowed_ids=self.store.passage_ids_where(conditions) if conditions else None,
             rerank=rerank,
         )

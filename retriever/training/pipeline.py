@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from retriever.encoding.encoder import model_fingerprint, resolve_model_path
 from retriever.errors import RetrieverError
+from retriever.eval.metrics import Run
 from retriever.training.card import CARD_JSON, write_card
 from retriever.training.checkpoint import LoopState, load_checkpoint
 from retriever.training.config import CHECKPOINT_DIR, TrainConfig
@@ -46,6 +47,11 @@ class TrainResult:
     peak_memory_mb: float
     warnings: list[str] = field(default_factory=list)
     card: dict[str, Any] = field(default_factory=dict)
+    # dev runs (query -> document -> score) of the starting and the saved model, when there is a dev
+    # set and the run was not resumed (retriever adapt chooses its fusion weight on them)
+    dev_run_start: Run | None = None
+    dev_run_saved: Run | None = None
+    dev: DevSet | None = None
 
 
 def train(
@@ -81,7 +87,7 @@ def train(
         dev = DevSet.from_dict(prepared["dev"]) if prepared["dev"] else None
         log(f"resuming at step {state.global_step} of {state.total_steps}")
     else:
-        _prepare_output(config.output, config.overwrite)
+        prepare_output(config.output, config.overwrite)
         _seed(config.seed)  # a resumed run restores the random state saved with its checkpoint instead
         model, dataset, dev, prepared = prepare(config, log, data)
     trainer = Trainer(model, make_loss(config, model), dataset, dev, config, prepared, checkpoint_dir,
@@ -101,6 +107,9 @@ def train(
         kept_starting_model=kept_start,
         peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         warnings=warnings,
+        dev_run_start=trainer.start_run,
+        dev_run_saved=trainer.start_run if kept_start else trainer.best_run,
+        dev=dev,
     )
     result.card = _card(config, prepared, state, result, trainer.loss)
     write_card(config.output, result.card)
@@ -217,7 +226,8 @@ def _rankers(config: TrainConfig, data: TrainingData, model: SentenceTransformer
     return rankers
 
 
-def _prepare_output(output: Path, overwrite: bool) -> None:
+def prepare_output(output: Path, overwrite: bool) -> None:
+    """An empty output directory, or an error when it holds something that is not ours to replace."""
     if output.exists() and not output.is_dir():
         raise RetrieverError(f"output {output} is a file; give a directory for the trained model")
     if output.is_dir() and any(output.iterdir()):
