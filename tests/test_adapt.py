@@ -224,7 +224,6 @@ def test_cli_index_adapt_adapts_then_indexes_with_the_adapted_model(tiny_model: 
     from retriever.encoding.encoder import model_fingerprint
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("retriever.training.adapt.config.DEFAULT_MAX_SEQ_LENGTH", 64)
     result = CliRunner().invoke(main, ["index", str(corpus_file), "--adapt", "--model", tiny_model,
                                        "--minutes", "2", "-q"])
     assert result.exit_code == 0, result.output
