@@ -8,7 +8,7 @@ held-out pseudo-pairs and a re-chosen hybrid fusion weight.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,6 @@ class AdaptConfig:
     seed: int = DEFAULT_SEED
     overwrite: bool = False
     progress: bool = True
-    notes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.corpus, self.output = Path(self.corpus), Path(self.output)

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from retriever.errors import RetrieverError
@@ -34,7 +35,7 @@ from retriever.training.pipeline import TrainResult, prepare_output, train
 class AdaptResult:
     """What an adaptation produced and the verdict of the keep-or-discard rule."""
 
-    output: Any
+    output: Path
     kept_adapted: bool
     verdict: str  # one line, printed by the CLI
     dev_before: float | None
