@@ -23,6 +23,7 @@ import click
 from retriever.serve.limits import Limits
 
 INDEX_HOME = Path("indexes")
+MODEL_HOME = Path("models")
 DEBUG_FLAG = "--debug"
 MESSAGE_LIMIT = 400  # characters of an error message shown; a message quoting a huge input is cut
 
@@ -179,9 +180,16 @@ def main(debug: bool) -> None:
               help="Seconds to wait for another process writing the index (default: as long as it takes).")
 @click.option("--strict", is_flag=True,
               help="Refuse to index (and write nothing) if any file, record or duplicate id would be skipped.")
+@click.option("--adapt", "adapt_first", is_flag=True,
+              help="First adapt the model to PATH ('retriever adapt'), then index with the adapted model.")
+@click.option("--adapt-output", type=click.Path(path_type=Path), default=None,
+              help="Where --adapt saves the model (default: models/<name>-adapted).")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Time budget of --adapt [default: 15].")
 @quiet_option
 def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk_tokens: int | None,
-          overlap: int | None, wait: float | None, strict: bool, quiet: bool) -> None:
+          overlap: int | None, wait: float | None, strict: bool, adapt_first: bool, adapt_output: Path | None,
+          minutes: float | None, quiet: bool) -> None:
     """Index PATH (a folder, searched recursively, or a file); re-running updates it incrementally.
 
     Unreadable files, records with no text and no title, and duplicate ids are skipped with one
@@ -195,6 +203,11 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
     target = index_dir or default_index_dir(path, INDEX_HOME)
     if target.exists() and not target.is_dir():
         raise RetrieverError(f"{target} is a file, not an index folder; give a folder with --index")
+    if adapt_first:
+        model = run_adapt(path, adapt_output or MODEL_HOME / f"{target.name}-adapted", quiet,
+                          model=model, minutes=minutes)
+    elif adapt_output is not None or minutes is not None:
+        raise RetrieverError("--adapt-output and --minutes go with --adapt")
     retriever = Retriever.build(path, index_dir=target, model=model, ann=ann, chunk_tokens=chunk_tokens,
                                 overlap=overlap, progress=not quiet, wait=wait, strict=strict)
     report = retriever.last_report
@@ -429,6 +442,50 @@ def train(data: Path, output: Path, quiet: bool, negatives_range: str | None, ne
         click.echo(f"dev nDCG@10: {before:.4f} -> {after:.4f}")
     click.echo(f"{result.output}: {result.steps} steps in {result.seconds / 60:.1f} min, "
                f"peak memory {result.peak_memory_mb:.0f} MB")
+
+
+@main.command()
+@click.argument("corpus", type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="Directory for the adapted model.")
+@click.option("--model", default=None, help="Base model name or path [default: all-MiniLM-L6-v2].")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Time budget for the whole run; the pairs are sized to fit it on this machine [default: 15].")
+@click.option("--sources", default=None,
+              help="Pair sources, comma-separated: ict, title, crops, keyterms [default: ict,title].")
+@click.option("--pairs", type=click.IntRange(1), default=None, help="Train on exactly N pairs (ignores --minutes).")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Pairs per step [default: 32].")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate [default: 2e-4].")
+@click.option("--max-seq-length", type=click.IntRange(8), default=None, help="Tokens per text [default: 256].")
+@click.option("--negatives", type=click.Choice(["bm25", "dense", "both", "none"]), default=None,
+              help="Where hard negatives are mined [default: bm25].")
+@click.option("--keep-margin", type=click.FloatRange(min=0), default=None,
+              help="Held-out pseudo-pair nDCG@10 gain needed to keep the adapted model [default: 0.01].")
+@click.option("--seed", type=int, default=None, help="Seed for pairs, held-out documents and shuffling [default: 42].")
+@click.option("--overwrite", is_flag=True, help="Replace a model previously saved in OUTPUT.")
+@quiet_option
+def adapt(corpus: Path, output: Path, quiet: bool, **options: Any) -> None:
+    """Adapt a model to the documents under CORPUS, without labels: pairs cut from the documents themselves."""
+    run_adapt(corpus, output, quiet, **options)
+
+
+def run_adapt(corpus: Path, output: Path, quiet: bool, **options: Any) -> str:
+    """Run ``retriever adapt`` and print its verdict; returns the model directory to index with."""
+    from retriever.training.adapt import AdaptConfig
+    from retriever.training.adapt import adapt as run
+
+    settings = {k: v for k, v in options.items() if v is not None}
+    if "sources" in settings:
+        settings["sources"] = tuple(s.strip() for s in settings["sources"].split(",") if s.strip())
+    config = AdaptConfig(corpus=corpus, output=output, progress=not quiet, **settings)
+    try:
+        result = run(config)
+    except KeyboardInterrupt:
+        click.echo("interrupted: no adapted model saved", err=True)
+        sys.exit(130)
+    click.echo(result.verdict)
+    click.echo(f"{result.output}: {result.train.steps} steps, {sum(result.pairs.values())} pairs in "
+               f"{result.seconds / 60:.1f} min, peak memory {result.train.peak_memory_mb:.0f} MB")
+    return str(result.output)
 
 
 @main.command()

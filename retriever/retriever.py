@@ -307,6 +307,11 @@ class Retriever:
 
         return RerankHead.load(self.encoder.path)
 
+    @property
+    def default_alpha(self) -> float:
+        """Convex fusion weight when a search gives none: the model's own (``retriever adapt``), else 0.5."""
+        return float(self.manifest.model.get("search_defaults", {}).get("alpha", SearchOptions.alpha))
+
     def search(self, query: str, k: int = 10, passages: bool = False, **options: Any) -> list[Hit]:
         """The k best documents for a query (best passage of each), or k passages.
 
@@ -338,7 +343,7 @@ class Retriever:
             k=k, passages=passages,
             mode=defaults.mode if mode is None else mode,
             fusion=defaults.fusion if fusion is None else fusion,
-            alpha=defaults.alpha if alpha is None else alpha,
+            alpha=self.default_alpha if alpha is None else alpha,
             allowed=snapshot.allowed(conditions) if conditions else None,
             rerank=rerank,
         )

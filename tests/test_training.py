@@ -254,7 +254,7 @@ def test_a_worse_model_is_never_saved_silently(tiny_model: str, beir_data: Path,
     import retriever.training.loop as loop
 
     scores = iter([0.9, 0.5, 0.4])
-    monkeypatch.setattr(loop, "score_dev", lambda model, dev, batch_size: {"ndcg@10": next(scores)})
+    monkeypatch.setattr(loop, "score_run", lambda run, dev: {"ndcg@10": next(scores)})
     result = train(TrainConfig(data=beir_data, output=tmp_path / "m", model=tiny_model, epochs=2, **FAST))
     assert result.kept_starting_model and "starting model is saved instead" in result.warnings[0]
     saved = SentenceTransformer(str(result.output), device="cpu").encode_query(["cat garden"])

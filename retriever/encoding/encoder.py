@@ -152,8 +152,10 @@ class Encoder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def describe(self) -> dict[str, Any]:
-        """The model's entry in an index manifest."""
-        return {
+        """The model's entry in an index manifest (with the search defaults it came with, if any)."""
+        from retriever.search.defaults import read_search_defaults
+
+        entry = {
             "name": self.name,
             "path": str(self.path),
             "fingerprint": self.fingerprint,
@@ -161,3 +163,7 @@ class Encoder:
             "max_seq_length": self.max_seq_length,
             "architecture": self.architecture,
         }
+        search_defaults = read_search_defaults(self.path)
+        if search_defaults:
+            entry["search_defaults"] = search_defaults
+        return entry

@@ -31,7 +31,7 @@ def render_readme(card: dict[str, Any]) -> str:
     lines = [
         f"# {Path(card['output']).name}",
         "",
-        f"A sentence-transformers model fine-tuned from `{card['base_model']['name']}` with `retriever train`.",
+        _origin_line(card),
         "",
         "```python",
         "from sentence_transformers import SentenceTransformer",
@@ -60,6 +60,29 @@ def render_readme(card: dict[str, Any]) -> str:
         lines += ["| dev metric | before | after |", "|---|---|---|", metric_rows, ""]
     if card.get("kept_starting_model"):
         lines += ["**The dev score did not improve, so this is the starting model, unchanged.**", ""]
+    lines += _adaptation_lines(card.get("adaptation"))
     for warning in card.get("warnings", []):
         lines.append(f"> warning: {warning}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _origin_line(card: dict[str, Any]) -> str:
+    base = card["base_model"]["name"]
+    if card.get("command") == "adapt":
+        return (f"A sentence-transformers model adapted from `{base}` to the documents of "
+                f"`{card['data']['source']}` with `retriever adapt`: no labels, pairs cut from the documents.")
+    return f"A sentence-transformers model fine-tuned from `{base}` with `retriever train`."
+
+
+def _adaptation_lines(adaptation: dict[str, Any] | None) -> list[str]:
+    if not adaptation:
+        return []
+    pairs = ", ".join(f"{name} {count}" for name, count in adaptation["pairs_by_source"].items())
+    lines = ["## Adaptation", "", f"- verdict: {adaptation['verdict']}",
+             f"- training pairs by source: {pairs}",
+             f"- held out: {adaptation['held_out_pairs']} documents with one pseudo-query each (the dev metric above)"]
+    fusion = adaptation.get("fusion")
+    if fusion and adaptation["kept_adapted_model"]:
+        lines.append(f"- hybrid search weight: alpha {fusion['alpha']:.2f} (stored in retriever_search.json; "
+                     "0.5 shifted by how the best weight on held-out pseudo-pairs moved from the base model)")
+    return lines + [""]

@@ -70,6 +70,8 @@ class TrainConfig:
     negatives_per_query: int = DEFAULT_NEGATIVES_PER_QUERY
     negatives_skip: int = DEFAULT_NEGATIVES_SKIP
     negatives_depth: int = DEFAULT_NEGATIVES_DEPTH
+    negatives_guard: float | None = None  # drop mined candidates scored >= guard x the positive (None: off)
+    keep_margin: float = 0.0  # dev gain over the starting model needed to keep the trained one
     dev_fraction: float = DEFAULT_DEV_FRACTION
     dev_max_docs: int = DEFAULT_DEV_MAX_DOCS
     eval_steps: int = 0  # 0: evaluate on dev after each epoch
@@ -78,6 +80,11 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
+    command: str = "train"  # "train" or "adapt": which command made the model, for messages and the card
+
+    @property
+    def tuning_verb(self) -> str:
+        return "adaptation" if self.command == "adapt" else "fine-tuning"
 
     def __post_init__(self) -> None:
         self.data, self.output = Path(self.data), Path(self.output)
@@ -102,6 +109,10 @@ class TrainConfig:
             )
         if self.negatives_per_query < 0 or self.eval_steps < 0 or self.max_steps < 0:
             raise RetrieverError("negatives_per_query, eval_steps and max_steps cannot be negative")
+        if self.negatives_guard is not None and not 0 < self.negatives_guard <= 1:
+            raise RetrieverError("negatives_guard must be in (0, 1]")
+        if self.keep_margin < 0:
+            raise RetrieverError("keep_margin cannot be negative")
         if not 0 <= self.dev_fraction < 1:
             raise RetrieverError("dev_fraction must be in [0, 1)")
         if self.loss != "infonce" and self.cached:

@@ -40,6 +40,12 @@ class TrainingData:
     train: Qrels
     dev: Qrels = field(default_factory=dict)
     dev_source: str = "none"
+    # Positives that are a part of a corpus document rather than the whole of it (``retriever adapt``:
+    # a passage without its query sentence, a title's body): id -> text, and id -> the document cut from.
+    # Mining never offers that document as a negative for its own queries.
+    part_texts: dict[str, str] = field(default_factory=dict)
+    part_of: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)  # how the pairs were made, for the model card
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -51,7 +57,18 @@ class TrainingData:
             "train_known_negatives": count_pairs(self.train, positive=False),
             "dev_queries": len(self.dev),
             "dev_source": self.dev_source,
+            **self.notes,
         }
+
+    def texts(self) -> dict[str, str]:
+        """Every text a training example may name: the corpus and the part-document positives."""
+        return {**self.corpus, **self.part_texts} if self.part_texts else self.corpus
+
+    def whole_document_qrels(self) -> Qrels:
+        """The training qrels with each part-document positive replaced by the document it was cut from."""
+        if not self.part_of:
+            return self.train
+        return {q: {self.part_of.get(d, d): r for d, r in docs.items()} for q, docs in self.train.items()}
 
 
 def count_pairs(qrels: Qrels, positive: bool) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from retriever.eval.beir import Qrels
-from retriever.eval.metrics import evaluate
+from retriever.eval.metrics import Run, evaluate
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -67,6 +67,16 @@ def build_dev_set(
 
 def score_dev(model: SentenceTransformer, dev: DevSet, batch_size: int = 32) -> dict[str, float]:
     """Dev metrics of ``model`` (query tower for queries, document tower for documents)."""
+    return score_run(dev_run(model, dev, batch_size), dev)
+
+
+def score_run(run: Run, dev: DevSet) -> dict[str, float]:
+    """Dev metrics of a dev run."""
+    return evaluate(run, dev.qrels, DEV_METRICS).scores
+
+
+def dev_run(model: SentenceTransformer, dev: DevSet, batch_size: int = 32) -> Run:
+    """The top ``RUN_DEPTH`` dev documents of each dev query by cosine, with their scores."""
     import torch
 
     was_training = model.training
@@ -78,8 +88,7 @@ def score_dev(model: SentenceTransformer, dev: DevSet, batch_size: int = 32) -> 
                                   normalize_embeddings=True)
         scores, rows = (q @ d.T).topk(min(RUN_DEPTH, len(dids)), dim=1)
     model.train(was_training)
-    run = {
+    return {
         qid: {dids[int(j)]: float(s) for s, j in zip(score_row, row)}
         for qid, score_row, row in zip(qids, scores.tolist(), rows.tolist())
     }
-    return evaluate(run, dev.qrels, DEV_METRICS).scores

@@ -31,8 +31,13 @@ def build_examples(
     negatives: dict[str, list[str]],
     per_query: int,
     seed: int,
+    also_judged: Qrels | None = None,
 ) -> Dataset:
-    """Rows for ``loss`` from positive pairs in ``qrels`` and each query's ``negatives``."""
+    """Rows for ``loss`` from positive pairs in ``qrels`` and each query's ``negatives``.
+
+    ``also_judged`` names more documents per query that random padding must not take as negatives
+    (the document a part-document positive was cut from).
+    """
     from datasets import Dataset
 
     rng = random.Random(seed)
@@ -44,7 +49,8 @@ def build_examples(
         width = max(per_query, 1)
     for qid in sorted(qrels):
         positives = sorted(d for d, r in qrels[qid].items() if r > 0)
-        pool = _padded(negatives.get(qid, []), width, qrels[qid], doc_ids, rng)
+        judged = {**qrels[qid], **(also_judged or {}).get(qid, {})}
+        pool = _padded(negatives.get(qid, []), width, judged, doc_ids, rng)
         query = queries[qid]
         if loss == "contrastive":
             rows += [{QUERY_COLUMN: query, "document": corpus[d], LABEL_COLUMN: 1} for d in positives]

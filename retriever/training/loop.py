@@ -16,9 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from retriever.eval.metrics import Run
 from retriever.training.batching import collate, epoch_batches
 from retriever.training.checkpoint import LoopState, save_checkpoint
-from retriever.training.dev import DEV_METRIC, DevSet, score_dev
+from retriever.training.dev import DEV_METRIC, DevSet, dev_run, score_run
 from retriever.training.examples import column_tasks
 from retriever.training.model import is_half_twin
 
@@ -73,6 +74,8 @@ class Trainer:
         warmup = math.ceil(config.warmup_ratio * self.state.total_steps)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, max(self.state.total_steps, 1))
         self.best_weights: dict[str, Any] | None = None
+        self.start_run: Run | None = None  # dev runs of the starting and of the best weights (this session)
+        self.best_run: Run | None = None
         if saved:
             import torch
 
@@ -150,7 +153,10 @@ class Trainer:
             if not self.state.history:
                 self.state.history.append({"step": 0, "label": label, "scores": None})
             return
-        scores = score_dev(self.model, self.dev, batch_size=self.config.batch_size)
+        run = dev_run(self.model, self.dev, batch_size=self.config.batch_size)
+        if self.state.global_step == 0:
+            self.start_run = run
+        scores = score_run(run, self.dev)
         self.model.train()
         state = self.state
         state.history.append({"step": state.global_step, "epoch": state.epoch, "label": label, "scores": scores})
@@ -159,6 +165,7 @@ class Trainer:
         if improved:
             state.best_score, state.best_step = score, state.global_step
             self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best_run = run
         mark = " (best so far)" if improved and state.global_step else ""
         self.log(f"dev {DEV_METRIC} {label}: {score:.4f}{mark}")
 

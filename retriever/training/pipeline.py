@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from retriever.encoding.encoder import model_fingerprint, resolve_model_path
 from retriever.errors import RetrieverError
+from retriever.eval.metrics import Run
 from retriever.training.card import CARD_JSON, write_card
 from retriever.training.checkpoint import LoopState, load_checkpoint
 from retriever.training.config import CHECKPOINT_DIR, TrainConfig
@@ -46,17 +47,24 @@ class TrainResult:
     peak_memory_mb: float
     warnings: list[str] = field(default_factory=list)
     card: dict[str, Any] = field(default_factory=dict)
+    # dev runs (query -> document -> score) of the starting and the saved model, when there is a dev
+    # set and the run was not resumed (retriever adapt chooses its fusion weight on them)
+    dev_run_start: Run | None = None
+    dev_run_saved: Run | None = None
+    dev: DevSet | None = None
 
 
 def train(
     config: TrainConfig,
     on_step: Callable[[LoopState], None] | None = None,
     log: Callable[[str], None] | None = None,
+    data: TrainingData | None = None,
 ) -> TrainResult:
     """Fine-tune ``config.model`` on ``config.data`` and save it in ``config.output``.
 
-    Raises ``TrainingInterrupted`` (a KeyboardInterrupt) after saving a checkpoint on Ctrl-C;
-    ``TrainConfig(..., resume=True)`` continues from it. With ``overwrite``, the run is written
+    ``data`` gives the pairs directly (``retriever adapt`` makes them from the corpus); otherwise they are
+    read from ``config.data``. Raises ``TrainingInterrupted`` (a KeyboardInterrupt) after saving a checkpoint
+    on Ctrl-C; ``TrainConfig(..., resume=True)`` continues from it. With ``overwrite``, the run is written
     beside the previous model and replaces it only once it has succeeded.
     """
     from retriever.training.loop import TrainingInterrupted
@@ -64,7 +72,7 @@ def train(
     log = log or (_stderr if config.progress else (lambda message: None))
     work = _resume_folder(config.output) if config.resume else _prepare_output(config.output, config.overwrite)
     try:
-        result = _train_into(work, config, on_step, log)
+        result = _train_into(work, config, on_step, log, data)
     except TrainingInterrupted:
         raise  # its checkpoint in ``work`` is what --resume continues from
     except BaseException:
@@ -77,7 +85,7 @@ def train(
 
 
 def _train_into(work: Path, config: TrainConfig, on_step: Callable[[LoopState], None] | None,
-                log: Callable[[str], None]) -> TrainResult:
+                log: Callable[[str], None], data: TrainingData | None = None) -> TrainResult:
     """The run itself, writing its checkpoint, model and card into ``work``."""
     from datasets import Dataset
 
@@ -100,11 +108,11 @@ def _train_into(work: Path, config: TrainConfig, on_step: Callable[[LoopState], 
         log(f"resuming at step {state.global_step} of {state.total_steps}")
     else:
         _seed(config.seed)  # a resumed run restores the random state saved with its checkpoint instead
-        model, dataset, dev, prepared = prepare(config, log)
+        model, dataset, dev, prepared = prepare(config, log, data)
     trainer = Trainer(model, make_loss(config, model), dataset, dev, config, prepared, checkpoint_dir,
                       state=state, saved=saved, log=log, on_step=on_step)
     state = trainer.run()
-    kept_start, warnings = _choose_weights(trainer, dev is not None)
+    kept_start, warnings = _choose_weights(trainer, dev is not None, config)
     for warning in warnings:  # printed even when quiet; also in result.warnings and the model card
         _stderr(f"warning: {warning}")
     model.save(str(work), create_model_card=False)
@@ -118,6 +126,9 @@ def _train_into(work: Path, config: TrainConfig, on_step: Callable[[LoopState], 
         kept_starting_model=kept_start,
         peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         warnings=warnings,
+        dev_run_start=trainer.start_run,
+        dev_run_saved=trainer.start_run if kept_start else trainer.best_run,
+        dev=dev,
     )
     result.card = _card(config, prepared, state, result, trainer.loss)
     write_card(work, result.card)
@@ -125,23 +136,39 @@ def _train_into(work: Path, config: TrainConfig, on_step: Callable[[LoopState], 
     return result
 
 
-def _choose_weights(trainer: Trainer, has_dev: bool) -> tuple[bool, list[str]]:
-    """Load the best dev weights into the model; say so when that is the starting model."""
+def _choose_weights(trainer: Trainer, has_dev: bool, config: TrainConfig) -> tuple[bool, list[str]]:
+    """Load the best dev weights into the model; say so when that is the starting model.
+
+    With ``config.keep_margin`` the best weights must beat the starting model's dev score by that
+    much, or the starting model (rebuilt from ``config.model``) is saved instead.
+    """
     state = trainer.state
     if not has_dev:
         return False, ["no dev queries: the final model is saved without checking it against the starting model"]
     trainer.model.load_state_dict(trainer.best_weights)
-    if state.best_step > 0 or state.global_step == 0:
+    if state.global_step == 0:
         return False, []
-    before, last = state.history[0]["scores"][DEV_METRIC], state.history[-1]["scores"][DEV_METRIC]
-    return True, [f"fine-tuning did not improve dev {DEV_METRIC} ({before:.4f} before, {last:.4f} after): "
+    before, best = state.history[0]["scores"][DEV_METRIC], state.best_score
+    if state.best_step > 0 and best - before >= config.keep_margin:
+        return False, []
+    if state.best_step > 0:  # better, but not by the margin: back to the starting weights
+        from retriever.training.model import build_model
+
+        start = build_model(config.model, config.architecture, config.metric_head, config.normalize,
+                            config.max_seq_length)
+        trainer.model.load_state_dict(start.state_dict())
+        return True, [f"{config.tuning_verb} raised dev {DEV_METRIC} by only {best - before:+.4f} ({before:.4f} "
+                      f"-> {best:.4f}), less than the {config.keep_margin:.4f} required: the starting model is "
+                      "saved instead"]
+    last = state.history[-1]["scores"][DEV_METRIC]
+    return True, [f"{config.tuning_verb} did not improve dev {DEV_METRIC} ({before:.4f} before, {last:.4f} after): "
                   "the starting model is saved instead"]
 
 
 def prepare(
-    config: TrainConfig, log: Callable[[str], None]
+    config: TrainConfig, log: Callable[[str], None], data: TrainingData | None = None
 ) -> tuple[SentenceTransformer, Dataset, DevSet | None, dict]:
-    """Read the data, build the model, mine negatives, make the examples and the dev set."""
+    """Read the data (unless given), build the model, mine negatives, make the examples and the dev set."""
     from retriever.training.data import load_training_data
     from retriever.training.dev import build_dev_set
     from retriever.training.examples import build_examples
@@ -149,16 +176,18 @@ def prepare(
     from retriever.training.negatives import mine_negatives
 
     started = time.perf_counter()
-    data = load_training_data(config.data, config.dev_fraction, config.seed)
+    if data is None:
+        data = load_training_data(config.data, config.dev_fraction, config.seed)
     model = build_model(config.model, config.architecture, config.metric_head, config.normalize,
                         config.max_seq_length)
     config.max_seq_length = int(model.max_seq_length)
     bm25 = _LazyBm25(data.corpus)
     rankers = _rankers(config, data, model, bm25, log)
-    negatives = mine_negatives(data.queries, data.train, rankers, config.negatives_per_query,
-                               config.negatives_skip, config.negatives_depth, config.seed)
-    dataset = build_examples(config.loss, data.queries, data.corpus, data.train, negatives,
-                             config.negatives_per_query, config.seed)
+    whole = data.whole_document_qrels()  # mining searches whole documents
+    negatives = mine_negatives(data.queries, whole, rankers, config.negatives_per_query,
+                               config.negatives_skip, config.negatives_depth, config.seed, config.negatives_guard)
+    dataset = build_examples(config.loss, data.queries, data.texts(), data.train, negatives,
+                             config.negatives_per_query, config.seed, also_judged=whole)
     if len(dataset) == 0:
         raise RetrieverError(f"{config.data}: no training examples could be made for the {config.loss} loss")
     needs_bm25 = len(data.corpus) > config.dev_max_docs
@@ -187,11 +216,18 @@ class _LazyBm25:
         self._ranker: Bm25Ranker | None = None
 
     def rank(self, texts: list[str], depth: int) -> list[list[str]]:
+        return self.ranker.rank(texts, depth)
+
+    def rank_scored(self, texts: list[str], depth: int) -> list[list[tuple[str, float]]]:
+        return self.ranker.rank_scored(texts, depth)
+
+    @property
+    def ranker(self) -> Bm25Ranker:
         if self._ranker is None:
             from retriever.training.negatives import Bm25Ranker
 
             self._ranker = Bm25Ranker(self.corpus)
-        return self._ranker.rank(texts, depth)
+        return self._ranker
 
 
 def _rankers(config: TrainConfig, data: TrainingData, model: SentenceTransformer, bm25: _LazyBm25,
@@ -233,8 +269,11 @@ def _swap_in(staging: Path, output: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _prepare_output(output: Path, overwrite: bool) -> Path:
-    """The folder to train into: ``output`` if new or empty, a staging folder if it holds a model to replace."""
+def check_output(output: Path, overwrite: bool) -> bool:
+    """Refuse an output that is a file or holds something not ours to replace; True if it holds a model to replace.
+
+    Checked before any work starts, so that minutes of training are not spent on an output that is refused.
+    """
     if output.exists() and not output.is_dir():
         raise RetrieverError(f"output {output} is a file; give a directory for the trained model")
     if output.is_dir() and any(output.iterdir()):
@@ -244,6 +283,13 @@ def _prepare_output(output: Path, overwrite: bool) -> Path:
                     if (output / CHECKPOINT_DIR).exists()
                     else "pass --overwrite to replace it" if ours else "choose a new or empty directory")
             raise RetrieverError(f"output directory {output} is not empty; {hint}")
+        return True
+    return False
+
+
+def _prepare_output(output: Path, overwrite: bool) -> Path:
+    """The folder to train into: ``output`` if new or empty, a staging folder if it holds a model to replace."""
+    if check_output(output, overwrite):
         staging = _staging(output)
         shutil.rmtree(staging, ignore_errors=True)  # what an earlier --overwrite run left: ours to remove
         staging.mkdir(parents=True)
@@ -273,11 +319,12 @@ def _card(config: TrainConfig, prepared: dict, state: LoopState, result: TrainRe
 
     hyper = {k: v for k, v in config.to_dict().items() if k not in ("data", "output", "model", "architecture",
                                                                       "loss", "metric_head", "resume", "overwrite",
-                                                                      "progress")}
+                                                                      "progress", "command")}
     hyper["cached"] = config.use_cached
     hyper["margin"] = config.effective_margin
     return {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": config.command,
         "output": str(config.output),
         "base_model": prepared["base_model"],
         "data": prepared["data"],
