@@ -30,3 +30,7 @@ class ModelLoadError(RetrieverError):
 
 class InputFormatError(RetrieverError):
     """A corpus or training file is malformed (named by file and line)."""
+
+
+class MissingExtraError(RetrieverError):
+    """An optional part is asked for but its extra is not installed (the message says what to install)."""

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retriever.encoding.encoder import DEFAULT_MODEL, Encoder, model_fingerprint, resolve_model_path
+from retriever.encoding.encoder import (
+    DEFAULT_MODEL,
+    Encoder,
+    backend_label,
+    model_fingerprint,
+    resolve_backend,
+    resolve_model_path,
+)
 from retriever.errors import CorruptIndexError, ModelMismatchError, RetrieverError
 from retriever.index.ann import ANN_KINDS, FaissIndex, choose_kind
 from retriever.index.lexical import LexicalIndex
@@ -47,6 +54,7 @@ class Retriever:
         self.directory = directory
         self.manifest = manifest
         self._encoder = encoder
+        self._encoder_options: dict[str, Any] = {}  # encoding: device and workers of the encoder loaded on use
         self.last_report: IndexReport | None = None
         self._lexical: LexicalIndex | None = None
         self._open_generation()
@@ -63,6 +71,10 @@ class Retriever:
         overlap: int | None = None,
         progress: bool = False,
         encoder: Encoder | None = None,
+        backend: str | None = None,
+        quantize: str | None = None,
+        device: str = "auto",
+        workers: int = 1,
     ) -> Retriever:
         """Index a folder, a file or records into ``index_dir``; updates it if it exists.
 
@@ -71,6 +83,9 @@ class Retriever:
         ``overlap`` (tokens shared by consecutive passages) defaults to 32, or a quarter of
         the passage length if that is less; an existing index keeps its own.
         ``encoder`` reuses an already loaded model (e.g. across several builds in one process).
+        ``backend`` (torch, onnx, openvino) and ``quantize`` (none, int8) say how a new index is
+        encoded (default: the engine's default backend) and must match an existing index's;
+        ``device`` (auto, cpu, cuda, mps) and ``workers`` (encoding processes) say where.
         """
         if isinstance(source, (str, Path)):
             path = Path(source)
@@ -81,9 +96,14 @@ class Retriever:
             raise RetrieverError("index_dir is required when building from records")
         directory = IndexDirectory(index_dir)
         if directory.exists():
-            retriever = cls.load(directory.root, model=model)
+            retriever = cls.load(directory.root, model=model, backend=backend, quantize=quantize, device=device,
+                                 workers=workers)
             retriever._check_build_options(ann, chunk_tokens, overlap)
         else:
+            if encoder is None:  # encoding: the backend, quantization, device and workers of a new index
+                backend, quantize = resolve_backend(backend, quantize)
+                encoder = Encoder(model or DEFAULT_MODEL, backend=backend, quantize=quantize, device=device,
+                                  workers=workers)
             retriever = cls._create(directory, model or DEFAULT_MODEL, ann, chunk_tokens, overlap, encoder)
         if isinstance(source, (str, Path)):
             retriever.index_folder(Path(source), progress=progress)
@@ -120,17 +140,23 @@ class Retriever:
         )
         retriever = cls.__new__(cls)
         retriever.directory, retriever.manifest, retriever._encoder = directory, manifest, encoder
+        retriever._encoder_options = {}
         retriever.last_report = None
         retriever.store, retriever.ann, retriever._lexical = None, None, None
         return retriever
 
     @classmethod
-    def load(cls, index_dir: str | Path, model: str | None = None) -> Retriever:
-        """Open an index; ``model``, if given, must be the model that built it."""
+    def load(cls, index_dir: str | Path, model: str | None = None, backend: str | None = None,
+             quantize: str | None = None, device: str = "auto", workers: int = 1) -> Retriever:
+        """Open an index; ``model``, ``backend`` and ``quantize``, if given, must be those that built it.
+
+        ``device`` and ``workers`` say where its queries (and new documents) are encoded.
+        """
         directory = IndexDirectory(index_dir)
         manifest = Manifest.load(directory.current(), directory.name)
+        _check_backend(manifest.model, backend, quantize, directory.name)  # encoding
         if model is not None:
-            built_with = manifest.model["fingerprint"]
+            built_with = manifest.model.get("weights_fingerprint", manifest.model["fingerprint"])  # encoding
             given = model_fingerprint(resolve_model_path(model))
             if given != built_with:
                 raise ModelMismatchError(
@@ -138,7 +164,9 @@ class Retriever:
                     f"(fingerprint {built_with}), not {model!r} (fingerprint {given}); "
                     "search it with its own model or rebuild it"
                 )
-        return cls(directory, manifest)
+        retriever = cls(directory, manifest)
+        retriever._encoder_options = {"device": device, "workers": workers}  # encoding
+        return retriever
 
     def _open_generation(self) -> None:
         folder = self.directory.current()
@@ -171,8 +199,7 @@ class Retriever:
         """
         if self._encoder is None:
             recorded = self.manifest.model
-            path = recorded.get("path")
-            encoder = Encoder(path if path and Path(path).is_dir() else recorded["name"])
+            encoder = Encoder.from_description(recorded, **self._encoder_options)  # encoding: backend as recorded
             if encoder.fingerprint != recorded["fingerprint"]:
                 raise ModelMismatchError(
                     f"index {self.directory.name} was built with model {recorded['name']!r} "
@@ -304,6 +331,8 @@ class Retriever:
             vectors = encoder.encode_documents(texts, progress=progress)
         report.passages_encoded = len(vectors)
         manifest = copy.deepcopy(self.manifest)
+        if docs:  # encoding: a static int8 encoder is calibrated by its first documents, which names it
+            manifest.model = self.encoder.describe()
         with self.directory.writing() as staging:
             store = MetadataStore(staging / STORE)
             try:
@@ -501,6 +530,8 @@ class Retriever:
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self._encoder is not None:  # encoding: stops encoding worker processes, if any
+            self._encoder.close()
 
     def __enter__(self) -> Retriever:
         return self
@@ -551,6 +582,17 @@ def default_index_dir(path: Path, home: Path = Path("indexes")) -> Path:
     resolved = path.resolve()
     name = resolved.name if resolved.is_dir() else resolved.stem
     return home / (name or "index")
+
+
+def _check_backend(recorded: dict[str, Any], backend: str | None, quantize: str | None, name: str) -> None:
+    """encoding: refuse to encode queries differently from the index's documents, naming both ways."""
+    built = (recorded.get("backend", "torch"), recorded.get("quantize", "none"))
+    asked = (backend or built[0], quantize or (built[1] if backend in (None, built[0]) else "none"))
+    if asked != built:
+        raise ModelMismatchError(
+            f"index {name} was encoded with {backend_label(*built)} ({recorded['name']}), not {backend_label(*asked)}; "
+            f"search it with --backend {built[0]} --quantize {built[1]} or rebuild it"
+        )
 
 
 def _file_record(path: Path) -> dict[str, Any]:
