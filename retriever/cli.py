@@ -288,6 +288,7 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
 @click.option("--seed", type=int, default=None, help="Seed for the dev split, negatives and shuffling [default: 42].")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run saved in OUTPUT/checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a model previously trained into OUTPUT.")
+@device_option
 @quiet_option
 def train(data: Path, output: Path, quiet: bool, negatives_range: str | None, negatives_skip: int | None,
           rerank_head: str, **options: Any) -> None:

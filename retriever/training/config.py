@@ -78,6 +78,7 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
+    device: str = "auto"  # auto: CUDA or Apple MPS when present, else the CPU (retriever.encoding.devices)
 
     def __post_init__(self) -> None:
         self.data, self.output = Path(self.data), Path(self.output)
