@@ -310,7 +310,7 @@ class Encoder:
         else:
             from retriever.encoding.openvino import OpenVinoRuntime
 
-            self._runtime = OpenVinoRuntime(directory, graphs, self.device, self.threads)
+            self._runtime = OpenVinoRuntime(directory, graphs, self.device, self.threads, self.max_seq_length)
 
     def _make_export(self, staging: Path, calibration: list[str]) -> dict[str, Any]:
         if self.backend == "onnx":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -65,7 +66,8 @@ def cached_export(directory: Path, make: Callable[[Path], dict[str, Any]]) -> bo
     staging.mkdir()
     try:
         started = time.perf_counter()
-        details = make(staging)
+        with preserved_logging():
+            details = make(staging)
         details["seconds"] = round(time.perf_counter() - started, 2)
         (staging / COMPLETE).write_text(json.dumps(details, indent=2) + "\n")
         if directory.exists() and not is_complete(directory):
@@ -79,6 +81,24 @@ def cached_export(directory: Path, make: Callable[[Path], dict[str, Any]]) -> bo
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return True
+
+
+@contextmanager
+def preserved_logging() -> Iterator[None]:
+    """Keep the exporters' logging configuration to themselves.
+
+    Importing ``onnxruntime.quantization`` calls ``logging.basicConfig(level=INFO)``, and its
+    optimizer reconfigures the root logger, after which every library's INFO and DEBUG records
+    would be printed; they also warn about pre-processing that does not apply to text models.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 # calibration ---------------------------------------------------------------------------------

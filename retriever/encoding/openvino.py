@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 INSTALL_HINT = "pip install 'retriever[openvino]'"
 # fp32 means fp32: on CPUs with bf16 instructions OpenVINO would otherwise run the float parts in bf16.
 PRECISION = "f32"
+# Inputs are padded (masked) to a multiple of this many tokens: each new input shape costs the compiled
+# model a reshape, about 1.5 ms, which dominated single-query latency (SciFact queries: p50 3.4 ms
+# unpadded, 2.6 ms at 32; 8, 16 and 64 did less well).
+PAD_MULTIPLE = 32
 
 
 def require_openvino() -> Any:
@@ -72,8 +76,10 @@ def build_export(model: SentenceTransformer, quantize: str, directory: Path, cal
 class OpenVinoRuntime:
     """One compiled model and infer request per graph, made once and reused by every call."""
 
-    def __init__(self, directory: Path, graphs: dict[str, list[str]], device: str, threads: int | None) -> None:
+    def __init__(self, directory: Path, graphs: dict[str, list[str]], device: str, threads: int | None,
+                 max_length: int | None = None) -> None:
         ov = require_openvino()
+        self.max_length = max_length
         core = ov.Core()
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION}
         if threads:
@@ -88,5 +94,17 @@ class OpenVinoRuntime:
     def embed(self, features: dict[str, Any], task: str) -> np.ndarray:
         graph = task if task in self.requests else "model"
         request = self.requests[graph]
-        request.infer({name: np.asarray(features[name], dtype=np.int64) for name in self.inputs[graph]})
+        request.infer({name: self._padded(np.asarray(features[name], dtype=np.int64)) for name in self.inputs[graph]})
         return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+
+    def _padded(self, array: np.ndarray) -> np.ndarray:
+        """``array`` with its token axis padded with zeros (masked out, token type 0) to a multiple of PAD_MULTIPLE."""
+        length = array.shape[1]
+        target = -(-length // PAD_MULTIPLE) * PAD_MULTIPLE
+        if self.max_length:
+            target = min(target, max(length, self.max_length))
+        if target == length:
+            return array
+        padded = np.zeros((array.shape[0], target), dtype=array.dtype)
+        padded[:, :length] = array
+        return padded
