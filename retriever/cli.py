@@ -94,6 +94,7 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
           overlap: int | None, backend: str | None, quantize: str | None, device: str, workers: int,
           quiet: bool) -> None:
     """Index PATH (a folder, searched recursively, or a file); re-running updates it incrementally."""
+    from retriever.encoding.encoder import backend_label
     from retriever.errors import RetrieverError
     from retriever.retriever import Retriever, default_index_dir
 
@@ -110,8 +111,10 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
     for doc_id in report.duplicate_ids:
         click.echo(f"warning: duplicate document id {doc_id!r} skipped", err=True)
     click.echo(f"{target}: {report.summary()}")
-    counts = retriever.manifest.counts
-    click.echo(f"{target}: {counts.get('documents', 0)} documents, {counts.get('passages', 0)} passages")
+    counts, model = retriever.manifest.counts, retriever.manifest.model
+    encoder = backend_label(model.get("backend", "torch"), model.get("quantize", "none"))
+    click.echo(f"{target}: {counts.get('documents', 0)} documents, {counts.get('passages', 0)} passages "
+               f"(encoder {encoder})")
 
 
 @main.command()
