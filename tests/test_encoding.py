@@ -272,3 +272,25 @@ def test_engine_default_is_the_benchmark_winner_when_its_extra_is_installed(tiny
     assert (built.manifest.model["backend"], built.manifest.model["quantize"]) == expected
     monkeypatch.setenv("RETRIEVER_BACKEND", "onnx-int8")
     assert default_backend() == ("onnx", "int8")
+
+
+@needs_ort
+def test_bench_encoding_table_has_a_row_per_backend(tiny_model: str, tmp_path: Path) -> None:
+    from test_bench import make_beir
+
+    from retriever.eval.bench import BenchConfig, run_bench
+
+    out = tmp_path / "results"
+    config = BenchConfig(make_beir(tmp_path / "beir"), model=tiny_model, systems=(), output=out,
+                         cache=tmp_path / "cache", backends=("torch", "onnx-int8"), speed_docs=6)
+    report = run_bench(config, log=lambda _: None, progress=False)
+    rows = report["encoding"]["rows"]
+    assert list(rows) == ["sentence-transformers", "torch", "onnx-int8"]
+    for name in ("torch", "onnx-int8"):
+        assert rows[name]["docs_per_second"] > 0 and rows[name]["dense_search_p50_ms"] > 0
+        assert 0 <= rows[name]["quality"]["ndcg@10"] <= 1
+    assert rows["torch"]["ndcg_delta_vs_torch"] == 0
+    assert rows["sentence-transformers"]["docs_per_second_ratio"] == 1
+    table = (out / "encoding-beir-test.md").read_text()
+    assert "| onnx-int8 |" in table and "Fastest within 0.5 point" in table
+    assert not (out / "beir-test.json").exists()  # no systems ran: the systems table is left alone
