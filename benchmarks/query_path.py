@@ -33,7 +33,8 @@ def main() -> None:
 
     import torch
 
-    from retriever.encoding.encoder import Encoder, parse_backend_label
+    from retriever.encoding.backends import parse_backend_label
+    from retriever.encoding.encoder import Encoder
 
     queries = [json.loads(line)["text"] for line in (args.dataset / "queries.jsonl").open()][: args.queries]
     corpus = [json.loads(line) for _, line in zip(range(300), (args.dataset / "corpus.jsonl").open())]

@@ -94,7 +94,7 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
           overlap: int | None, backend: str | None, quantize: str | None, device: str, workers: int,
           quiet: bool) -> None:
     """Index PATH (a folder, searched recursively, or a file); re-running updates it incrementally."""
-    from retriever.encoding.encoder import backend_label
+    from retriever.encoding.backends import backend_label
     from retriever.errors import RetrieverError
     from retriever.retriever import Retriever, default_index_dir
 
@@ -237,7 +237,7 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
     unknown = [s for s in chosen if s not in SYSTEMS]
     if unknown:
         raise RetrieverError(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
-    from retriever.encoding.encoder import parse_backend_label
+    from retriever.encoding.backends import parse_backend_label
 
     rows = tuple(b.strip() for b in backends.split(",") if b.strip())
     for row in rows:

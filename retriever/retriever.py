@@ -20,14 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retriever.encoding.encoder import (
-    DEFAULT_MODEL,
-    Encoder,
-    backend_label,
-    model_fingerprint,
-    resolve_backend,
-    resolve_model_path,
-)
+from retriever.encoding.backends import backend_label, resolve_backend
+from retriever.encoding.encoder import DEFAULT_MODEL, Encoder, model_fingerprint, resolve_model_path
 from retriever.errors import CorruptIndexError, ModelMismatchError, RetrieverError
 from retriever.index.ann import ANN_KINDS, FaissIndex, choose_kind
 from retriever.index.lexical import LexicalIndex

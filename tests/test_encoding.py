@@ -16,8 +16,9 @@ from click.testing import CliRunner
 
 from retriever import Retriever
 from retriever.cli import main
+from retriever.encoding.backends import default_backend, parse_backend_label
 from retriever.encoding.devices import resolve_device
-from retriever.encoding.encoder import Encoder, default_backend, parse_backend_label
+from retriever.encoding.encoder import Encoder
 from retriever.errors import MissingExtraError, ModelLoadError, ModelMismatchError, RetrieverError
 
 DOCS = [

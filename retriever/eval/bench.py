@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from retriever.encoding.backends import resolve_backend
 from retriever.encoding.cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache, cache_key
-from retriever.encoding.encoder import DEFAULT_MODEL, Encoder, resolve_backend
+from retriever.encoding.encoder import DEFAULT_MODEL, Encoder
 from retriever.eval.beir import BeirDataset, load_beir
 from retriever.eval.metrics import DEFAULT_METRICS, Run, evaluate, judged_queries, write_trec_run
 from retriever.ingest.chunking import encoding_text

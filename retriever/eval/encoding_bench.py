@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from retriever.encoding.backends import parse_backend_label
 from retriever.encoding.cache import CachedEncoder, EmbeddingCache
-from retriever.encoding.encoder import Encoder, parse_backend_label
+from retriever.encoding.encoder import Encoder
 from retriever.eval.beir import BeirDataset
 from retriever.eval.metrics import DEFAULT_METRICS, evaluate
 from retriever.ingest.chunking import encoding_text
