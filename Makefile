@@ -22,8 +22,12 @@ demo: install
 	$(BIN)/retriever search "how long until my parcel arrives" --index indexes/sample-corpus -k 3
 	$(BIN)/retriever search "why is rest important for learning" --index indexes/sample-corpus -k 3
 
-test: install
-	$(BIN)/pip install --quiet -e '.[all]'  # every extra, so that the tests of optional parts run too
+# Every extra, so that the tests of optional parts (encoder backends, ...) run too.
+$(VENV)/.all-extras: $(BIN)/retriever
+	$(BIN)/pip install --quiet -e '.[all]'
+	touch $@
+
+test: install $(VENV)/.all-extras
 	$(BIN)/python -m pytest
 
 lint: install
