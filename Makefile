@@ -11,7 +11,7 @@ $(BIN)/retriever: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/pip install --quiet -e '.[all]'
+	$(BIN)/pip install --quiet -e '.[all]'  # every extra, so that the tests of optional parts run too
 	touch $(BIN)/retriever
 
 install: $(BIN)/retriever

@@ -155,6 +155,19 @@ index_option = click.option(
     help="Index directory (default: the only one under indexes/).",
 )
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+# encoding: how texts become vectors (retriever/encoding/); an index records its backend and quantization
+backend_option = click.option(
+    "--backend", type=click.Choice(["torch", "onnx", "openvino"]), default=None,
+    help="Encoder runtime (default: the engine default for a new index, the index's own otherwise).",
+)
+quantize_option = click.option(
+    "--quantize", type=click.Choice(["none", "int8"]), default=None,
+    help="int8 weights (onnx: dynamic; openvino: static, calibrated on the corpus). Default: as the backend.",
+)
+device_option = click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
+    help="Where to encode; auto picks an accelerator when one is present.",
+)
 
 
 @click.group(cls=FriendlyGroup)
@@ -186,15 +199,22 @@ def main(debug: bool) -> None:
               help="Where --adapt saves the model (default: models/<name>-adapted).")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Time budget of --adapt [default: 15].")
+@backend_option
+@quantize_option
+@device_option
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Encoding processes (for machines with many cores).")
 @quiet_option
 def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk_tokens: int | None,
           overlap: int | None, wait: float | None, strict: bool, adapt_first: bool, adapt_output: Path | None,
-          minutes: float | None, quiet: bool) -> None:
+          minutes: float | None, backend: str | None, quantize: str | None, device: str, workers: int,
+          quiet: bool) -> None:
     """Index PATH (a folder, searched recursively, or a file); re-running updates it incrementally.
 
     Unreadable files, records with no text and no title, and duplicate ids are skipped with one
     warning per kind (counted, the first few named); --strict refuses them instead.
     """
+    from retriever.encoding.backends import backend_label
     from retriever.errors import RetrieverError
     from retriever.retriever import Retriever, default_index_dir
 
@@ -209,11 +229,15 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
     elif adapt_output is not None or minutes is not None:
         raise RetrieverError("--adapt-output and --minutes go with --adapt")
     retriever = Retriever.build(path, index_dir=target, model=model, ann=ann, chunk_tokens=chunk_tokens,
-                                overlap=overlap, progress=not quiet, wait=wait, strict=strict)
+                                overlap=overlap, progress=not quiet, wait=wait, strict=strict, backend=backend,
+                                quantize=quantize, device=device, workers=workers)
+    retriever.close()
     report = retriever.last_report
     click.echo(f"{target}: {report.summary()}")
-    counts = retriever.manifest.counts
-    click.echo(f"{target}: {counts.get('documents', 0)} documents, {counts.get('passages', 0)} passages")
+    counts, model = retriever.manifest.counts, retriever.manifest.model
+    encoder = backend_label(model.get("backend", "torch"), model.get("quantize", "none"))
+    click.echo(f"{target}: {counts.get('documents', 0)} documents, {counts.get('passages', 0)} passages "
+               f"(encoder {encoder})")
 
 
 @main.command()
@@ -230,15 +254,19 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
 @click.option("--rerank", type=click.IntRange(0), default=0, help="Rerank the top N with the model's learned metric.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result, for scripts.")
 @click.option("--model", default=None, help="Refuse to search unless the index was built with this model.")
+@backend_option
+@quantize_option
+@device_option
 def search(query: str, index_dir: Path | None, k: int, passages: bool, mode: str | None, fusion: str | None,
-           alpha: float | None, where: tuple[str, ...], rerank: int, as_json: bool, model: str | None) -> None:
+           alpha: float | None, where: tuple[str, ...], rerank: int, as_json: bool, model: str | None,
+           backend: str | None, quantize: str | None, device: str) -> None:
     """Search an index for QUERY by meaning."""
     from retriever.errors import RetrieverError
     from retriever.retriever import Retriever
 
     if not query.strip():
         raise RetrieverError("empty query: give some text to search for")
-    retriever = Retriever.load(find_index(index_dir), model=model)
+    retriever = Retriever.load(find_index(index_dir), model=model, backend=backend, quantize=quantize, device=device)
     hits = retriever.search(query, k=k, passages=passages, mode=mode, fusion=fusion, alpha=alpha, where=where,
                             rerank=rerank)
     if as_json:
@@ -274,6 +302,8 @@ def info(index_dir: Path | None, as_json: bool) -> None:
     lines = [
         ("index", details["index"]),
         ("model", f"{model['name']} ({model['architecture']}, fingerprint {model['fingerprint']})"),
+        ("encoder", f"{model.get('backend', 'torch')}, {model.get('quantize', 'none')}"
+         + (f", calibration {model['calibration']}" if model.get("calibration") else "")),
         ("dimensions", model["dimension"]),
         ("similarity", f"{details['similarity']} (normalised vectors, inner product)"),
         ("ann", f"{ann['requested']} (segments: {kinds or 'none'}); "
@@ -342,9 +372,18 @@ def check(index_dir: Path | None) -> None:
 @click.option("--limit-docs", type=click.IntRange(1), default=None,
               help="Keep only N documents; those judged for the kept queries always stay.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@backend_option
+@quantize_option
+@device_option
+@click.option("--backends", default="",
+              help="Encoding table rows, comma-separated: torch, onnx, onnx-int8, openvino, openvino-int8 "
+                   "(beside plain sentence-transformers); written to encoding-<dataset>-<split>.md/.json.")
+@click.option("--speed-docs", type=click.IntRange(1), default=500, show_default=True,
+              help="Documents every encoding-table row encodes for its docs/s.")
 @quiet_option
 def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, systems: str, output: Path,
-          cache: Path | None, limit_queries: int | None, limit_docs: int | None, seed: int, quiet: bool) -> None:
+          cache: Path | None, limit_queries: int | None, limit_docs: int | None, seed: int, backend: str | None,
+          quantize: str | None, device: str, backends: str, speed_docs: int, quiet: bool) -> None:
     """Benchmark quality and speed on a BEIR dataset folder, beside BM25 and plain sentence-transformers."""
     from retriever.errors import RetrieverError
     from retriever.extras import require_extra
@@ -358,12 +397,23 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
         raise RetrieverError(f"--systems is empty; choose from {', '.join(SYSTEMS)}")
     if unknown:
         raise RetrieverError(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
+    from retriever.encoding.backends import parse_backend_label
+
+    rows = tuple(b.strip() for b in backends.split(",") if b.strip())
+    for row in rows:
+        parse_backend_label(row)  # an unknown backend is refused before any work
     config = BenchConfig(dataset=dataset, split=split, model=base_model, finetuned=finetuned, systems=chosen,
-                         output=output, limit_queries=limit_queries, limit_docs=limit_docs, seed=seed)
+                         output=output, limit_queries=limit_queries, limit_docs=limit_docs, seed=seed,
+                         backend=backend, quantize=quantize, device=device, backends=rows, speed_docs=speed_docs)
     if cache is not None:
         config.cache = cache
     report = run_bench(config, log=lambda line: click.echo(line, err=True), progress=not quiet)
-    click.echo(markdown_table(report))
+    if chosen:
+        click.echo(markdown_table(report))
+    if report.get("encoding"):
+        from retriever.eval.encoding_bench import encoding_markdown
+
+        click.echo(encoding_markdown(report, f"{report['dataset_name']} ({report['split']})"))
     click.echo(f"results written to {output}/ in {report['seconds']:.0f}s", err=True)
 
 
@@ -401,6 +451,7 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
 @click.option("--seed", type=int, default=None, help="Seed for the dev split, negatives and shuffling [default: 42].")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run saved in OUTPUT/checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a model previously trained into OUTPUT.")
+@device_option
 @quiet_option
 def train(data: Path, output: Path, quiet: bool, negatives_range: str | None, negatives_skip: int | None,
           rerank_head: str, **options: Any) -> None:

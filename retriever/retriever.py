@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retriever import validation
+from retriever.encoding.backends import backend_label, resolve_backend
 from retriever.encoding.encoder import DEFAULT_MODEL, Encoder, model_fingerprint, resolve_model_path
 from retriever.errors import ModelMismatchError, RetrieverError, RetrieverWarning
 from retriever.index.layout import IndexLayout
@@ -56,6 +57,7 @@ class Retriever:
         self.layout = layout
         self.snapshot = snapshot
         self._encoder = encoder
+        self._encoder_options: dict[str, Any] = {}  # device and workers of the encoder loaded on first use
         self.wait = wait  # seconds a write waits for another writer (None: as long as it takes)
         self.last_report: IndexReport | None = None
 
@@ -73,6 +75,10 @@ class Retriever:
         encoder: Encoder | None = None,
         wait: float | None = None,
         strict: bool = False,
+        backend: str | None = None,
+        quantize: str | None = None,
+        device: str = "auto",
+        workers: int = 1,
     ) -> Retriever:
         """Index a folder, a file or records into ``index_dir``; updates the index if it exists.
 
@@ -83,6 +89,9 @@ class Retriever:
         ``wait``: seconds to wait for another process writing the same index (None: as long as it takes).
         Unreadable files, records with no text and no title and duplicate ids are skipped with one
         ``RetrieverWarning`` per kind; ``strict=True`` refuses to write anything instead.
+        ``backend`` (torch, onnx, openvino) and ``quantize`` (none, int8) say how a new index is encoded
+        (default: the engine's default backend) and must match an existing index's; ``device`` (auto, cpu,
+        cuda, mps) and ``workers`` (encoding processes) say where.
         """
         if isinstance(source, (str, Path)):
             path = Path(source)
@@ -94,12 +103,17 @@ class Retriever:
         check_ann(ann)
         layout = IndexLayout(index_dir)
         if layout.exists():
-            retriever = cls.load(layout.root, model=model, wait=wait)
+            retriever = cls.load(layout.root, model=model, wait=wait, backend=backend, quantize=quantize,
+                                 device=device, workers=workers)
             if encoder is not None:
                 retriever._use_encoder(encoder)
             retriever._check_build_options(chunk_tokens, overlap)
         else:
             layout.check_folder()
+            if encoder is None:  # how a new index is encoded: backend, quantization, device, workers
+                backend, quantize = resolve_backend(backend, quantize)
+                encoder = Encoder(model or DEFAULT_MODEL, backend=backend, quantize=quantize, device=device,
+                                  workers=workers)
             retriever = cls._new(layout, model or DEFAULT_MODEL, ann, chunk_tokens, overlap, encoder, wait)
         if isinstance(source, (str, Path)):
             retriever.index_folder(Path(source), progress=progress, ann=ann, strict=strict)
@@ -128,6 +142,7 @@ class Retriever:
         )
         retriever = cls.__new__(cls)
         retriever.layout, retriever._encoder, retriever.wait = layout, encoder, wait
+        retriever._encoder_options = {}
         retriever.last_report = None
         retriever.snapshot = None
         retriever._template = manifest
@@ -135,16 +150,24 @@ class Retriever:
 
     @classmethod
     def load(cls, index_dir: str | Path, model: str | None = None, wait: float | None = None,
-             encoder: Encoder | None = None) -> Retriever:
-        """Open an index; ``model``, if given, must be the model that built it.
+             encoder: Encoder | None = None, backend: str | None = None, quantize: str | None = None,
+             device: str = "auto", workers: int = 1) -> Retriever:
+        """Open an index; ``model``, ``backend`` and ``quantize``, if given, must be those that built it.
 
         ``encoder`` reuses an already loaded model (a server opening each new version of an index, a benchmark's
-        ``SyntheticEncoder``), and must be the model that built it.
+        ``SyntheticEncoder``), and must be the model that built it. ``device`` and ``workers`` say where its
+        queries (and new documents) are encoded.
         """
         layout = IndexLayout(index_dir)
         snapshot = Snapshot.open(layout)
+        try:
+            _check_backend(snapshot.manifest.model, backend, quantize, layout.name)
+        except ModelMismatchError:
+            snapshot.close()
+            raise
         if model is not None:
-            built_with = snapshot.manifest.model["fingerprint"]
+            recorded = snapshot.manifest.model
+            built_with = recorded.get("weights_fingerprint", recorded["fingerprint"])
             given = model_fingerprint(resolve_model_path(model))
             if given != built_with:
                 snapshot.close()
@@ -154,6 +177,7 @@ class Retriever:
                     "search it with its own model or rebuild it"
                 )
         retriever = cls(layout, snapshot, wait=wait)
+        retriever._encoder_options = {"device": device, "workers": workers}
         if encoder is not None:
             try:
                 retriever._use_encoder(encoder)
@@ -175,9 +199,7 @@ class Retriever:
         given as a relative path may not resolve from another folder).
         """
         if self._encoder is None:
-            recorded = self.manifest.model
-            path = recorded.get("path")
-            self._use_encoder(Encoder(path if path and Path(path).is_dir() else recorded["name"]))
+            self._use_encoder(Encoder.from_description(self.manifest.model, **self._encoder_options))
         return self._encoder
 
     def _use_encoder(self, encoder: Encoder) -> None:
@@ -284,7 +306,8 @@ class Retriever:
                 if ann != "auto" and ann != writer.manifest.ann["requested"]:
                     writer.manifest.ann["requested"] = ann
                     writer.rekind = True
-                embed = LocalEmbedder(lambda: self.encoder, self._chunker)
+                embed = LocalEmbedder(lambda: self.encoder, self._chunker, on_encoded=lambda: _record_model(writer,
+                                                                                                          self.encoder))
                 apply(writer, embed, report, bar)
         finally:
             if bar is not None:
@@ -433,6 +456,8 @@ class Retriever:
             self._template = self.snapshot.manifest
             self.snapshot.close()
             self.snapshot = None
+        if self._encoder is not None and hasattr(self._encoder, "close"):
+            self._encoder.close()  # stops encoding worker processes, if any
         self._closed = True
 
     @property
@@ -500,6 +525,24 @@ class Retriever:
 
     def __len__(self) -> int:
         return self.snapshot.documents if self.snapshot is not None else 0
+
+
+def _record_model(writer: IndexWriter, encoder: Any) -> None:
+    """After an encoding, record the model as it now is in a new index: a static int8 encoder is calibrated by
+    the first documents it encodes, and that calibration is part of its fingerprint."""
+    if not writer.manifest.segments and writer.manifest.model.get("fingerprint") != encoder.fingerprint:
+        writer.manifest.model = encoder.describe()
+
+
+def _check_backend(recorded: dict[str, Any], backend: str | None, quantize: str | None, name: str) -> None:
+    """Refuse to encode queries differently from the index's documents, naming both ways."""
+    built = (recorded.get("backend", "torch"), recorded.get("quantize", "none"))
+    asked = (backend or built[0], quantize or (built[1] if backend in (None, built[0]) else "none"))
+    if asked != built:
+        raise ModelMismatchError(
+            f"index {name} was encoded with {backend_label(*built)} ({recorded['name']}), not "
+            f"{backend_label(*asked)}; search it with --backend {built[0]} --quantize {built[1]} or rebuild it"
+        )
 
 
 def _report_skips(report: IndexReport, strict: bool) -> None:

@@ -15,6 +15,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests of other concerns encode with exact PyTorch fp32 and need no cached exports; the backends
+# (and the engine default, with this unset) are tested in test_encoding.py.
+os.environ.setdefault("RETRIEVER_BACKEND", "torch")
 
 WORDS = """the a an of to in and or is are was were be for on with by at from as that this it
 not no can you your we our all any cat cats dog dogs fish bird car cars train trains music song

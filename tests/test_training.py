@@ -413,7 +413,7 @@ def test_cli_trains_and_saves_a_loadable_model(tiny_model: str, tmp_path: Path) 
     data = write_jsonl(tmp_path / "train.jsonl", rows)
     out = tmp_path / "model"
     args = ["train", str(data), "--output", str(out), "--model", tiny_model, "--max-steps", "2",
-            "--batch-size", "4", "--negatives-range", "1:5", "--quiet"]
+            "--batch-size", "4", "--negatives-range", "1:5", "--device", "cpu", "--quiet"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "dev nDCG@10:" in result.stdout and str(out) in result.stdout

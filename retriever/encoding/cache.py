@@ -1,7 +1,8 @@
 """On-disk cache of document embeddings, keyed by model fingerprint and a hash of the texts.
 
 Benchmarks compare many search settings over one corpus; with the cache, only the first run
-pays the minutes of encoding. Stored as ``<key>.npy`` (numpy, no pickle) and ``<key>.json``
+pays the minutes of encoding. The fingerprint names the backend and quantization too, so each
+backend's vectors are cached apart. Stored as ``<key>.npy`` (numpy, no pickle) and ``<key>.json``
 (how long the encoding took, so speed figures stay honest when the vectors are reused).
 """
 
@@ -65,6 +66,7 @@ class CachedEncoder(Encoder):
         return wrapped
 
     def encode_documents(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        self.prepare(texts)  # a static int8 export is calibrated first: its digest is part of the fingerprint
         key = cache_key(self.fingerprint, texts, "document")
         hit = self.cache.get(key)
         if hit is not None:

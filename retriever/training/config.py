@@ -85,6 +85,7 @@ class TrainConfig:
     @property
     def tuning_verb(self) -> str:
         return "adaptation" if self.command == "adapt" else "fine-tuning"
+    device: str = "auto"  # auto: CUDA or Apple MPS when present, else the CPU (retriever.encoding.devices)
 
     def __post_init__(self) -> None:
         self.data, self.output = Path(self.data), Path(self.output)

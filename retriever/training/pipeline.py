@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from retriever.encoding.devices import resolve_device
 from retriever.encoding.encoder import model_fingerprint, resolve_model_path
 from retriever.errors import RetrieverError
 from retriever.eval.metrics import Run
@@ -99,10 +100,11 @@ def _train_into(work: Path, config: TrainConfig, on_step: Callable[[LoopState], 
         checkpoint = load_checkpoint(checkpoint_dir)
         prepared = checkpoint.prepared
         config = TrainConfig.from_dict(
-            {**prepared["config"], "output": str(config.output), "progress": config.progress, "resume": True}
+            {**prepared["config"], "output": str(config.output), "progress": config.progress, "resume": True,
+             "device": config.device}
         )
         state, saved = checkpoint.state, checkpoint.training_state
-        model = load_model(str(checkpoint.model_path))
+        model = load_model(str(checkpoint.model_path)).to(resolve_device(config.device, "torch"))
         dataset = Dataset.from_list(prepared["examples"])
         dev = DevSet.from_dict(prepared["dev"]) if prepared["dev"] else None
         log(f"resuming at step {state.global_step} of {state.total_steps}")
@@ -179,7 +181,7 @@ def prepare(
     if data is None:
         data = load_training_data(config.data, config.dev_fraction, config.seed)
     model = build_model(config.model, config.architecture, config.metric_head, config.normalize,
-                        config.max_seq_length)
+                        config.max_seq_length).to(resolve_device(config.device, "torch"))
     config.max_seq_length = int(model.max_seq_length)
     bm25 = _LazyBm25(data.corpus)
     rankers = _rankers(config, data, model, bm25, log)

@@ -1,0 +1,297 @@
+"""Encoder backends (torch, ONNX Runtime, OpenVINO; int8), their cached exports, devices and workers.
+
+Each backend must load, encode and agree with PyTorch (cosine >= 0.99 per vector) on the tiny
+model and on a handful of texts with the real MiniLM; an index encoded one way refuses queries
+encoded another way. Tests of a backend are skipped only when its extra is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from retriever import Retriever
+from retriever.cli import main
+from retriever.encoding.backends import default_backend, parse_backend_label
+from retriever.encoding.devices import resolve_device
+from retriever.encoding.encoder import Encoder
+from retriever.errors import MissingExtraError, ModelLoadError, ModelMismatchError, RetrieverError
+
+DOCS = [
+    "Cats sleep most of the day and hunt at night.",
+    "Dogs love a walk in the garden and a game with a ball.",
+    "Grind the coffee just before you brew it.",
+    "A refund is paid to your card within five days.",
+    "The train to the coast leaves at nine.",
+    "Your parcel arrives in two days.",
+    "Vitamin D supplements and bone density in older adults: a randomised trial.",
+    "Mutations in the tumour suppressor gene p53 are found in half of human cancers.",
+    "Tomatoes need sun and water in the garden.",
+    "Reset your password from the login page with your email.",
+]
+QUERIES = ["where do cats sleep", "how do I get my money back", "vitamin d and bones", "reset password"]
+
+HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
+HAS_OV = importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("nncf") is not None
+BACKENDS = [
+    pytest.param("onnx", marks=pytest.mark.skipif(not HAS_ORT, reason="extra not installed: retriever[onnx]")),
+    pytest.param("onnx-int8", marks=pytest.mark.skipif(not HAS_ORT, reason="extra not installed: retriever[onnx]")),
+    pytest.param("openvino", marks=pytest.mark.skipif(not HAS_OV, reason="extra not installed: retriever[openvino]")),
+    pytest.param("openvino-int8",
+                 marks=pytest.mark.skipif(not HAS_OV, reason="extra not installed: retriever[openvino]")),
+]
+needs_ort = pytest.mark.skipif(not HAS_ORT, reason="extra not installed: retriever[onnx]")
+needs_ov = pytest.mark.skipif(not HAS_OV, reason="extra not installed: retriever[openvino]")
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One export cache for the session: each model is exported once per backend, as in real use."""
+    return tmp_path_factory.mktemp("exports")
+
+
+@pytest.fixture(autouse=True)
+def _exports_env(exports: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETRIEVER_EXPORTS", str(exports))
+
+
+def encoder_for(model: str, label: str, **options: object) -> Encoder:
+    """Static int8 is calibrated on the texts it will encode, as an index calibrates on its own corpus.
+
+    (Calibrated on SciFact abstracts alone, MiniLM's OpenVINO int8 gives cosine >= 0.993 on 200 SciFact
+    queries; calibrated on the ten DOCS alone, an everyday query scores 0.98: too few texts to calibrate on.)
+    """
+    backend, quantize = parse_backend_label(label)
+    return Encoder(model, backend=backend, quantize=quantize, calibration_texts=DOCS + QUERIES, **options)
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1)
+
+
+# agreement with PyTorch -------------------------------------------------------------------------
+def test_torch_backend_matches_sentence_transformers_encode(tiny_model: str) -> None:
+    encoder = Encoder(tiny_model)
+    docs = encoder.model.encode_document(DOCS, normalize_embeddings=True, convert_to_numpy=True)
+    queries = encoder.model.encode_query(QUERIES, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(encoder.encode_documents(DOCS), docs, atol=1e-5)
+    np.testing.assert_allclose(encoder.encode_queries(QUERIES), queries, atol=1e-5)
+    np.testing.assert_allclose(encoder.encode_queries(QUERIES[:1]), queries[:1], atol=1e-5)
+
+
+@pytest.mark.parametrize("label", BACKENDS)
+@pytest.mark.parametrize("model_kind", ["tiny", "minilm"])
+def test_backend_agrees_with_torch(label: str, model_kind: str, tiny_model: str) -> None:
+    model = tiny_model if model_kind == "tiny" else "all-MiniLM-L6-v2"
+    reference = Encoder(model)
+    encoder = encoder_for(model, label)
+    docs, queries = encoder.encode_documents(DOCS), encoder.encode_queries(QUERIES)
+    assert docs.shape == (len(DOCS), reference.dimension) and docs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(docs, axis=1), 1.0, atol=1e-5)
+    assert cosines(docs, reference.encode_documents(DOCS)).min() >= 0.99
+    assert cosines(queries, reference.encode_queries(QUERIES)).min() >= 0.99
+    one = encoder.encode_queries(QUERIES[:1])  # a single query is padded to its own length only
+    # dynamic int8 scales activations per batch, so a vector depends a little on its batch-mates
+    assert cosines(one, queries[:1]).min() >= (0.99 if label.endswith("int8") else 0.9999)
+
+
+@needs_ort
+def test_half_twin_model_exports_each_tower(tmp_path: Path, tiny_model: str) -> None:
+    from retriever.training.model import build_model
+
+    directory = tmp_path / "half-twin"
+    model = build_model(tiny_model, "half-twin", "linear", True, 64)
+    import torch
+
+    torch.manual_seed(0)
+    for param in model.parameters():  # make the towers differ, as training would
+        param.data += 0.05 * torch.randn_like(param)
+    model.save(str(directory))
+    reference, encoder = Encoder(str(directory)), Encoder(str(directory), backend="onnx")
+    assert encoder.architecture == "half-twin"
+    queries, docs = encoder.encode_queries(QUERIES), encoder.encode_documents(QUERIES)
+    assert cosines(queries, reference.encode_queries(QUERIES)).min() >= 0.99
+    assert cosines(docs, reference.encode_documents(QUERIES)).min() >= 0.99
+    assert cosines(queries, docs).max() < 0.999  # each text went through its own tower
+    assert sorted(p.name for p in encoder.export_dir.glob("*.onnx")) == ["document.onnx", "query.onnx"]
+
+
+# the export cache --------------------------------------------------------------------------------
+@needs_ort
+def test_export_is_made_once_and_reused(tiny_model: str, tmp_path: Path) -> None:
+    first = Encoder(tiny_model, backend="onnx", quantize="int8", exports=tmp_path)
+    vectors = first.encode_documents(DOCS)
+    assert first.export_made
+    second = Encoder(tiny_model, backend="onnx", quantize="int8", exports=tmp_path)
+    np.testing.assert_allclose(second.encode_documents(DOCS), vectors, atol=1e-6)
+    assert not second.export_made
+    assert [p.name for p in tmp_path.iterdir()] == [first.export_dir.name]
+    assert first.export_dir.name == f"{first.weights_fingerprint}-onnx-int8"
+
+
+@needs_ov
+def test_static_int8_is_calibrated_on_the_indexed_corpus_and_reused_by_queries(tiny_model: str,
+                                                                            tmp_path: Path) -> None:
+    records = [{"_id": str(i), "text": text} for i, text in enumerate(DOCS)]
+    built = Retriever.build(records, index_dir=tmp_path / "index", model=tiny_model, backend="openvino",
+                            quantize="int8")
+    recorded = built.manifest.model
+    assert recorded["backend"] == "openvino" and recorded["quantize"] == "int8" and recorded["calibration"]
+    assert recorded["fingerprint"].endswith(f"-openvino-int8-{recorded['calibration']}")
+    loaded = Retriever.load(tmp_path / "index")
+    assert [h.doc_id for h in loaded.search(QUERIES[0], k=3)] == [h.doc_id for h in built.search(QUERIES[0], k=3)]
+    assert loaded.encoder.backend == "openvino" and not loaded.encoder.export_made
+    loaded.add([{"_id": "new", "text": "Cats and dogs sleep in the sun."}])  # same calibration, same export
+    assert Retriever.load(tmp_path / "index").manifest.model["fingerprint"] == recorded["fingerprint"]
+
+
+@needs_ov
+def test_missing_static_export_is_named(tiny_model: str, tmp_path: Path) -> None:
+    encoder = Encoder(tiny_model, backend="openvino", quantize="int8", calibration="0123456789ab", exports=tmp_path)
+    with pytest.raises(ModelLoadError, match="int8 OpenVINO export .* rebuild the index"):
+        encoder.encode_queries(QUERIES)
+
+
+# an index is searched the way it was built -----------------------------------------------------------
+@needs_ort
+def test_index_remembers_its_backend_and_refuses_another(tiny_model: str, tmp_path: Path) -> None:
+    records = [{"_id": str(i), "text": text} for i, text in enumerate(DOCS)]
+    built = Retriever.build(records, index_dir=tmp_path / "index", model=tiny_model, backend="onnx", quantize="int8")
+    expected = [h.doc_id for h in built.search(QUERIES[1], k=3, mode="dense")]
+    loaded = Retriever.load(tmp_path / "index")
+    assert (loaded.encoder.backend, loaded.encoder.quantize) == ("onnx", "int8")
+    assert [h.doc_id for h in loaded.search(QUERIES[1], k=3, mode="dense")] == expected
+    assert Retriever.load(tmp_path / "index", backend="onnx", model=tiny_model).manifest.model["backend"] == "onnx"
+    for backend, quantize in (("torch", None), ("onnx", "none"), (None, "none")):
+        with pytest.raises(ModelMismatchError) as refused:
+            Retriever.load(tmp_path / "index", backend=backend, quantize=quantize)
+        message = str(refused.value)
+        assert "onnx-int8" in message and "\n" not in message
+        assert (backend or "onnx") in message.split(", not ")[1]
+    with pytest.raises(ModelMismatchError, match="onnx-int8"):
+        Retriever.build(records, index_dir=tmp_path / "index", model=tiny_model, backend="torch")
+
+
+def test_torch_index_refuses_an_onnx_query(tiny_model: str, tmp_path: Path) -> None:
+    Retriever.build([{"_id": "a", "text": DOCS[0]}], index_dir=tmp_path / "index", model=tiny_model)
+    with pytest.raises(ModelMismatchError, match=r"encoded with torch .*not onnx-int8"):
+        Retriever.load(tmp_path / "index", backend="onnx", quantize="int8")
+
+
+@needs_ort
+def test_cli_index_and_search_with_a_backend(corpus: Path, tmp_path: Path, tiny_model: str) -> None:
+    runner = CliRunner()
+    index = str(tmp_path / "index")
+    done = runner.invoke(main, ["index", str(corpus), "--index", index, "--model", tiny_model, "--backend", "onnx",
+                                "--quantize", "int8", "--device", "cpu", "-q"])
+    assert done.exit_code == 0, done.output
+    info = runner.invoke(main, ["info", "--index", index])
+    assert "encoder: onnx, int8" in info.output
+    found = runner.invoke(main, ["search", "cats", "--index", index, "--json"])
+    assert found.exit_code == 0 and found.output.strip()
+    refused = runner.invoke(main, ["search", "cats", "--index", index, "--backend", "torch"])
+    assert refused.exit_code == 1
+    assert refused.output.count("\n") == 1 and "onnx-int8" in refused.output and "Traceback" not in refused.output
+
+
+# options and errors ---------------------------------------------------------------------------------
+def test_bad_backend_options_are_refused_in_one_line(tiny_model: str) -> None:
+    with pytest.raises(RetrieverError, match="int8 quantization needs the onnx or openvino backend"):
+        Encoder(tiny_model, quantize="int8")
+    with pytest.raises(RetrieverError, match="unknown backend 'tensorrt'"):
+        Encoder(tiny_model, backend="tensorrt")
+    with pytest.raises(RetrieverError, match="unknown quantization"):
+        parse_backend_label("onnx-int4")
+    with pytest.raises(RetrieverError, match="workers must be at least 1"):
+        Encoder(tiny_model, workers=0)
+
+
+def test_missing_extra_says_what_to_install(tiny_model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_runtimes(name: str, *args: object, **kwargs: object) -> object:
+        if name.split(".")[0] in ("onnxruntime", "openvino", "nncf"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_runtimes)
+    with pytest.raises(MissingExtraError, match=r"pip install 'retriever\[onnx\]'"):
+        Encoder(tiny_model, backend="onnx")
+    with pytest.raises(MissingExtraError, match=r"pip install 'retriever\[openvino\]'"):
+        Encoder(tiny_model, backend="openvino")
+
+
+def test_devices_resolve_to_what_the_machine_has() -> None:
+    import torch
+
+    assert resolve_device("cpu", "torch") == "cpu"
+    assert resolve_device("auto", "torch") == ("cuda" if torch.cuda.is_available() else
+                                               "mps" if torch.backends.mps.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RetrieverError, match="device 'cuda' is not available to the torch backend"):
+            resolve_device("cuda", "torch")
+    with pytest.raises(RetrieverError, match="unknown device 'tpu'"):
+        resolve_device("tpu", "torch")
+
+
+def test_worker_processes_give_the_same_vectors(tiny_model: str) -> None:
+    texts = [f"{DOCS[i % len(DOCS)]} number {i}" for i in range(80)]
+    single = Encoder(tiny_model, batch_size=8).encode_documents(texts)
+    pooled = Encoder(tiny_model, batch_size=8, workers=2)
+    try:
+        np.testing.assert_allclose(pooled.encode_documents(texts), single, atol=1e-5)
+    finally:
+        pooled.close()
+
+
+def test_search_many_encodes_its_queries_in_one_call(tiny_model: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    retriever = Retriever.build([{"_id": str(i), "text": t} for i, t in enumerate(DOCS)], index_dir=tmp_path / "i",
+                                model=tiny_model)
+    calls: list[int] = []
+    encode = retriever.encoder.encode_queries
+    monkeypatch.setattr(retriever.encoder, "encode_queries", lambda texts: calls.append(len(texts)) or encode(texts))
+    batches = retriever.search_many(QUERIES, k=2, mode="dense")
+    assert calls == [len(QUERIES)]
+    assert [[h.doc_id for h in hits] for hits in batches] == [
+        [h.doc_id for h in retriever.search(q, k=2, mode="dense")] for q in QUERIES]
+
+
+def test_engine_default_is_the_benchmark_winner_when_its_extra_is_installed(tiny_model: str, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RETRIEVER_BACKEND", raising=False)
+    expected = ("openvino", "int8") if HAS_OV else ("torch", "none")
+    assert default_backend() == expected
+    built = Retriever.build([{"_id": str(i), "text": t} for i, t in enumerate(DOCS)], index_dir=tmp_path / "i",
+                            model=tiny_model)
+    assert (built.manifest.model["backend"], built.manifest.model["quantize"]) == expected
+    monkeypatch.setenv("RETRIEVER_BACKEND", "onnx-int8")
+    assert default_backend() == ("onnx", "int8")
+
+
+@needs_ort
+def test_bench_encoding_table_has_a_row_per_backend(tiny_model: str, tmp_path: Path) -> None:
+    from test_bench import make_beir
+
+    from retriever.eval.bench import BenchConfig, run_bench
+
+    out = tmp_path / "results"
+    config = BenchConfig(make_beir(tmp_path / "beir"), model=tiny_model, systems=(), output=out,
+                         cache=tmp_path / "cache", backends=("torch", "onnx-int8"), speed_docs=6)
+    report = run_bench(config, log=lambda _: None, progress=False)
+    rows = report["encoding"]["rows"]
+    assert list(rows) == ["sentence-transformers", "torch", "onnx-int8"]
+    for name in ("torch", "onnx-int8"):
+        assert rows[name]["docs_per_second"] > 0 and rows[name]["dense_search_p50_ms"] > 0
+        assert 0 <= rows[name]["quality"]["ndcg@10"] <= 1
+    assert rows["torch"]["ndcg_delta_vs_torch"] == 0
+    assert rows["sentence-transformers"]["docs_per_second_ratio"] == 1
+    table = (out / "encoding-beir-test.md").read_text()
+    assert "| onnx-int8 |" in table and "Fastest within 0.5 point" in table
+    assert not (out / "beir-test.json").exists()  # no systems ran: the systems table is left alone
