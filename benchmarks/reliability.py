@@ -478,8 +478,113 @@ def option_cases() -> Iterator[Case]:
     yield with_paths("unknown-command", lambda ws, f: ["serve"], "error")
 
 
+def _live(index: Path) -> dict:
+    name = (index / "CURRENT").read_text().strip()
+    return json.loads((index / "generations" / f"{name}.json").read_text())
+
+
+def _segment(index: Path) -> Path:
+    return index / "segments" / _live(index)["segments"][0]["name"]
+
+
+def _manifest_file(index: Path) -> Path:
+    return index / "generations" / f"{(index / 'CURRENT').read_text().strip()}.json"
+
+
+def _edit_manifest(index: Path, change: Callable[[dict], Any]) -> None:
+    data = json.loads(_manifest_file(index).read_text())
+    change(data)
+    _manifest_file(index).write_text(json.dumps(data))
+
+
+def _garble(path: Path, at: int = 0, length: int = 48) -> None:
+    data = bytearray(path.read_bytes())
+    data[at:at + length] = bytes(random.Random(at).randrange(256) for _ in range(min(length, len(data) - at)))
+    path.write_bytes(bytes(data))
+
+
+def _first(folder: Path, pattern: str) -> Path:
+    return sorted(folder.rglob(pattern))[0]
+
+
+INDEX_DAMAGE: dict[str, Callable[[Path], Any]] = {  # name -> what it does to a copy of the shared index
+    "vectors-truncated": lambda d: _first(_segment(d) / "vectors", "*.npy").write_bytes(b"\x93NUMPY"),
+    "vectors-header-garbled": lambda d: _garble(_first(_segment(d) / "vectors", "*.npy")),
+    "vectors-bytes-changed": lambda d: _garble(_first(_segment(d) / "vectors", "*.npy"),
+                                               _first(_segment(d) / "vectors", "*.npy").stat().st_size - 64, 32),
+    "vectors-missing": lambda d: _first(_segment(d) / "vectors", "*.npy").unlink(),
+    "store-garbage": lambda d: (_segment(d) / "store.sqlite").write_bytes(
+        b"not sqlite" * ((_segment(d) / "store.sqlite").stat().st_size // 10)),
+    "store-missing": lambda d: (_segment(d) / "store.sqlite").unlink(),
+    "store-truncated": lambda d: (_segment(d) / "store.sqlite").write_bytes(
+        (_segment(d) / "store.sqlite").read_bytes()[:2048]),
+    "lexical-garbled": lambda d: _garble(_first(_segment(d) / "lexical", "*.npy")),
+    "lexical-vocabulary-garbled": lambda d: _garble(_first(_segment(d) / "lexical", "*.json")),
+    "row-map-garbled": lambda d: _garble(_segment(d) / "doc_of_row.npy"),
+    "passage-ids-missing": lambda d: (_segment(d) / "passage_ids.npy").unlink(),
+    "segment-missing": lambda d: shutil.rmtree(_segment(d)),
+    "segment-a-file": lambda d: (shutil.rmtree(_segment(d)), _segment(d).write_text("x")),
+    "manifest-missing": lambda d: _manifest_file(d).unlink(),
+    "manifest-a-folder": lambda d: (_manifest_file(d).unlink(), _manifest_file(d).mkdir()),
+    "manifest-not-json": lambda d: _manifest_file(d).write_text("{not json"),
+    "manifest-binary": lambda d: _manifest_file(d).write_bytes(b"\xff\xfe\x00garbage"),
+    "manifest-deep": lambda d: _manifest_file(d).write_text("[" * 100_000 + "]" * 100_000),
+    "manifest-a-list": lambda d: _manifest_file(d).write_text("[1, 2]"),
+    "manifest-empty-object": lambda d: _manifest_file(d).write_text("{}"),
+    "manifest-future-format": lambda d: _edit_manifest(d, lambda m: m.update(format_version=99)),
+    "manifest-dimension-text": lambda d: _edit_manifest(d, lambda m: m["model"].update(dimension="abc")),
+    "manifest-dimension-negative": lambda d: _edit_manifest(d, lambda m: m["model"].update(dimension=-3)),
+    "manifest-model-null": lambda d: _edit_manifest(d, lambda m: m.update(model=None)),
+    "manifest-segments-object": lambda d: _edit_manifest(d, lambda m: m.update(segments={"a": 1})),
+    "manifest-segment-files-null": lambda d: _edit_manifest(d, lambda m: m["segments"][0].update(files=None)),
+    "manifest-segment-escapes": lambda d: _edit_manifest(d, lambda m: m["segments"][0].update(name="../../x")),
+    "manifest-segment-rows-wrong": lambda d: _edit_manifest(d, lambda m: m["segments"][0].update(rows=9999)),
+    "manifest-segment-twice": lambda d: _edit_manifest(d, lambda m: m["segments"].append(m["segments"][0])),
+    "manifest-ann-params-list": lambda d: _edit_manifest(d, lambda m: m["ann"].update(params=[1, 2])),
+    "manifest-extras-null": lambda d: _edit_manifest(d, lambda m: m.update(extras=None)),
+    "manifest-counts-negative": lambda d: _edit_manifest(d, lambda m: m["counts"].update(documents=-1)),
+    "manifest-deletes-unknown": lambda d: _edit_manifest(
+        d, lambda m: m["segments"][0].update(deletes="nope.npy", deleted_rows=1)),
+    "manifest-vectors-kind-unknown": lambda d: _edit_manifest(
+        d, lambda m: m["segments"][0]["vectors"].update(kind="annoy")),
+    "current-missing-generation": lambda d: (d / "CURRENT").write_text("gen-000042\n"),
+    "current-empty": lambda d: (d / "CURRENT").write_text(""),
+    "current-not-utf8": lambda d: (d / "CURRENT").write_bytes(b"\xff\xfegen"),
+    "current-a-folder": lambda d: ((d / "CURRENT").unlink(), (d / "CURRENT").mkdir()),
+    "current-path-escape": lambda d: (d / "CURRENT").write_text("../../etc/passwd\n"),
+    "format-1-index": lambda d: (shutil.rmtree(d), (d / "gen-000003").mkdir(parents=True),
+                                 (d / "gen-000003" / "manifest.json").write_text('{"format_version": 1}'),
+                                 (d / "CURRENT").write_text("gen-000003\n")),
+}
+INDEX_COMMANDS: dict[str, Callable[[Workspace, Path], list[str]]] = {
+    "search": lambda ws, index: ["search", "coffee tea", "--index", str(index)],
+    "info": lambda ws, index: ["info", "--index", str(index)],
+    "check": lambda ws, index: ["check", "--index", str(index)],
+    "index": lambda ws, index: ["index", str(ws.dataset / "corpus.jsonl"), "--index", str(index), "-q"],
+}
+
+
+def index_case(damage: str, command: str) -> Case:
+    def prepare(ws: Workspace, folder: Path) -> list[str]:
+        index = ws.copy_index(folder)
+        INDEX_DAMAGE[damage](index)
+        return INDEX_COMMANDS[command](ws, index)
+
+    # every damage must be named: only a bytes-changed-in-place vector file loads (its size and header are
+    # right) and is caught by 'retriever check' alone
+    expect = "any" if damage == "vectors-bytes-changed" and command != "check" else "error"
+    return Case(f"index/{damage}/{command}", "index", prepare, expect)
+
+
+def index_cases() -> Iterator[Case]:
+    for damage in INDEX_DAMAGE:
+        for command in INDEX_COMMANDS:
+            yield index_case(damage, command)
+
+
 def all_cases() -> list[Case]:
-    cases = [*file_cases(), *record_cases(), *query_cases(), *filter_cases(), *oracle_cases(), *option_cases()]
+    cases = [*file_cases(), *record_cases(), *query_cases(), *filter_cases(), *oracle_cases(), *option_cases(),
+             *index_cases()]
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique"
     assert set(FAST_CASES) <= set(names), f"unknown fast cases: {set(FAST_CASES) - set(names)}"
@@ -503,6 +608,9 @@ FAST_CASES = (  # ~50 cases for tests/test_reliability.py: every group, none of 
     *(f"filter/oracle-{number:02d}" for number in (0, 3, 6, 10, 19, 26)),
     *(f"option/{name}" for name in ["mode-empty", "alpha-nan", "search-index-is-file", "index-into-file",
                                     "index-below-file", "index-dev-null", "verify-surrogate", "unknown-command"]),
+    *(f"index/{name}" for name in ["vectors-truncated/search", "store-garbage/info", "manifest-deep/search",
+                                   "manifest-segment-escapes/index", "current-not-utf8/info",
+                                   "lexical-garbled/search", "vectors-bytes-changed/check", "format-1-index/index"]),
 )
 
 
@@ -650,6 +758,9 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="Print the last line each case printed.")
     parser.add_argument("--timeout", type=int, default=120, help="Seconds before a case counts as hung.")
     parser.add_argument("--no-subprocess", action="store_true", help="Skip the real-process runs.")
+    parser.add_argument("--trials", type=int, default=20,
+                        help="kill -9 trials (concurrent runs: half as many, at least 10; reader commits: at least 20)")
+    parser.add_argument("--no-trials", action="store_true", help="Skip the on-disk trials (benchmarks/disk_trials.py).")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "reliability.json")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -678,6 +789,14 @@ def main() -> None:
             for outcome in subprocess_runs(ws, {c.name: c for c in all_cases()}, scratch, args.timeout):
                 outcomes.append(outcome)
                 print(f"[subprocess] {outcome.verdict:10} {outcome.seconds:5.1f}s {outcome.case}", flush=True)
+        trials = None
+        if not args.no_trials and not args.fast and not args.list:
+            sys.path.insert(0, str(ROOT / "benchmarks"))
+            from disk_trials import run_trials
+
+            print("on-disk trials: kill -9, concurrent index runs, readers during commits ...", flush=True)
+            trials = run_trials(model, scratch / "trials", args.trials)
+            print(json.dumps(trials, indent=1), flush=True)
     finally:
         for path in scratch.rglob("*"):  # cases may leave files without permissions behind
             if path.is_file() and not path.is_symlink():
@@ -688,6 +807,7 @@ def main() -> None:
         "model": args.model or "tiny random BERT (tests/conftest.py)",
         "seconds": round(time.perf_counter() - started, 1),
         **summarise(outcomes),
+        "disk_trials": trials,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=True) + "\n")

@@ -350,10 +350,10 @@ def check(index_dir: Path | None) -> None:
     with Retriever.load(target) as retriever:
         problems = retriever.check()
     if problems:
-        for problem in problems:
-            click.echo(f"damaged: {problem}", err=True)
-        click.echo(f"error: index {target} is corrupt ({len(problems)} damaged files); rebuild it", err=True)
-        sys.exit(1)
+        from retriever.errors import CorruptIndexError
+
+        shown = ", ".join(problems[:3]) + (f" and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise CorruptIndexError(f"index {target} is corrupt: {len(problems)} damaged files ({shown}); rebuild it")
     click.echo(f"{target}: every file matches its checksum")
 
 
