@@ -222,3 +222,15 @@ def test_corpus_walk_is_sorted_recursive_and_skips_hidden(tmp_path: Path) -> Non
     (tmp_path / ".git" / "config.txt").write_text("g")
     found = [p.relative_to(tmp_path).as_posix() for p in iter_corpus_files(tmp_path)]
     assert found == ["a.txt", "b/z.txt"]
+
+
+def test_a_jsonl_file_streams_one_record_at_a_time(tmp_path: Path) -> None:
+    """A build of millions of records must not hold the file in memory: records come as the lines are read."""
+    from retriever.ingest.readers import iter_file
+
+    path = tmp_path / "big.jsonl"
+    path.write_text('{"_id": "a", "text": "first"}\n{"_id": "b", "text": "second"}\n{"_id": "c", "text": oops}\n')
+    documents = iter_file(path, "big.jsonl")
+    assert next(documents).doc_id == "a" and next(documents).doc_id == "b"  # read before the bad line is reached
+    with pytest.raises(InputFormatError, match="big.jsonl:3"):
+        next(documents)

@@ -17,7 +17,7 @@ from retriever.index.snapshot import LiveDocument, Snapshot
 from retriever.index.writer import IndexWriter
 from retriever.ingest.documents import Document
 from retriever.ingest.pipeline import Embedder
-from retriever.ingest.sync import IndexReport, read_documents, scan_folder
+from retriever.ingest.sync import IndexReport, iter_documents, scan_folder
 
 LOOKUP_BATCH = 512  # documents whose live versions are looked up together
 
@@ -52,7 +52,7 @@ def sync_folder(writer: IndexWriter, base: Snapshot | None, root: Path, embed: E
         for file in changes.ids:
             kept = keeps[file]
             emitted: set[str] = set()
-            for doc in read_documents(root, file):
+            for doc in iter_documents(root, file):
                 if doc.doc_id in kept and doc.doc_id not in emitted:
                     emitted.add(doc.doc_id)
                     yield doc, file

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,19 +99,27 @@ def documents_from_records(
     ids to ``skipped_ids``, for qrels that name them) and left out; with ``skipped=None`` they are an
     error. Any other malformed record is an error naming it.
     """
-    out = []
+    return list(iter_documents_from_records(records, source, skipped, skipped_ids))
+
+
+def iter_documents_from_records(
+    records: Iterable[tuple[str, Any]],
+    source: str | None = None,
+    skipped: list[tuple[str, str]] | None = None,
+    skipped_ids: set[str] | None = None,
+) -> Iterator[Document]:
+    """``documents_from_records`` one at a time, so that a file of millions of records streams."""
     for where, record in records:
         try:
             if isinstance(record, Document):
                 if record.is_empty:
                     raise EmptyRecordError(where, record.doc_id)
-                out.append(record)
+                yield record
             else:
-                out.append(document_from_record(record, where, source))
+                yield document_from_record(record, where, source)
         except EmptyRecordError as exc:
             if skipped is None:
                 raise
             skipped.append((where, str(exc).removeprefix(f"{where}: ")))
             if skipped_ids is not None:
                 skipped_ids.add(exc.doc_id)
-    return out

@@ -16,7 +16,7 @@ from typing import Any
 
 from retriever.errors import InputFormatError
 from retriever.index.layout import is_index_folder
-from retriever.ingest.documents import Document, documents_from_records
+from retriever.ingest.documents import Document, documents_from_records, iter_documents_from_records
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -56,6 +56,39 @@ def read_file(path: Path, doc_id: str, skipped: list[tuple[str, str]] | None = N
     Records with no text and no title go to ``skipped`` as ``(file:line, reason)``; without
     ``skipped`` they are an error.
     """
+    return list(iter_file(path, doc_id, skipped))
+
+
+def iter_file(path: Path, doc_id: str, skipped: list[tuple[str, str]] | None = None) -> Iterator[Document]:
+    """``read_file`` one document at a time: a JSONL file is read line by line, so memory stays bounded
+    however many records it holds (other formats are one document, or one JSON value, anyway)."""
+    if path.suffix.lower() == ".jsonl":
+        yield from iter_documents_from_records(iter_jsonl(_stream_lines(path), path), str(path), skipped)
+        return
+    yield from _read_whole(path, doc_id, skipped)
+
+
+def _stream_lines(path: Path) -> Iterator[str]:
+    """The lines of a UTF-8 text file, read as they come; binary or undecodable files are unreadable."""
+    try:
+        with path.open("rb") as handle:
+            if b"\x00" in handle.read(8192):
+                raise UnreadableFileError("binary file")
+            handle.seek(0)
+            first = True
+            for number, raw in enumerate(handle, start=1):
+                if first and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                first = False
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise UnreadableFileError(f"not UTF-8 (line {number}, byte {exc.start})") from exc
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot read ({exc.strerror or exc})") from exc
+
+
+def _read_whole(path: Path, doc_id: str, skipped: list[tuple[str, str]] | None) -> list[Document]:
     suffix = path.suffix.lower()
     source = str(path)
     if suffix in PDF_SUFFIXES:

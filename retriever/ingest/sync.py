@@ -8,12 +8,13 @@ hash so that only changed records of a large JSONL file are re-encoded.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from retriever.errors import InputFormatError
 from retriever.ingest.documents import Document
-from retriever.ingest.readers import UnreadableFileError, is_supported, iter_corpus_files, read_file
+from retriever.ingest.readers import UnreadableFileError, is_supported, iter_corpus_files, iter_file
 from retriever.validation import unicode_problem
 
 FIRST_FEW = 3  # skipped items named in a warning; the rest are counted
@@ -136,13 +137,13 @@ def scan_folder(root: Path, known: dict[str, str]) -> FileChanges:
             changes.unchanged.append(key)
             continue
         try:
-            docs = read_documents(root, key, changes.skipped_records)
+            ids = [doc.doc_id for doc in iter_documents(root, key, changes.skipped_records)]
         except UnreadableFileError as exc:
             changes.skipped.append((key, str(exc)))
             if key in known:  # keep its previous documents rather than losing them
                 changes.unchanged.append(key)
             continue
-        changes.ids[key] = [doc.doc_id for doc in docs]
+        changes.ids[key] = ids
         changes.hashes[key] = digest
     prefix = str(root) if root.is_file() else str(root) + "/"
     changes.deleted = [f for f in known if (f == str(root) or f.startswith(prefix)) and f not in seen]
@@ -155,7 +156,12 @@ def read_documents(root: Path, file: str, skipped: list[tuple[str, str]] | None 
     Records that are skipped (no text and no title) go to ``skipped``; when it is None they are left out
     silently (the scan that came first has reported them).
     """
+    return list(iter_documents(root, file, skipped))
+
+
+def iter_documents(root: Path, file: str, skipped: list[tuple[str, str]] | None = None) -> Iterator[Document]:
+    """``read_documents`` one at a time (a JSONL file of millions of records streams in bounded memory)."""
     root = root.resolve()
     base = root.parent if root.is_file() else root
     path = Path(file)
-    return read_file(path, path.relative_to(base).as_posix(), [] if skipped is None else skipped)
+    yield from iter_file(path, path.relative_to(base).as_posix(), [] if skipped is None else skipped)
