@@ -27,6 +27,18 @@ EXACT_KINDS = ("flat",)
 FRACTIONS = (0.01, 0.05, 0.5, 0.9)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_faiss_thread():
+    """FAISS's OpenMP training slows down 40-fold on a shared 2-core machine whose other core is busy
+    (0.04 s -> 5 s for a small PQ): these tests check behaviour, not speed, so they train on one thread."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
 def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
@@ -195,7 +207,7 @@ def test_a_merged_segment_scores_each_row_like_its_source_segments(data, tmp_pat
     for name, chunk in (("a", vectors[:half]), ("b", vectors[half:])):
         parts.append(SegmentVectors.open(tmp_path / name, SegmentVectors.write(tmp_path / name, chunk, "flat")))
     merged_vectors = np.vstack([p.get(np.arange(len(p))) for p in parts])
-    merged = SegmentVectors.open(tmp_path / "m", SegmentVectors.write(tmp_path / "m", merged_vectors, "ivf-pq"))
+    merged = SegmentVectors.open(tmp_path / "m", SegmentVectors.write(tmp_path / "m", merged_vectors, "sq8"))
     scores, rows = merged.search(queries, K)
     for q in range(len(queries)):
         for score, row in zip(scores[q], rows[q]):
@@ -244,8 +256,8 @@ def test_compressed_kinds_hold_a_fraction_of_flat_in_ram(segments):
 
 def test_custom_factory_string(data, tmp_path):
     vectors, queries = data
-    meta = SegmentVectors.write(tmp_path, vectors, "IVF32,PQ8", params={"nprobe": 8, "depth": 20})
-    assert meta["factory"] == "IVF32,PQ8" and meta["params"]["depth"] == 20
+    meta = SegmentVectors.write(tmp_path, vectors, "IVF32,PQ8x4", params={"nprobe": 8, "depth": 20})
+    assert meta["factory"] == "IVF32,PQ8x4" and meta["params"]["depth"] == 20
     scores, rows = SegmentVectors.open(tmp_path, meta).search(queries, K, mask(0.5))
     assert_complete_and_allowed(scores, rows, mask(0.5), K)
 
@@ -319,7 +331,7 @@ def test_a_factory_index_that_cannot_filter_answers_filters_exactly(data, tmp_pa
     """FAISS's fast-scan PQ without IVF refuses an id selector: filtered candidates then come from exact search."""
     vectors, queries = data
     allowed = mask(0.5)
-    segment = SegmentVectors.open(tmp_path, SegmentVectors.write(tmp_path, vectors, "PQ16x4fs"))
+    segment = SegmentVectors.open(tmp_path, SegmentVectors.write(tmp_path, vectors, "PQ8x4fs"))
     scores, rows = segment.search(queries, K, allowed)
     assert_complete_and_allowed(scores, rows, allowed, K)
     np.testing.assert_array_equal(rows, brute_force(vectors, queries, K, allowed)[1])

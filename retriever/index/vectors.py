@@ -55,8 +55,10 @@ RESCORE_BLOCK_QUERIES = 128  # queries rescored per block (bounds the gathered c
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "flat": {},
     "hnsw": {"M": 32, "efConstruction": 200, "efSearch": 128, "depth": 1},
-    "ivf": {"nlist": 0, "nprobe": 32, "depth": 1},  # nlist 0: chosen from the rows (ivf_nlist)
-    "ivf-pq": {"nlist": 0, "nprobe": 32, "m": 0, "nbits": 8, "depth": 10},  # m 0: one sub-quantizer per 8 dims
+    # nlist 0: chosen from the rows (ivf_nlist); train_per_list: rows sampled per list to train the centroids
+    "ivf": {"nlist": 0, "nprobe": 32, "train_per_list": 64, "depth": 1},
+    # m 0: one sub-quantizer per 8 dimensions (PQ48 for 384)
+    "ivf-pq": {"nlist": 0, "nprobe": 32, "train_per_list": 64, "m": 0, "nbits": 8, "depth": 10},
     "sq8": {"depth": 2},
     "binary": {"depth": 20},
     "factory": {"nprobe": 32, "efSearch": 128, "depth": 10},
@@ -240,6 +242,9 @@ def _build_ann(kind: str, factory: str, params: dict[str, Any], vectors: np.ndar
         ivf = faiss.downcast_index(ivf)
         # Silence FAISS's "please provide at least 39 x k training points" on segments near MIN_TRAIN_ROWS.
         ivf.cp.min_points_per_centroid = 1
+        # k-means cost grows with rows x lists; FAISS samples 256 rows per list, which at 1M rows and 4,000
+        # lists is every row. A smaller sample bounds the training time of large segments (merges).
+        ivf.cp.max_points_per_centroid = params.get("train_per_list", ivf.cp.max_points_per_centroid)
     for part in (faiss.downcast_index(index), ivf):
         if hasattr(part, "do_polysemous_training"):  # IndexPQ, IndexIVFPQ
             # The factory turns on polysemous training (codes ordered for Hamming pre-filtering), which
@@ -472,15 +477,16 @@ class SegmentVectors:
         """
         import faiss
 
-        if self.kind == "binary":
-            params = faiss.SearchParameters()
-        elif (ivf := faiss.try_extract_index_ivf(self._ann)) is not None:
+        ivf = None if self.kind == "binary" else faiss.try_extract_index_ivf(self._ann)
+        if ivf is not None:
             params = faiss.SearchParametersIVF()
             params.nprobe = min(ivf.nlist, math.ceil(self.params.get("nprobe", ivf.nprobe) / selectivity))
-        elif isinstance(_inner(self._ann), faiss.IndexHNSW):
+        elif self.kind != "binary" and isinstance(_inner(self._ann), faiss.IndexHNSW):
             params = faiss.SearchParametersHNSW()
             ef = max(self.params.get("efSearch", 128), fetch) / selectivity
             params.efSearch = int(math.ceil(min(ef, max(len(self), fetch))))
+        elif selector is None:
+            return None  # nothing to set, and some indexes (fast-scan PQ) refuse any SearchParameters
         else:
             params = faiss.SearchParameters()
         if selector is not None:
