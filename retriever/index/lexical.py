@@ -1,4 +1,4 @@
-"""BM25 lexical search with bm25s (English stemming and stopwords), the standard baseline.
+"""BM25 lexical search with bm25s's tokenizer and scoring: one index, or immutable segments.
 
 bm25s is used rather than a hand-written BM25: it is fast (sparse matrices), well kept, and
 its scores match Lucene's. ``LexicalIndex`` maps bm25s's row numbers to our own ids.
@@ -6,31 +6,63 @@ its scores match Lucene's. ``LexicalIndex`` maps bm25s's row numbers to our own 
 Stopwords are bm25s's 179-word English list rather than Lucene's 33 words: with the short
 list, words such as "my" or "can" give spurious matches that hybrid fusion then promotes,
 and on SciFact the longer list scores as well or better (test nDCG@10 0.689 vs 0.686).
+
+Segments (``LexicalSegment``, ``LexicalSearcher``) keep BM25 exact under incremental writes:
+a segment stores postings (per term, its rows and term frequencies) and row lengths, never
+scores, and the searcher applies global statistics (row count, document frequencies, average
+length, over the live rows of all segments) at query time, so scores equal those of a fresh
+``bm25s.BM25()`` over the live passages after any adds, changes and deletes.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 from collections.abc import Sequence
+from functools import cache
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
+from retriever.errors import CorruptIndexError
+
 IDS_FILE = "ids.json"
 
+# bm25s.BM25()'s defaults (method "lucene"): idf = ln(1 + (N - df + 0.5) / (df + 0.5)),
+# term score = idf * tf / (tf + k1 * (1 - b + b * length / average length)); tests check they still agree.
+K1 = 1.5
+B = 0.75
+TOKENIZE_BATCH = 50_000  # texts per bm25s.tokenize call when writing: bounds the Python objects alive at once
 
+SEGMENT_META = "lexical.json"
+VOCABULARY = "vocabulary.json"
+INDPTR, ROWS, TERM_FREQUENCIES, LENGTHS = "indptr.npy", "rows.npy", "tf.npy", "lengths.npy"
+SEGMENT_FORMAT = 1
+
+
+@cache
 def _stemmer():  # noqa: ANN202 - PyStemmer has no type hints
+    """One English stemmer per process: building one costs more than stemming a query."""
     import Stemmer
 
     return Stemmer.Stemmer("english")
 
 
-def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    import bm25s
+@cache
+def _stopwords() -> tuple[str, ...]:
     from bm25s.stopwords import STOPWORDS_EN_PLUS
 
+    return tuple(STOPWORDS_EN_PLUS)
+
+
+def tokenize(texts: Sequence[str]) -> list[list[str]]:
+    """bm25s's tokenization: lowercase, words of 2+ characters, stopwords removed, English stems."""
+    import bm25s
+
     return bm25s.tokenize(
-        list(texts), stopwords=list(STOPWORDS_EN_PLUS), stemmer=_stemmer(), return_ids=False, show_progress=False
+        list(texts), stopwords=list(_stopwords()), stemmer=_stemmer(), return_ids=False, show_progress=False
     )
 
 
@@ -91,3 +123,285 @@ class LexicalIndex:
             index.model = bm25s.BM25.load(str(directory), show_progress=False, verbosity=0)
         return index
 
+
+# segments ------------------------------------------------------------------------------------
+def _tokenize_to_ids(texts: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(terms by id, every token's term id in text order, token count per text), in bounded batches."""
+    import bm25s
+
+    vocabulary: dict[str, int] = {}
+    flat: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    for start in range(0, len(texts), TOKENIZE_BATCH):
+        batch = bm25s.tokenize(
+            list(texts[start:start + TOKENIZE_BATCH]), stopwords=list(_stopwords()), stemmer=_stemmer(),
+            return_ids=True, show_progress=False,
+        )
+        local_terms = sorted(batch.vocab, key=batch.vocab.__getitem__)
+        to_global = np.fromiter((vocabulary.setdefault(t, len(vocabulary)) for t in local_terms), np.int32,
+                                count=len(local_terms))
+        counts = np.fromiter(map(len, batch.ids), np.int32, count=len(batch.ids))
+        tokens = np.fromiter(chain.from_iterable(batch.ids), np.int32, count=int(counts.sum()))
+        flat.append(to_global[tokens])
+        lengths.append(counts)
+    terms = list(vocabulary)
+    tokens = np.concatenate(flat) if flat else np.zeros(0, np.int32)
+    return terms, tokens, np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
+
+
+def _postings(term_of: np.ndarray, row_of: np.ndarray, vocabulary_size: int) -> tuple[np.ndarray, ...]:
+    """Postings grouped by term, rows ascending, from one (term, row) pair per token or posting.
+
+    ``row_of`` must be ascending: a stable sort by term then keeps rows in order, and repeated
+    (term, row) pairs, being adjacent, collapse into one posting with their count.
+    """
+    indptr = np.zeros(vocabulary_size + 1, np.int64)
+    if not len(term_of):
+        return indptr, np.zeros(0, np.int32), np.zeros(0, np.uint8)
+    order = np.argsort(term_of, kind="stable")
+    terms, rows = term_of[order], row_of[order]
+    starts = np.flatnonzero(np.r_[True, (terms[1:] != terms[:-1]) | (rows[1:] != rows[:-1])])
+    tf = np.diff(np.r_[starts, len(terms)])
+    np.cumsum(np.bincount(terms[starts], minlength=vocabulary_size), out=indptr[1:])
+    return indptr, rows[starts].astype(np.int32), tf
+
+
+def _save_segment(folder: Path, terms: list[str], indptr: np.ndarray, rows: np.ndarray, tf: np.ndarray,
+                  lengths: np.ndarray) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    tf = tf.astype(np.min_scalar_type(int(tf.max(initial=1))))
+    for name, array in ((INDPTR, indptr), (ROWS, rows), (TERM_FREQUENCIES, tf), (LENGTHS, lengths.astype(np.int32))):
+        np.save(folder / name, array)
+    (folder / VOCABULARY).write_text(json.dumps(terms, ensure_ascii=False))
+    meta = {"format": SEGMENT_FORMAT, "rows": len(lengths), "terms": len(terms), "postings": len(rows),
+            "total_length": int(lengths.sum())}
+    (folder / SEGMENT_META).write_text(json.dumps(meta))
+    return {**meta, "bytes": sum(f.stat().st_size for f in folder.iterdir())}
+
+
+def _sorted_vocabulary(terms: list[str]) -> tuple[list[str], np.ndarray]:
+    """Terms in sorted order (deterministic files) and each old term id's new id."""
+    order = sorted(range(len(terms)), key=terms.__getitem__)
+    new_id = np.empty(len(terms), np.int32)
+    new_id[order] = np.arange(len(terms), dtype=np.int32)
+    return [terms[i] for i in order], new_id
+
+
+class LexicalSegment:
+    """BM25 postings of one immutable segment: per term the rows that contain it and their term frequencies,
+    plus each row's length, tokenized exactly as bm25s tokenizes (English stemmer, bm25s's 179 stopwords).
+
+    Files: ``indptr.npy`` (term t's postings are ``[indptr[t], indptr[t+1])``), ``rows.npy``, ``tf.npy``,
+    ``lengths.npy`` (tokens per row), ``vocabulary.json`` (sorted terms; a term's id is its position) and
+    ``lexical.json`` (counts). Scores are not stored: they depend on statistics of the whole index.
+    """
+
+    def __init__(self, folder: Path, meta: dict, vocabulary: dict[str, int], indptr: np.ndarray,
+                 rows: np.ndarray, tf: np.ndarray, lengths: np.ndarray) -> None:
+        self.folder = folder
+        self.meta = meta
+        self.vocabulary = vocabulary
+        self.indptr, self.rows, self.tf, self.lengths = indptr, rows, tf, lengths
+        self.total_length = int(meta["total_length"])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __repr__(self) -> str:
+        return f"LexicalSegment({str(self.folder)!r}, rows={len(self)}, terms={len(self.vocabulary)})"
+
+    @staticmethod
+    def write(folder: Path, texts: Sequence[str]) -> dict:
+        """Tokenize ``texts`` (row i is texts[i]) and save their postings in ``folder``; returns the counts."""
+        terms, tokens, lengths = _tokenize_to_ids(texts)
+        terms, new_id = _sorted_vocabulary(terms)
+        rows_of_tokens = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
+        indptr, rows, tf = _postings(new_id[tokens], rows_of_tokens, len(terms))
+        return _save_segment(Path(folder), terms, indptr, rows, tf, lengths)
+
+    @staticmethod
+    def merge(folder: Path, parts: Sequence[tuple[LexicalSegment, np.ndarray | None]]) -> dict:
+        """Write one segment of the live rows of ``parts``, in order, from their postings (no re-tokenizing).
+
+        Row r of the result is the r-th live row counting through the parts in the order given,
+        the same order in which a merge would copy vectors and metadata.
+        """
+        terms = sorted(set().union(*(segment.vocabulary for segment, _ in parts)))
+        term_id = {term: i for i, term in enumerate(terms)}
+        term_of, row_of, tf_of, lengths = [], [], [], []
+        offset = 0
+        for segment, live in parts:
+            keep = np.ones(len(segment), bool) if live is None else np.asarray(live, bool)
+            new_row = np.cumsum(keep, dtype=np.int64) - 1 + offset
+            old_terms = sorted(segment.vocabulary, key=segment.vocabulary.__getitem__)
+            to_new = np.fromiter((term_id[t] for t in old_terms), np.int32, count=len(old_terms))
+            rows = np.asarray(segment.rows)
+            live_postings = keep[rows]
+            term_of.append(np.repeat(to_new, np.diff(segment.indptr))[live_postings])
+            row_of.append(new_row[rows[live_postings]])
+            tf_of.append(np.asarray(segment.tf)[live_postings])
+            lengths.append(np.asarray(segment.lengths)[keep])
+            offset += int(keep.sum())
+        all_terms = np.concatenate(term_of) if term_of else np.zeros(0, np.int32)
+        all_rows = np.concatenate(row_of) if row_of else np.zeros(0, np.int64)
+        all_tf = np.concatenate(tf_of) if tf_of else np.zeros(0, np.uint8)
+        # Parts' postings are already grouped by term, rows ascending: ordering by (term, new row) is one stable
+        # sort of the segment-major concatenation by term, since new rows grow with the part index.
+        order = np.argsort(all_terms, kind="stable")
+        in_use = np.zeros(len(terms), bool)
+        in_use[all_terms] = True  # terms found only in deleted rows are dropped
+        kept_terms = [t for t, used in zip(terms, in_use) if used]
+        renumber = np.cumsum(in_use, dtype=np.int64) - 1
+        indptr = np.zeros(len(kept_terms) + 1, np.int64)
+        np.cumsum(np.bincount(renumber[all_terms], minlength=len(kept_terms)), out=indptr[1:])
+        merged_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
+        return _save_segment(Path(folder), kept_terms, indptr, all_rows[order].astype(np.int32), all_tf[order],
+                             merged_lengths)
+
+    @classmethod
+    def open(cls, folder: Path) -> LexicalSegment:
+        """Memory-map a written segment; only the vocabulary is parsed, nothing is recomputed."""
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / SEGMENT_META).read_text())
+            if meta.get("format") != SEGMENT_FORMAT:
+                raise CorruptIndexError(f"BM25 segment {folder} has format {meta.get('format')}, expected "
+                                        f"{SEGMENT_FORMAT}; rebuild the index with 'retriever index'")
+            terms = json.loads((folder / VOCABULARY).read_text())
+            arrays = [np.load(folder / name, mmap_mode="r") for name in (INDPTR, ROWS, TERM_FREQUENCIES, LENGTHS)]
+        except (OSError, ValueError) as error:
+            raise CorruptIndexError(f"BM25 segment {folder} is unreadable ({error}); rebuild the index") from error
+        indptr, rows, tf, lengths = arrays
+        if len(indptr) != len(terms) + 1 or len(rows) != len(tf) or len(lengths) != meta["rows"]:
+            raise CorruptIndexError(f"BM25 segment {folder} has inconsistent files; rebuild the index")
+        return cls(folder, meta, {t: i for i, t in enumerate(terms)}, indptr, rows, tf, lengths)
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """Rows containing ``term`` (ascending) and its frequency in each; empty if the term is absent."""
+        i = self.vocabulary.get(term)
+        if i is None:
+            return self.rows[:0], self.tf[:0]
+        start, end = int(self.indptr[i]), int(self.indptr[i + 1])
+        return self.rows[start:end], self.tf[start:end]
+
+
+Hit = tuple[int, int, float]  # (segment index, row, score)
+
+
+class LexicalSearcher:
+    """BM25 over several segments with global statistics (live rows only).
+
+    A searcher is a snapshot: the segments and live masks it is given must not change while it
+    is used (build a new searcher after a commit). Document frequencies are counted on first use
+    of a term and cached.
+    """
+
+    def __init__(self, segments: Sequence[tuple[LexicalSegment, np.ndarray | None]]) -> None:
+        self.segments = [segment for segment, _ in segments]
+        self.live: list[np.ndarray | None] = []
+        total_length = 0
+        self.rows = 0
+        for segment, live in segments:
+            if live is not None:
+                live = np.asarray(live, dtype=bool)
+                if live.shape != (len(segment),):
+                    raise ValueError(f"live mask of {segment!r} has shape {live.shape}, expected ({len(segment)},)")
+                if live.all():
+                    live = None
+            self.live.append(live)
+            if live is None:
+                self.rows += len(segment)
+                total_length += segment.total_length
+            else:
+                self.rows += int(np.count_nonzero(live))
+                total_length += int(np.asarray(segment.lengths)[live].sum(dtype=np.int64))
+        self.average_length = total_length / self.rows if self.rows else 0.0
+        self._document_frequency: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def document_frequency(self, term: str) -> int:
+        """Live rows, over all segments, that contain ``term``."""
+        df = self._document_frequency.get(term)
+        if df is None:
+            df = 0
+            for segment, live in zip(self.segments, self.live):
+                rows, _ = segment.postings(term)
+                df += len(rows) if live is None else int(np.count_nonzero(live[rows]))
+            self._document_frequency[term] = df
+        return df
+
+    def idf(self, term: str) -> float:
+        """bm25s's (Lucene's) idf from global statistics; 0 for a term no live row contains."""
+        df = self.document_frequency(term)
+        return math.log(1 + (self.rows - df + 0.5) / (df + 0.5)) if df else 0.0
+
+    def search(self, queries: Sequence[str], k: int, allowed: Sequence[np.ndarray | None] | None = None
+               ) -> list[list[Hit]]:
+        """Per query, the best ``k`` (segment index, row, score), best first; rows scoring 0 are left out.
+
+        ``allowed`` (one bool mask per segment or None, combined with the live mask) restricts the
+        search itself, so k results come back whenever k allowed rows match. A query term counts as
+        often as it occurs in the query, and terms absent from every live row score nothing, as in bm25s.
+        """
+        if allowed is not None and len(allowed) != len(self.segments):
+            raise ValueError(f"allowed has {len(allowed)} masks for {len(self.segments)} segments")
+        masks = [self._searchable(i, None if allowed is None else allowed[i]) for i in range(len(self.segments))]
+        results = []
+        for tokens in tokenize(queries):
+            weights = {term: count * self.idf(term) for term, count in Counter(tokens).items()}
+            weights = {term: w for term, w in weights.items() if w > 0}
+            hits: list[Hit] = []
+            if weights and k > 0:
+                for i, (segment, mask) in enumerate(zip(self.segments, masks)):
+                    if mask is not False:
+                        hits += self._search_segment(i, segment, mask, weights, k)
+            hits.sort(key=lambda hit: (-hit[2], hit[0], hit[1]))
+            results.append(hits[:k])
+        return results
+
+    def _searchable(self, i: int, allowed: np.ndarray | None) -> np.ndarray | None | bool:
+        """Rows of segment i that may be returned: a bool mask, None for all, or False for none."""
+        live = self.live[i]
+        if allowed is None:
+            mask = live
+        else:
+            allowed = np.asarray(allowed, dtype=bool)
+            if allowed.shape != (len(self.segments[i]),):
+                raise ValueError(f"allowed mask {i} has shape {allowed.shape}, expected ({len(self.segments[i])},)")
+            mask = allowed if live is None else live & allowed
+        if mask is not None and not mask.any():
+            return False
+        return mask
+
+    def _search_segment(self, index: int, segment: LexicalSegment, mask: np.ndarray | None,
+                        weights: dict[str, float], k: int) -> list[Hit]:
+        scores = np.zeros(len(segment), np.float32)
+        # length normalisation k1 * (1 - b + b * length / average), as an affine function of the length
+        slope, intercept = np.float32(K1 * B / self.average_length), np.float32(K1 * (1 - B))
+        touched = []
+        for term, weight in weights.items():
+            rows, tf = segment.postings(term)
+            if mask is not None:
+                keep = mask[rows]
+                rows, tf = rows[keep], tf[keep]
+            if not len(rows):
+                continue
+            tf = tf.astype(np.float32)
+            norm = segment.lengths[rows].astype(np.float32) * slope + intercept
+            scores[rows] += np.float32(weight) * tf / (tf + norm)
+            touched.append(rows)
+        if not touched:
+            return []
+        rows = np.concatenate(touched)
+        values = scores[rows]
+        # A row occurs once per matching term, so the best k * len(touched) entries hold every copy of the best k rows.
+        depth = k * len(touched)
+        if depth < len(rows):
+            best = np.argpartition(-values, depth - 1)[:depth]
+            rows, values = rows[best], values[best]
+        rows, first = np.unique(rows, return_index=True)
+        values = values[first]
+        order = np.lexsort((rows, -values))[:k]
+        return [(index, int(r), float(v)) for r, v in zip(rows[order], values[order])]
