@@ -168,7 +168,7 @@ def test_open_memory_maps_the_postings(tmp_path: Path) -> None:
     assert meta["rows"] == 3 and meta["total_length"] == 5 and meta["terms"] == 4
     segment = LexicalSegment.open(tmp_path / "s")
     assert len(segment) == 3
-    assert all(isinstance(a, np.memmap) for a in (segment.indptr, segment.rows, segment.tf, segment.lengths))
+    assert all(isinstance(a.base, np.memmap) for a in (segment.indptr, segment.rows, segment.tf, segment.lengths))
     rows, tf = segment.postings("bone")
     assert rows.tolist() == [0, 1] and tf.tolist() == [1, 1]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from functools import cache
@@ -42,12 +43,18 @@ INDPTR, ROWS, TERM_FREQUENCIES, LENGTHS = "indptr.npy", "rows.npy", "tf.npy", "l
 SEGMENT_FORMAT = 1
 
 
-@cache
-def _stemmer():  # noqa: ANN202 - PyStemmer has no type hints
-    """One English stemmer per process: building one costs more than stemming a query."""
-    import Stemmer
+_per_thread = threading.local()
 
-    return Stemmer.Stemmer("english")
+
+def _stemmer():  # noqa: ANN202 - PyStemmer has no type hints
+    """One English stemmer per thread: building one costs more than stemming a query, and a PyStemmer
+    stemmer (which caches stems) must not be shared between threads."""
+    stemmer = getattr(_per_thread, "stemmer", None)
+    if stemmer is None:
+        import Stemmer
+
+        stemmer = _per_thread.stemmer = Stemmer.Stemmer("english")
+    return stemmer
 
 
 @cache
@@ -271,7 +278,7 @@ class LexicalSegment:
             arrays = [np.load(folder / name, mmap_mode="r") for name in (INDPTR, ROWS, TERM_FREQUENCIES, LENGTHS)]
         except (OSError, ValueError) as error:
             raise CorruptIndexError(f"BM25 segment {folder} is unreadable ({error}); rebuild the index") from error
-        indptr, rows, tf, lengths = arrays
+        indptr, rows, tf, lengths = (array.view(np.ndarray) for array in arrays)  # slicing a memmap is slow
         if len(indptr) != len(terms) + 1 or len(rows) != len(tf) or len(lengths) != meta["rows"]:
             raise CorruptIndexError(f"BM25 segment {folder} has inconsistent files; rebuild the index")
         return cls(folder, meta, {t: i for i, t in enumerate(terms)}, indptr, rows, tf, lengths)
@@ -317,6 +324,7 @@ class LexicalSearcher:
                 total_length += int(np.asarray(segment.lengths)[live].sum(dtype=np.int64))
         self.average_length = total_length / self.rows if self.rows else 0.0
         self._document_frequency: dict[str, int] = {}
+        self._norms: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return self.rows
@@ -375,33 +383,42 @@ class LexicalSearcher:
             return False
         return mask
 
+    def _length_norms(self, index: int) -> np.ndarray:
+        """k1 * (1 - b + b * length / average length) of every row of segment ``index``, computed on first use."""
+        norms = self._norms.get(index)
+        if norms is None:
+            lengths = self.segments[index].lengths
+            norms = lengths.astype(np.float32) * np.float32(K1 * B / self.average_length) + np.float32(K1 * (1 - B))
+            self._norms[index] = norms
+        return norms
+
     def _search_segment(self, index: int, segment: LexicalSegment, mask: np.ndarray | None,
                         weights: dict[str, float], k: int) -> list[Hit]:
-        scores = np.zeros(len(segment), np.float32)
-        # length normalisation k1 * (1 - b + b * length / average), as an affine function of the length
-        slope, intercept = np.float32(K1 * B / self.average_length), np.float32(K1 * (1 - B))
-        touched = []
-        for term, weight in weights.items():
-            rows, tf = segment.postings(term)
-            if mask is not None:
-                keep = mask[rows]
-                rows, tf = rows[keep], tf[keep]
-            if not len(rows):
-                continue
-            tf = tf.astype(np.float32)
-            norm = segment.lengths[rows].astype(np.float32) * slope + intercept
-            scores[rows] += np.float32(weight) * tf / (tf + norm)
-            touched.append(rows)
-        if not touched:
+        found = [(i, w) for i, w in ((segment.vocabulary.get(t), w) for t, w in weights.items()) if i is not None]
+        if not found:
             return []
-        rows = np.concatenate(touched)
+        term_ids = np.fromiter((i for i, _ in found), np.int64, count=len(found))
+        starts, ends = segment.indptr[term_ids].tolist(), segment.indptr[term_ids + 1].tolist()
+        # all query terms' postings at once, so that each step below is one numpy call per segment
+        rows = np.concatenate([segment.rows[s:e] for s, e in zip(starts, ends)])
+        tf = np.concatenate([segment.tf[s:e] for s, e in zip(starts, ends)]).astype(np.float32)
+        weight = np.repeat(np.array([w for _, w in found], np.float32), np.subtract(ends, starts))
+        # BM25 (Lucene variant, as bm25s): idf * tf / (tf + k1 * (1 - b + b * length / average length))
+        contribution = weight * tf / (tf + self._length_norms(index)[rows])
+        scores = np.zeros(len(segment), np.float32)
+        at = 0
+        for length in np.subtract(ends, starts).tolist():
+            scores[rows[at:at + length]] += contribution[at:at + length]  # rows are unique within one term
+            at += length
         values = scores[rows]
-        # A row occurs once per matching term, so the best k * len(touched) entries hold every copy of the best k rows.
-        depth = k * len(touched)
+        if mask is not None:
+            values[~mask[rows]] = 0  # deleted or filtered out: scored (cheaper than removing), never returned
+        # A row occurs once per matching term, so the best k * terms entries hold every copy of the best k rows.
+        depth = k * len(found)
         if depth < len(rows):
-            best = np.argpartition(-values, depth - 1)[:depth]
+            best = np.argpartition(values, len(values) - depth)[len(values) - depth:]
             rows, values = rows[best], values[best]
         rows, first = np.unique(rows, return_index=True)
         values = values[first]
         order = np.lexsort((rows, -values))[:k]
-        return [(index, int(r), float(v)) for r, v in zip(rows[order], values[order])]
+        return [(index, int(r), float(v)) for r, v in zip(rows[order], values[order]) if v > 0]
