@@ -74,9 +74,18 @@ def main() -> None:
               help="Tokens shared by consecutive passages (default: 32, at most a quarter of the passage length).")
 @click.option("--wait", type=click.FloatRange(0), default=None,
               help="Seconds to wait for another process writing the index (default: as long as it takes).")
+@click.option("--store", default=None,
+              help="Where a new index keeps passages, vectors and BM25: local (default), milvus:PATH.db (Milvus Lite) "
+                   "or milvus:http://host:19530 (a Milvus server). Needs 'retriever[milvus]'.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+              help="Chunk and encode on Ray: --ray starts a local Ray, --ray auto or --ray ray://host:10001 joins a "
+                   "cluster. Needs 'retriever[ray]'.")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Ray encoding actors, one model each (default: one per GPU, else one per CPU).")
 @quiet_option
 def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk_tokens: int | None,
-          overlap: int | None, wait: float | None, quiet: bool) -> None:
+          overlap: int | None, wait: float | None, store: str | None, ray_address: str | None, workers: int | None,
+          quiet: bool) -> None:
     """Index PATH (a folder, searched recursively, or a file); re-running updates it incrementally."""
     from retriever.errors import RetrieverError
     from retriever.retriever import Retriever, default_index_dir
@@ -84,8 +93,11 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
     if not path.exists():
         raise RetrieverError(f"path not found: {path}")
     target = index_dir or default_index_dir(path, INDEX_HOME)
+    if workers is not None and ray_address is None:
+        raise RetrieverError("--workers sets the number of Ray encoding actors: add --ray")
     retriever = Retriever.build(path, index_dir=target, model=model, ann=ann, chunk_tokens=chunk_tokens,
-                                overlap=overlap, progress=not quiet, wait=wait)
+                                overlap=overlap, progress=not quiet, wait=wait, store=store, ray=ray_address,
+                                workers=workers)
     report = retriever.last_report
     for file, reason in report.skipped_files:
         click.echo(f"warning: skipped {file}: {reason}", err=True)
@@ -153,13 +165,15 @@ def info(index_dir: Path | None, as_json: bool) -> None:
     kinds = ", ".join(f"{n} {kind}" for kind, n in ann["segments_by_kind"].items())
     lines = [
         ("index", details["index"]),
+        ("store", details["store"]),
         ("model", f"{model['name']} ({model['architecture']}, fingerprint {model['fingerprint']})"),
         ("dimensions", model["dimension"]),
         ("similarity", f"{details['similarity']} (normalised vectors, inner product)"),
         ("ann", f"{ann['requested']} (segments: {kinds or 'none'}); "
                 f"{ann['ram_bytes_per_passage']:.0f} bytes/passage in RAM"),
         ("chunking", f"{details['chunking']['max_tokens']} tokens, overlap {details['chunking']['overlap_tokens']}"),
-        ("lexical", "BM25 (English stemming and stopwords, statistics over every live passage)"),
+        ("lexical", "BM25 (English stemming and stopwords, statistics over every live passage)"
+         + ("" if details["store"] == "local" else ", by Milvus full-text search")),
         ("verification", f"threshold {details['extras']['verification']['threshold']:.4f} "
          f"({details['extras']['verification']['objective']})" if details["extras"].get("verification")
          else "uncalibrated (run 'retriever calibrate')"),

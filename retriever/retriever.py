@@ -26,9 +26,9 @@ import numpy as np
 
 from retriever.encoding.encoder import DEFAULT_MODEL, Encoder, model_fingerprint, resolve_model_path
 from retriever.errors import ModelMismatchError, RetrieverError
+from retriever.index.backend import IndexReader, IndexUpdater, open_reader, parse_store
 from retriever.index.layout import IndexLayout
 from retriever.index.manifest import Manifest
-from retriever.index.snapshot import Snapshot
 from retriever.index.updates import delete, sync_folder, upsert
 from retriever.index.vectors import ANN_CHOICES, check_ann
 from retriever.index.writer import IndexWriter, collect_garbage_if_idle, writing
@@ -49,13 +49,15 @@ DEFAULT_OVERLAP = 32
 class Retriever:
     """A searchable index over a corpus: built once, updated incrementally, searched by meaning and by words."""
 
-    def __init__(self, layout: IndexLayout, snapshot: Snapshot, encoder: Encoder | None = None,
+    def __init__(self, layout: IndexLayout, snapshot: IndexReader, encoder: Encoder | None = None,
                  wait: float | None = None) -> None:
         self.layout = layout
         self.snapshot = snapshot
         self._encoder = encoder
         self.wait = wait  # seconds a write waits for another writer (None: as long as it takes)
         self.last_report: IndexReport | None = None
+        self.ray: str | None = None  # encode on Ray: "local", "auto" or "ray://host:10001" (None: in this process)
+        self.workers: int | None = None  # Ray encoding actors (None: one per GPU, else one per CPU)
 
     # construction ------------------------------------------------------------------------------------------
     @classmethod
@@ -70,6 +72,9 @@ class Retriever:
         progress: bool = False,
         encoder: Encoder | None = None,
         wait: float | None = None,
+        store: str | None = None,
+        ray: str | None = None,
+        workers: int | None = None,
     ) -> Retriever:
         """Index a folder, a file or records into ``index_dir``; updates the index if it exists.
 
@@ -78,6 +83,10 @@ class Retriever:
         passages) defaults to 32, or a quarter of the passage length if that is less; an existing index keeps
         its own. ``encoder`` reuses an already loaded model (e.g. across several builds in one process).
         ``wait``: seconds to wait for another process writing the same index (None: as long as it takes).
+        ``store``: where a new index keeps passages, vectors and BM25: ``"local"`` (default), ``"milvus:PATH.db"``
+        (Milvus Lite) or ``"milvus:http://host:19530"``; an existing index keeps its own. ``ray``: chunk and encode
+        on Ray (``"local"`` starts one on this machine, ``"auto"`` or ``"ray://host:10001"`` joins a cluster) with
+        ``workers`` actors, one model each.
         """
         if isinstance(source, (str, Path)):
             path = Path(source)
@@ -87,15 +96,24 @@ class Retriever:
         elif index_dir is None:
             raise RetrieverError("index_dir is required when building from records")
         check_ann(ann)
+        spec = parse_store(store)
+        if ray is not None:
+            from retriever.ingest.ray_embedder import check_ray
+
+            check_ray(workers)
         layout = IndexLayout(index_dir)
         if layout.exists():
             retriever = cls.load(layout.root, model=model, wait=wait)
             if encoder is not None:
                 retriever._use_encoder(encoder)
             retriever._check_build_options(chunk_tokens, overlap)
+            if store is not None and parse_store(retriever.manifest.store) != spec:
+                raise RetrieverError(f"index {layout.name} is stored in {retriever.manifest.store}, not {store}; "
+                                     "build a new index to use another store")
         else:
             layout.check_folder()
-            retriever = cls._new(layout, model or DEFAULT_MODEL, ann, chunk_tokens, overlap, encoder, wait)
+            retriever = cls._new(layout, model or DEFAULT_MODEL, ann, chunk_tokens, overlap, encoder, wait, spec)
+        retriever.ray, retriever.workers = ray, workers
         if isinstance(source, (str, Path)):
             retriever.index_folder(Path(source), progress=progress, ann=ann)
         else:
@@ -104,7 +122,7 @@ class Retriever:
 
     @classmethod
     def _new(cls, layout: IndexLayout, model: str, ann: str, chunk_tokens: int | None, overlap: int | None,
-             encoder: Encoder | None, wait: float | None) -> Retriever:
+             encoder: Encoder | None, wait: float | None, store: Any = None) -> Retriever:
         """A Retriever for an index not written yet: its first write creates it."""
         encoder = encoder or Encoder(model)
         max_tokens = min(chunk_tokens or encoder.max_seq_length, encoder.max_seq_length)
@@ -120,10 +138,16 @@ class Retriever:
             model=encoder.describe(),
             chunking={"max_tokens": max_tokens, "overlap_tokens": overlap, "title_prefix": True},
             ann={"requested": ann, "params": {}},
+            store=str(store) if store is not None else "local",
         )
+        if store is not None and not store.is_local:
+            from retriever.index.milvus.collections import vector_index
+
+            vector_index(ann)  # refuse, before any encoding, an ANN kind Milvus does not have
         retriever = cls.__new__(cls)
         retriever.layout, retriever._encoder, retriever.wait = layout, encoder, wait
         retriever.last_report = None
+        retriever.ray, retriever.workers = None, None
         retriever.snapshot = None
         retriever._template = manifest
         return retriever
@@ -137,7 +161,7 @@ class Retriever:
         ``SyntheticEncoder``), and must be the model that built it.
         """
         layout = IndexLayout(index_dir)
-        snapshot = Snapshot.open(layout)
+        snapshot = open_reader(layout)
         if model is not None:
             built_with = snapshot.manifest.model["fingerprint"]
             given = model_fingerprint(resolve_model_path(model))
@@ -230,7 +254,7 @@ class Retriever:
             return 0
         removed = [0]
 
-        def apply(writer: IndexWriter, embed: Any, report: IndexReport, bar: Any) -> None:
+        def apply(writer: IndexUpdater, embed: Any, report: IndexReport, bar: Any) -> None:
             removed[0] = delete(writer, writer.base, [str(i) for i in wanted])
             report.removed = removed[0]
 
@@ -244,11 +268,14 @@ class Retriever:
         if self.snapshot is None:
             return 0
         with writing(self.layout, wait=self.wait) as writer:
+            if not isinstance(writer, IndexWriter):  # Milvus merges its own segments
+                writer.compact()
+                return 0
             done = merge_if_needed(self.layout, writer, force=True)
         self.refresh()
         return done
 
-    def _update(self, apply: Callable[[IndexWriter, Any, IndexReport, Any], None], progress: bool,
+    def _update(self, apply: Callable[[IndexUpdater, Any, IndexReport, Any], None], progress: bool,
                 ann: str = "auto") -> IndexReport:
         """Run one update under the writer lock; ``self`` moves to the new version if it succeeds."""
         started = time.perf_counter()
@@ -265,8 +292,7 @@ class Retriever:
                 if ann != "auto" and ann != writer.manifest.ann["requested"]:
                     writer.manifest.ann["requested"] = ann
                     writer.rekind = True
-                embed = LocalEmbedder(lambda: self.encoder, self._chunker)
-                apply(writer, embed, report, bar)
+                apply(writer, self._embedder(), report, bar)
         finally:
             if bar is not None:
                 bar.close()
@@ -275,6 +301,18 @@ class Retriever:
         report.seconds = time.perf_counter() - started
         self.last_report = report
         return report
+
+    def _embedder(self) -> Any:
+        """Where passages are chunked and encoded: in this process, or on Ray when ``ray`` is set."""
+        if self.ray is None:
+            return LocalEmbedder(lambda: self.encoder, self._chunker)
+        from retriever.ingest.ray_embedder import RayEmbedder
+
+        recorded = self.manifest.model
+        path = recorded.get("path")
+        model = path if path and Path(path).is_dir() else recorded["name"]
+        return RayEmbedder(model, recorded["fingerprint"], self.manifest.chunking, address=self.ray,
+                           workers=self.workers)
 
     def _chunker(self) -> Chunker:
         chunking = self.manifest.chunking
@@ -339,7 +377,7 @@ class Retriever:
         vectors = self.encoder.encode_queries(queries) if options.mode != "lexical" else None
         return search_batch(queries, vectors, options, snapshot, head)
 
-    def _snapshot(self) -> Snapshot:
+    def _snapshot(self) -> IndexReader:
         if self.snapshot is None:
             raise RetrieverError(f"index {self.layout.name} is empty or closed")
         return self.snapshot
@@ -390,7 +428,7 @@ class Retriever:
         if self.snapshot is not None and self.layout.current() == self.snapshot.generation:
             return False
         old = self.snapshot
-        self.snapshot = Snapshot.open(self.layout, reuse=old)
+        self.snapshot = open_reader(self.layout, reuse=old)
         if old is not None:
             old.close()
         return True
@@ -428,6 +466,7 @@ class Retriever:
         passages = max(1, snapshot.passages)
         return {
             "index": str(self.layout.root),
+            "store": m.store,
             "generation": m.generation,
             "model": m.model,
             "similarity": m.similarity,
