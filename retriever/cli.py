@@ -228,7 +228,7 @@ def check(index_dir: Path | None) -> None:
 @click.option("--base-model", default="all-MiniLM-L6-v2", show_default=True, help="Model of the dense baselines.")
 @click.option("--systems", default="bm25,reference,flat,hnsw,hybrid,hybrid-rrf", show_default=True,
               help="Comma-separated systems: bm25, reference (plain sentence-transformers), flat, hnsw (dense "
-                   "search of this engine), hybrid (convex fusion), hybrid-rrf.")
+                   "search of this engine), lexical (its BM25), hybrid (convex fusion), hybrid-rrf.")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("benchmarks/results"), show_default=True)
 @click.option("--cache", type=click.Path(path_type=Path), default=None,
               help="Embedding cache directory (default: ~/.cache/retriever/embeddings).")
@@ -236,9 +236,13 @@ def check(index_dir: Path | None) -> None:
 @click.option("--limit-docs", type=click.IntRange(1), default=None,
               help="Keep only N documents; those judged for the kept queries always stay.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--store", default=None,
+              help="Also run each engine system on this store (milvus:PATH.db or milvus:http://host:19530), as "
+                   "milvus-<system> columns beside the local ones.")
 @quiet_option
 def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, systems: str, output: Path,
-          cache: Path | None, limit_queries: int | None, limit_docs: int | None, seed: int, quiet: bool) -> None:
+          cache: Path | None, limit_queries: int | None, limit_docs: int | None, seed: int, store: str | None,
+          quiet: bool) -> None:
     """Benchmark quality and speed on a BEIR dataset folder, beside BM25 and plain sentence-transformers."""
     from retriever.errors import RetrieverError
     from retriever.eval.bench import SYSTEMS, BenchConfig, markdown_table, run_bench
@@ -247,8 +251,14 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
     unknown = [s for s in chosen if s not in SYSTEMS]
     if unknown:
         raise RetrieverError(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
+    if store is not None:
+        from retriever.index.backend import parse_store
+
+        if parse_store(store).is_local:
+            raise RetrieverError("--store names a second store to compare with the local one: milvus:PATH.db or "
+                                 "milvus:http://host:19530")
     config = BenchConfig(dataset=dataset, split=split, model=base_model, finetuned=finetuned, systems=chosen,
-                         output=output, limit_queries=limit_queries, limit_docs=limit_docs, seed=seed)
+                         output=output, limit_queries=limit_queries, limit_docs=limit_docs, seed=seed, store=store)
     if cache is not None:
         config.cache = cache
     report = run_bench(config, log=lambda line: click.echo(line, err=True), progress=not quiet)

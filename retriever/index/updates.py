@@ -33,7 +33,7 @@ def sync_folder(writer: IndexWriter, base: Snapshot | None, root: Path, embed: E
     report.unchanged += sum(base.catalog.documents(f) for f in changes.unchanged) if base is not None else 0
     if base is None and not any(changes.ids.values()):
         raise RetrieverError(
-            f"nothing to index in {root}: no readable .txt, .md, .rst, .html, .json(l) or .pdf files"
+            f"nothing to index in {root}: no readable .txt, .md, .rst, .html, .json(l), .parquet or .pdf files"
         )
     keeps = _claims(base, changes.ids, set(changes.deleted))
     claimed = {doc_id for ids in keeps.values() for doc_id in ids}

@@ -1,4 +1,4 @@
-"""Reading files into Documents: plain text, Markdown, reStructuredText, HTML, JSON/JSONL, PDF.
+"""Reading files into Documents: plain text, Markdown, reStructuredText, HTML, JSON/JSONL, Parquet, PDF.
 
 A file that cannot be read as text (binary, not UTF-8, unreadable) raises
 ``UnreadableFileError`` so that the caller can skip it with a warning and go on; a malformed
@@ -20,8 +20,9 @@ from retriever.ingest.documents import Document, document_from_record
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm"}
 RECORD_SUFFIXES = {".jsonl", ".json"}
+PARQUET_SUFFIXES = {".parquet"}
 PDF_SUFFIXES = {".pdf"}
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | RECORD_SUFFIXES | PDF_SUFFIXES
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | RECORD_SUFFIXES | PARQUET_SUFFIXES | PDF_SUFFIXES
 
 
 class UnreadableFileError(Exception):
@@ -55,6 +56,8 @@ def read_file(path: Path, doc_id: str) -> list[Document]:
     source = str(path)
     if suffix in PDF_SUFFIXES:
         return [_read_pdf(path, doc_id)]
+    if suffix in PARQUET_SUFFIXES:
+        return _read_parquet(path)
     text = _read_text(path)
     if suffix in RECORD_SUFFIXES:
         return _read_records(text, path, suffix == ".jsonl")
@@ -100,6 +103,25 @@ def _read_records(text: str, path: Path, jsonl: bool) -> list[Document]:
         raise InputFormatError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
     records = data if isinstance(data, list) else [data]
     return [document_from_record(r, f"{path}[{i}]", source) for i, r in enumerate(records)]
+
+
+def _read_parquet(path: Path) -> list[Document]:
+    """Records of a Parquet file, one per row, read as JSONL records are (``_id``/``id``, ``title``, ``text``,
+    other columns as metadata); read with pyarrow, batch by batch."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = str(path)
+    try:
+        parquet = pq.ParquetFile(path)
+        docs, row = [], 0
+        for batch in parquet.iter_batches(batch_size=8_192):
+            for record in batch.to_pylist():
+                row += 1
+                docs.append(document_from_record(record, f"{path}[row {row}]", source))
+        return docs
+    except (pa.ArrowException, OSError) as exc:
+        raise UnreadableFileError(f"unreadable Parquet file ({str(exc).splitlines()[0][:120]})") from exc
 
 
 def _markdown_title(text: str) -> str:

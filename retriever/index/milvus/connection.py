@@ -35,6 +35,8 @@ def connect(uri: str) -> Any:
     import logging
 
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # its errors reach the user as one-line messages
+    if is_lite(uri):  # Milvus Lite's in-process server logs the timestamp call it lacks (query iterators fall back)
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
     try:
         client = MilvusClient(uri)
     except Exception as exc:  # noqa: BLE001 - pymilvus reports connection problems with several exception types
