@@ -100,7 +100,7 @@ class Retriever:
         if ray is not None:
             from retriever.ingest.ray_embedder import check_ray
 
-            check_ray(workers)
+            check_ray(workers, ray)
         layout = IndexLayout(index_dir)
         if layout.exists():
             retriever = cls.load(layout.root, model=model, wait=wait)

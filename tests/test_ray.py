@@ -108,6 +108,8 @@ def test_the_cli_takes_ray_and_workers(tmp_path: Path, corpus: Path, tiny_model:
     result = runner.invoke(main, ["index", str(corpus), "--index", str(tmp_path / "j"), "--model", tiny_model,
                                   "--workers", "2"])
     assert result.exit_code == 1 and "add --ray" in result.output
+    result = runner.invoke(main, ["index", "--ray", str(corpus), str(corpus), "--index", str(tmp_path / "k")])
+    assert result.exit_code == 1 and "write the corpus PATH before --ray" in result.output
 
 
 def test_without_the_extra_ray_says_what_to_install(tmp_path: Path, corpus: Path, tiny_model: str,

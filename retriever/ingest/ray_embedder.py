@@ -15,6 +15,7 @@ actors import ``retriever``) and the model at the same path, or a name every nod
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -30,8 +31,14 @@ BLOCK_DOCUMENTS = 8_192  # documents per Ray Data job: big enough to keep every 
 BATCH_DOCUMENTS = 128  # documents per map_batches call of one actor
 
 
-def check_ray(workers: int | None = None) -> None:
-    """A one-line error, before any work, if Ray Data is not installed or ``workers`` is not a count."""
+ADDRESS = re.compile(r"^(local|auto|ray://\S+|[\w.-]+:\d+)$")
+
+
+def check_ray(workers: int | None = None, address: str | None = None) -> None:
+    """A one-line error, before any work, if Ray Data is not installed or an argument is not usable."""
+    if address is not None and not ADDRESS.match(address):
+        raise RetrieverError(f"--ray takes local, auto, ray://HOST:10001 or HOST:PORT, not {address!r} "
+                             "(write the corpus PATH before --ray)")
     try:
         import ray.data  # noqa: F401
     except ImportError:
