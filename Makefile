@@ -23,6 +23,7 @@ demo: install
 	$(BIN)/retriever search "why is rest important for learning" --index indexes/sample-corpus -k 3
 
 test: install
+	$(BIN)/pip install --quiet -e '.[all]'  # every optional extra, so their tests run instead of being skipped
 	$(BIN)/python -m pytest
 
 lint: install

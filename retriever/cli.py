@@ -202,13 +202,20 @@ def main(debug: bool) -> None:
 @backend_option
 @quantize_option
 @device_option
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-              help="Encoding processes (for machines with many cores).")
+@click.option("--store", default=None,
+              help="Where a new index keeps passages, vectors and BM25: local (default), milvus:PATH.db (Milvus Lite) "
+                   "or milvus:http://host:19530 (a Milvus server). Needs 'retriever[milvus]'.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+              help="Chunk and encode on Ray: --ray starts a local Ray, --ray auto or --ray ray://host:10001 joins a "
+                   "cluster. Needs 'retriever[ray]'.")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Encoding processes (for machines with many cores) [default: 1]; with --ray, encoding actors "
+                   "[default: one per GPU, else one per CPU].")
 @quiet_option
 def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk_tokens: int | None,
           overlap: int | None, wait: float | None, strict: bool, adapt_first: bool, adapt_output: Path | None,
-          minutes: float | None, backend: str | None, quantize: str | None, device: str, workers: int,
-          quiet: bool) -> None:
+          minutes: float | None, backend: str | None, quantize: str | None, device: str, store: str | None,
+          ray_address: str | None, workers: int | None, quiet: bool) -> None:
     """Index PATH (a folder, searched recursively, or a file); re-running updates it incrementally.
 
     Unreadable files, records with no text and no title, and duplicate ids are skipped with one
@@ -230,7 +237,8 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
         raise RetrieverError("--adapt-output and --minutes go with --adapt")
     retriever = Retriever.build(path, index_dir=target, model=model, ann=ann, chunk_tokens=chunk_tokens,
                                 overlap=overlap, progress=not quiet, wait=wait, strict=strict, backend=backend,
-                                quantize=quantize, device=device, workers=workers)
+                                quantize=quantize, device=device, workers=workers, store=store,
+                                ray=ray_address)
     retriever.close()
     report = retriever.last_report
     click.echo(f"{target}: {report.summary()}")
@@ -301,6 +309,7 @@ def info(index_dir: Path | None, as_json: bool) -> None:
     kinds = ", ".join(f"{n} {kind}" for kind, n in ann["segments_by_kind"].items())
     lines = [
         ("index", details["index"]),
+        ("store", details["store"]),
         ("model", f"{model['name']} ({model['architecture']}, fingerprint {model['fingerprint']})"),
         ("encoder", f"{model.get('backend', 'torch')}, {model.get('quantize', 'none')}"
          + (f", calibration {model['calibration']}" if model.get("calibration") else "")),
@@ -309,7 +318,8 @@ def info(index_dir: Path | None, as_json: bool) -> None:
         ("ann", f"{ann['requested']} (segments: {kinds or 'none'}); "
                 f"{ann['ram_bytes_per_passage']:.0f} bytes/passage in RAM"),
         ("chunking", f"{details['chunking']['max_tokens']} tokens, overlap {details['chunking']['overlap_tokens']}"),
-        ("lexical", "BM25 (English stemming and stopwords, statistics over every live passage)"),
+        ("lexical", "BM25 (English stemming and stopwords, statistics over every live passage)"
+         + ("" if details["store"] == "local" else ", by Milvus full-text search")),
         ("verification", f"threshold {details['extras']['verification']['threshold']:.4f} "
          f"({details['extras']['verification']['objective']})" if details["extras"].get("verification")
          else "uncalibrated (run 'retriever calibrate')"),
@@ -364,7 +374,7 @@ def check(index_dir: Path | None) -> None:
 @click.option("--base-model", default="all-MiniLM-L6-v2", show_default=True, help="Model of the dense baselines.")
 @click.option("--systems", default="bm25,reference,flat,hnsw,hybrid,hybrid-rrf", show_default=True,
               help="Comma-separated systems: bm25, reference (plain sentence-transformers), flat, hnsw (dense "
-                   "search of this engine), hybrid (convex fusion), hybrid-rrf.")
+                   "search of this engine), lexical (its BM25), hybrid (convex fusion), hybrid-rrf.")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("benchmarks/results"), show_default=True)
 @click.option("--cache", type=click.Path(path_type=Path), default=None,
               help="Embedding cache directory (default: ~/.cache/retriever/embeddings).")
@@ -380,10 +390,13 @@ def check(index_dir: Path | None) -> None:
                    "(beside plain sentence-transformers); written to encoding-<dataset>-<split>.md/.json.")
 @click.option("--speed-docs", type=click.IntRange(1), default=500, show_default=True,
               help="Documents every encoding-table row encodes for its docs/s.")
+@click.option("--store", default=None,
+              help="Also run each engine system on this store (milvus:PATH.db or milvus:http://host:19530), as "
+                   "milvus-<system> columns beside the local ones.")
 @quiet_option
 def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, systems: str, output: Path,
           cache: Path | None, limit_queries: int | None, limit_docs: int | None, seed: int, backend: str | None,
-          quantize: str | None, device: str, backends: str, speed_docs: int, quiet: bool) -> None:
+          quantize: str | None, device: str, backends: str, speed_docs: int, store: str | None, quiet: bool) -> None:
     """Benchmark quality and speed on a BEIR dataset folder, beside BM25 and plain sentence-transformers."""
     from retriever.errors import RetrieverError
     from retriever.extras import require_extra
@@ -402,9 +415,16 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
     rows = tuple(b.strip() for b in backends.split(",") if b.strip())
     for row in rows:
         parse_backend_label(row)  # an unknown backend is refused before any work
+    if store is not None:
+        from retriever.index.backend import parse_store
+
+        if parse_store(store).is_local:
+            raise RetrieverError("--store names a second store to compare with the local one: milvus:PATH.db or "
+                                 "milvus:http://host:19530")
     config = BenchConfig(dataset=dataset, split=split, model=base_model, finetuned=finetuned, systems=chosen,
                          output=output, limit_queries=limit_queries, limit_docs=limit_docs, seed=seed,
-                         backend=backend, quantize=quantize, device=device, backends=rows, speed_docs=speed_docs)
+                         backend=backend, quantize=quantize, device=device, backends=rows, speed_docs=speed_docs,
+                         store=store)
     if cache is not None:
         config.cache = cache
     report = run_bench(config, log=lambda line: click.echo(line, err=True), progress=not quiet)

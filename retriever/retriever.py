@@ -29,9 +29,9 @@ from retriever import validation
 from retriever.encoding.backends import backend_label, resolve_backend
 from retriever.encoding.encoder import DEFAULT_MODEL, Encoder, model_fingerprint, resolve_model_path
 from retriever.errors import ModelMismatchError, RetrieverError, RetrieverWarning
+from retriever.index.backend import IndexReader, IndexUpdater, open_reader, parse_store
 from retriever.index.layout import IndexLayout
 from retriever.index.manifest import Manifest
-from retriever.index.snapshot import Snapshot
 from retriever.index.updates import delete, sync_folder, upsert
 from retriever.index.vectors import ANN_CHOICES, check_ann
 from retriever.index.writer import IndexWriter, collect_garbage_if_idle, writing
@@ -52,7 +52,7 @@ DEFAULT_OVERLAP = 32
 class Retriever:
     """A searchable index over a corpus: built once, updated incrementally, searched by meaning and by words."""
 
-    def __init__(self, layout: IndexLayout, snapshot: Snapshot, encoder: Encoder | None = None,
+    def __init__(self, layout: IndexLayout, snapshot: IndexReader, encoder: Encoder | None = None,
                  wait: float | None = None) -> None:
         self.layout = layout
         self.snapshot = snapshot
@@ -60,6 +60,8 @@ class Retriever:
         self._encoder_options: dict[str, Any] = {}  # device and workers of the encoder loaded on first use
         self.wait = wait  # seconds a write waits for another writer (None: as long as it takes)
         self.last_report: IndexReport | None = None
+        self.ray: str | None = None  # encode on Ray: "local", "auto" or "ray://host:10001" (None: in this process)
+        self.workers: int | None = None  # Ray encoding actors (None: one per GPU, else one per CPU)
 
     # construction ------------------------------------------------------------------------------------------
     @classmethod
@@ -78,7 +80,9 @@ class Retriever:
         backend: str | None = None,
         quantize: str | None = None,
         device: str = "auto",
-        workers: int = 1,
+        workers: int | None = None,
+        store: str | None = None,
+        ray: str | None = None,
     ) -> Retriever:
         """Index a folder, a file or records into ``index_dir``; updates the index if it exists.
 
@@ -91,7 +95,11 @@ class Retriever:
         ``RetrieverWarning`` per kind; ``strict=True`` refuses to write anything instead.
         ``backend`` (torch, onnx, openvino) and ``quantize`` (none, int8) say how a new index is encoded
         (default: the engine's default backend) and must match an existing index's; ``device`` (auto, cpu,
-        cuda, mps) and ``workers`` (encoding processes) say where.
+        cuda, mps) and ``workers`` (encoding processes, default 1) say where.
+        ``store``: where a new index keeps passages, vectors and BM25: ``"local"`` (default), ``"milvus:PATH.db"``
+        (Milvus Lite) or ``"milvus:http://host:19530"``; an existing index keeps its own. ``ray``: chunk and encode
+        on Ray (``"local"`` starts one on this machine, ``"auto"`` or ``"ray://host:10001"`` joins a cluster) with
+        ``workers`` actors, one model each (default: one per GPU, else one per CPU).
         """
         if isinstance(source, (str, Path)):
             path = Path(source)
@@ -101,20 +109,29 @@ class Retriever:
         elif index_dir is None:
             raise RetrieverError("index_dir is required when building from records")
         check_ann(ann)
+        spec = parse_store(store)
+        if ray is not None:
+            from retriever.ingest.ray_embedder import check_ray
+
+            check_ray(workers, ray)
         layout = IndexLayout(index_dir)
         if layout.exists():
             retriever = cls.load(layout.root, model=model, wait=wait, backend=backend, quantize=quantize,
-                                 device=device, workers=workers)
+                                 device=device, workers=1 if ray is not None else workers or 1)
             if encoder is not None:
                 retriever._use_encoder(encoder)
             retriever._check_build_options(chunk_tokens, overlap)
+            if store is not None and parse_store(retriever.manifest.store) != spec:
+                raise RetrieverError(f"index {layout.name} is stored in {retriever.manifest.store}, not {store}; "
+                                     "build a new index to use another store")
         else:
             layout.check_folder()
             if encoder is None:  # how a new index is encoded: backend, quantization, device, workers
                 backend, quantize = resolve_backend(backend, quantize)
                 encoder = Encoder(model or DEFAULT_MODEL, backend=backend, quantize=quantize, device=device,
-                                  workers=workers)
-            retriever = cls._new(layout, model or DEFAULT_MODEL, ann, chunk_tokens, overlap, encoder, wait)
+                                  workers=1 if ray is not None else workers or 1)
+            retriever = cls._new(layout, model or DEFAULT_MODEL, ann, chunk_tokens, overlap, encoder, wait, spec)
+        retriever.ray, retriever.workers = ray, workers
         if isinstance(source, (str, Path)):
             retriever.index_folder(Path(source), progress=progress, ann=ann, strict=strict)
         else:
@@ -123,7 +140,7 @@ class Retriever:
 
     @classmethod
     def _new(cls, layout: IndexLayout, model: str, ann: str, chunk_tokens: int | None, overlap: int | None,
-             encoder: Encoder | None, wait: float | None) -> Retriever:
+             encoder: Encoder | None, wait: float | None, store: Any = None) -> Retriever:
         """A Retriever for an index not written yet: its first write creates it."""
         encoder = encoder or Encoder(model)
         max_tokens = min(chunk_tokens or encoder.max_seq_length, encoder.max_seq_length)
@@ -139,11 +156,17 @@ class Retriever:
             model=encoder.describe(),
             chunking={"max_tokens": max_tokens, "overlap_tokens": overlap, "title_prefix": True},
             ann={"requested": ann, "params": {}},
+            store=str(store) if store is not None else "local",
         )
+        if store is not None and not store.is_local:
+            from retriever.index.milvus.collections import vector_index
+
+            vector_index(ann)  # refuse, before any encoding, an ANN kind Milvus does not have
         retriever = cls.__new__(cls)
         retriever.layout, retriever._encoder, retriever.wait = layout, encoder, wait
         retriever._encoder_options = {}
         retriever.last_report = None
+        retriever.ray, retriever.workers = None, None
         retriever.snapshot = None
         retriever._template = manifest
         return retriever
@@ -159,7 +182,7 @@ class Retriever:
         queries (and new documents) are encoded.
         """
         layout = IndexLayout(index_dir)
-        snapshot = Snapshot.open(layout)
+        snapshot = open_reader(layout)
         try:
             _check_backend(snapshot.manifest.model, backend, quantize, layout.name)
         except ModelMismatchError:
@@ -269,7 +292,7 @@ class Retriever:
             return 0
         removed = [0]
 
-        def apply(writer: IndexWriter, embed: Any, report: IndexReport, bar: Any) -> None:
+        def apply(writer: IndexUpdater, embed: Any, report: IndexReport, bar: Any) -> None:
             removed[0] = delete(writer, writer.base, wanted)
             report.removed = removed[0]
 
@@ -283,11 +306,14 @@ class Retriever:
         if self.snapshot is None:
             return 0
         with writing(self.layout, wait=self.wait) as writer:
+            if not isinstance(writer, IndexWriter):  # Milvus merges its own segments
+                writer.compact()
+                return 0
             done = merge_if_needed(self.layout, writer, force=True)
         self.refresh()
         return done
 
-    def _update(self, apply: Callable[[IndexWriter, Any, IndexReport, Any], None], progress: bool,
+    def _update(self, apply: Callable[[IndexUpdater, Any, IndexReport, Any], None], progress: bool,
                 ann: str = "auto") -> IndexReport:
         """Run one update under the writer lock; ``self`` moves to the new version if it succeeds."""
         if self.closed:
@@ -306,9 +332,7 @@ class Retriever:
                 if ann != "auto" and ann != writer.manifest.ann["requested"]:
                     writer.manifest.ann["requested"] = ann
                     writer.rekind = True
-                embed = LocalEmbedder(lambda: self.encoder, self._chunker, on_encoded=lambda: _record_model(writer,
-                                                                                                          self.encoder))
-                apply(writer, embed, report, bar)
+                apply(writer, self._embedder(writer), report, bar)
         finally:
             if bar is not None:
                 bar.close()
@@ -317,6 +341,26 @@ class Retriever:
         report.seconds = time.perf_counter() - started
         self.last_report = report
         return report
+
+    def _embedder(self, writer: IndexUpdater) -> Any:
+        """Where passages are chunked and encoded: in this process, or on Ray when ``ray`` is set.
+
+        Either way the index records the encoder as it was after its first encoding (a static int8 encoder is
+        calibrated on the first documents), and Ray's actors load exactly that encoder.
+        """
+        def record() -> None:
+            _record_model(writer, self.encoder)
+
+        if self.ray is None:
+            return LocalEmbedder(lambda: self.encoder, self._chunker, on_encoded=record)
+        from retriever.ingest.ray_embedder import RayEmbedder
+
+        def describe(texts: list[str]) -> dict[str, Any]:
+            self.encoder.prepare(texts)
+            record()
+            return {**self.encoder.describe(), "exports": str(self.encoder.exports)}
+
+        return RayEmbedder(describe, self.manifest.chunking, address=self.ray, workers=self.workers)
 
     def _chunker(self) -> Chunker:
         chunking = self.manifest.chunking
@@ -371,7 +415,7 @@ class Retriever:
             rerank=rerank,
         )
         options.validate()
-        if conditions and not any(mask is None or mask.any() for mask in options.allowed):
+        if conditions and snapshot.available(options.allowed) == 0:
             for message in filter_warnings(conditions, snapshot.field_types):  # say why, when it is a mistake
                 warnings.warn(message, RetrieverWarning, stacklevel=2)
         if not queries:
@@ -387,7 +431,7 @@ class Retriever:
         vectors = self.encoder.encode_queries(queries) if options.mode != "lexical" else None
         return search_batch(queries, vectors, options, snapshot, head)
 
-    def _snapshot(self) -> Snapshot:
+    def _snapshot(self) -> IndexReader:
         if self.closed:
             raise RetrieverError(f"index {self.layout.name} was closed; load it again")
         if self.snapshot is None:
@@ -445,7 +489,7 @@ class Retriever:
         if self.snapshot is not None and self.layout.current() == self.snapshot.generation:
             return False
         old = self.snapshot
-        self.snapshot = Snapshot.open(self.layout, reuse=old)
+        self.snapshot = open_reader(self.layout, reuse=old)
         if old is not None:
             old.close()
         return True
@@ -505,6 +549,7 @@ class Retriever:
         passages = max(1, snapshot.passages)
         return {
             "index": str(self.layout.root),
+            "store": m.store,
             "generation": m.generation,
             "model": m.model,
             "similarity": m.similarity,

@@ -234,3 +234,32 @@ def test_a_jsonl_file_streams_one_record_at_a_time(tmp_path: Path) -> None:
     assert next(documents).doc_id == "a" and next(documents).doc_id == "b"  # read before the bad line is reached
     with pytest.raises(InputFormatError, match="big.jsonl:3"):
         next(documents)
+
+
+def test_parquet_rows_are_records_like_jsonl_lines(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "part-0.parquet"
+    pq.write_table(pa.Table.from_pylist([
+        {"id": 7, "title": "Refunds", "text": "A refund is paid to your card.", "year": 2021, "tags": ["money"]},
+        {"id": 8, "title": "Delivery", "text": "Your parcel arrives in two days.", "year": 2019, "tags": []},
+    ]), path)
+    docs = read_file(path, "part-0.parquet")
+    assert [(d.doc_id, d.title, d.text) for d in docs] == [
+        ("7", "Refunds", "A refund is paid to your card."), ("8", "Delivery", "Your parcel arrives in two days.")]
+    assert docs[0].metadata == {"year": 2021, "tags": ["money"]} and docs[0].source == str(path)
+
+
+def test_parquet_without_ids_or_unreadable_is_named(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "no-ids.parquet"
+    pq.write_table(pa.Table.from_pylist([{"text": "no id here"}]), path)
+    with pytest.raises(InputFormatError, match=r"no-ids.parquet\[row 1\].*no '_id' or 'id'"):
+        read_file(path, "no-ids.parquet")
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    with pytest.raises(UnreadableFileError, match="unreadable Parquet"):
+        read_file(broken, "broken.parquet")

@@ -31,7 +31,9 @@ from retriever.eval.beir import BeirDataset, load_beir
 from retriever.eval.metrics import DEFAULT_METRICS, Run, evaluate, judged_queries, write_trec_run
 from retriever.ingest.chunking import encoding_text
 
-SYSTEMS = ("bm25", "reference", "flat", "hnsw", "hybrid", "hybrid-rrf")
+SYSTEMS = ("bm25", "reference", "flat", "hnsw", "lexical", "hybrid", "hybrid-rrf")
+DEFAULT_SYSTEMS = ("bm25", "reference", "flat", "hnsw", "hybrid", "hybrid-rrf")
+STORE_PREFIX = "milvus-"  # columns of the same systems with --store milvus:..., beside the local ones
 RUN_DEPTH = 100  # documents retrieved per query for the quality metrics
 LATENCY_K = 10
 
@@ -42,12 +44,13 @@ class BenchConfig:
     split: str = "test"
     model: str = DEFAULT_MODEL
     finetuned: str | None = None
-    systems: tuple[str, ...] = SYSTEMS
+    systems: tuple[str, ...] = DEFAULT_SYSTEMS
     output: Path = Path("benchmarks/results")
     cache: Path = DEFAULT_CACHE_DIR
     limit_queries: int | None = None
     limit_docs: int | None = None
     seed: int = 0
+    store: str | None = None  # also run every engine system on this store (milvus:PATH.db or milvus:http://...)
     command: str = field(default_factory=lambda: " ".join(sys.argv))
     backend: str | None = None  # encoder of the engine columns (None: the engine default)
     quantize: str | None = None
@@ -204,14 +207,15 @@ def bench_reference(dataset: BeirDataset, queries: dict[str, str], encoder: Enco
 
 
 def build_engine(name: str, dataset: BeirDataset, encoder: CachedEncoder, ann: str, workdir: Path,
-                 progress: bool) -> tuple[Any, dict[str, Any]]:
+                 progress: bool, store: str | None = None) -> tuple[Any, dict[str, Any]]:
     """This engine's index of the corpus, built as a user would, with its build figures."""
     from retriever.retriever import Retriever
 
     records = [{"_id": d.doc_id, "title": d.title, "text": d.text} for d in dataset.corpus.values()]
     with PeakMemory() as memory:
         started = time.perf_counter()
-        retriever = Retriever.build(records, index_dir=workdir / name, encoder=encoder, ann=ann, progress=progress)
+        retriever = Retriever.build(records, index_dir=workdir / name, encoder=encoder, ann=ann, progress=progress,
+                                    store=store)
         build = time.perf_counter() - started
     encode = encoder.last_encode
     if encode.get("cached"):  # count the encoding as it took when it was computed
@@ -250,6 +254,7 @@ def bench_engine(name: str, retriever: Any, built: dict[str, Any], queries: dict
 ENGINE_SYSTEMS = {  # system -> (index kind, search options)
     "flat": ("flat", {"mode": "dense"}),
     "hnsw": ("hnsw", {"mode": "dense"}),
+    "lexical": ("flat", {"mode": "lexical"}),
     "hybrid": ("flat", {"mode": "hybrid", "fusion": "convex"}),
     "hybrid-rrf": ("flat", {"mode": "hybrid", "fusion": "rrf"}),
 }
@@ -279,24 +284,30 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, progress:
     cache = EmbeddingCache(config.cache)
     results: list[SystemResult] = []
     workdir = Path(tempfile.mkdtemp(prefix="retriever-bench-"))
+    built: dict[tuple[str, str | None], tuple[Any, dict]] = {}  # (index kind, store) -> (retriever, figures)
     try:
         base = None
         if set(config.systems) - {"bm25"}:
             backend, quantize = resolve_backend(config.backend, config.quantize)
             base = CachedEncoder.wrap(Encoder(config.model, backend=backend, quantize=quantize,
                                               device=config.device), cache)
-        built: dict[str, tuple[Any, dict]] = {}  # index kind -> (retriever, build figures)
+        stores: list[str | None] = [None] + ([config.store] if config.store else [])
         for system in config.systems:
-            log(f"running {system} ...")
             if system == "bm25":
+                log(f"running {system} ...")
                 results.append(bench_bm25(dataset, queries, workdir))
             elif system == "reference":
+                log(f"running {system} ...")
                 results.append(bench_reference(dataset, queries, base, cache, progress))
             elif system in ENGINE_SYSTEMS:
                 kind, options = ENGINE_SYSTEMS[system]
-                if kind not in built:
-                    built[kind] = build_engine(kind, dataset, base, kind, workdir, progress)
-                results.append(bench_engine(system, *built[kind], queries, options))
+                for store in stores:
+                    name = system if store is None else STORE_PREFIX + system
+                    log(f"running {name} ...")
+                    if (kind, store) not in built:
+                        folder = kind if store is None else STORE_PREFIX + kind
+                        built[kind, store] = build_engine(folder, dataset, base, kind, workdir, progress, store)
+                    results.append(bench_engine(name, *built[kind, store], queries, options))
             else:
                 raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
         if config.finetuned:
@@ -317,6 +328,9 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, progress:
                                           device=config.device, speed_docs=config.speed_docs, seed=config.seed,
                                           log=log, progress=progress)
     finally:
+        for (_, store), (retriever, _) in built.items():
+            if store is not None:  # the bench's collections go with its temporary index folders
+                drop_store(retriever)
         shutil.rmtree(workdir, ignore_errors=True)
     for result in results:
         evaluation = evaluate(result.run, qrels, DEFAULT_METRICS)
@@ -330,6 +344,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, progress:
         "finetuned": config.finetuned,
         "counts": counts,
         "limits": {"queries": config.limit_queries, "docs": config.limit_docs, "seed": config.seed},
+        "store": config.store,
         "systems": {r.name: {"quality": r.quality, "speed": r.speed} for r in results},
         "encoder": {"backend": base.backend, "quantize": base.quantize} if base is not None else None,
         "encoding": encoding,
@@ -435,9 +450,19 @@ def markdown_table(report: dict[str, Any]) -> str:
     return header + "\n\n" + "\n".join(lines) + "\n"
 
 
+def drop_store(retriever: Any) -> None:
+    """Drop the Milvus collections of a bench index (its folder is temporary)."""
+    from retriever.index.backend import store_of
+    from retriever.index.milvus import collections
+    from retriever.index.milvus.connection import connect
+
+    retriever.close()
+    collections.drop(connect(store_of(retriever.manifest).uri), retriever.manifest.backend)
+
+
 def write_outputs(report: dict[str, Any], results: list[SystemResult], output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
-    stem = f"{report['dataset_name']}-{report['split']}"
+    stem = f"{report['dataset_name']}-{report['split']}" + ("-milvus" if report.get("store") else "")
     if results:  # an encoding-table-only run leaves the systems table as it was
         (output / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
         (output / f"{stem}.md").write_text(markdown_table(report))

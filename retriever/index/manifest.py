@@ -68,6 +68,8 @@ class Manifest:
     updated_at: str = field(default_factory=now_iso)
     last_build_seconds: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
+    store: str = "local"  # where passages, vectors and BM25 live: "local" (segments) or "milvus:PATH|URL"
+    backend: dict[str, Any] = field(default_factory=dict)  # the store's own state (Milvus: collection names)
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,6 +157,8 @@ def _from_dict(data: dict[str, Any]) -> Manifest:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"counts.{key} must be a count")
     extras = _need(data, "extras", dict)
+    if not isinstance(data.get("store", "local"), str) or not isinstance(data.get("backend", {}), dict):
+        raise TypeError("store must be a string and backend an object")
     return Manifest(
         model=model, chunking=chunking, ann=ann,
         generation=_need(data, "generation", str), base=_need(data, "base", (str, type(None))),
@@ -164,7 +168,8 @@ def _from_dict(data: dict[str, Any]) -> Manifest:
         next_passage_id=_count(data, "next_passage_id", ""),
         created_at=_need(data, "created_at", str), updated_at=_need(data, "updated_at", str),
         last_build_seconds=float(_need(data, "last_build_seconds", (int, float))),
-        extras=extras, format_version=FORMAT_VERSION,
+        extras=extras, store=data.get("store", "local"), backend=data.get("backend", {}),
+        format_version=FORMAT_VERSION,
     )
 
 

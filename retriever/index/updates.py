@@ -40,7 +40,7 @@ def sync_folder(writer: IndexWriter, base: Snapshot | None, root: Path, embed: E
     if base is None and not any(changes.ids.values()):
         skipped = "".join(f"; {line}" for line in report.warnings())
         raise RetrieverError(
-            f"nothing to index in {root}: no readable .txt, .md, .rst, .html, .json(l) or .pdf files{skipped}"
+            f"nothing to index in {root}: no readable .txt, .md, .rst, .html, .json(l), .parquet or .pdf files{skipped}"
         )
     keeps = _claims(base, changes.ids, set(changes.deleted))
     claimed = {doc_id for ids in keeps.values() for doc_id in ids}

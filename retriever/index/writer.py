@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from retriever.errors import CorruptIndexError, IndexBusyError
+from retriever.index.backend import IndexUpdater, open_reader, open_writer
 from retriever.index.catalog import write_catalog
 from retriever.index.layout import IndexLayout, generation_name, generation_number
 from retriever.index.manifest import Manifest, SegmentEntry, now_iso
@@ -199,7 +200,7 @@ def collect_garbage_if_idle(layout: IndexLayout) -> None:
 
 @contextmanager
 def writing(layout: IndexLayout, new_manifest: Manifest | None = None, wait: float | None = None,
-            segment_rows: int | None = None) -> Iterator[IndexWriter]:
+            segment_rows: int | None = None) -> Iterator[IndexUpdater]:
     """Hold the writer lock for a whole update; yields a writer based on the live generation.
 
     ``new_manifest`` creates the index if none exists. A failure leaves the last committed generation live;
@@ -222,7 +223,7 @@ def _update(layout: IndexLayout, new_manifest: Manifest | None, wait: float | No
             segment_rows: int | None) -> Iterator[IndexWriter]:
     with layout.write_lock(wait):
         if layout.exists():
-            base = Snapshot.open(layout, lease=False)
+            base = open_reader(layout, lease=False)
             manifest = base.manifest
         elif new_manifest is not None:
             base, manifest = None, new_manifest
@@ -230,7 +231,7 @@ def _update(layout: IndexLayout, new_manifest: Manifest | None, wait: float | No
             raise IndexBusyError(f"index {layout.name} disappeared while waiting to write it")
         if base is not None:
             collect_garbage(layout)
-        writer = IndexWriter(layout, manifest, base, segment_rows or SEGMENT_ROWS)
+        writer = open_writer(layout, manifest, base, segment_rows or SEGMENT_ROWS)
         try:
             yield writer
         except BaseException:
@@ -241,6 +242,8 @@ def _update(layout: IndexLayout, new_manifest: Manifest | None, wait: float | No
                 base.close()
         if writer.pending or (writer.commits == 0 and base is None) or (writer.rekind and writer.commits == 0):
             writer.commit()
+        if not isinstance(writer, IndexWriter):  # another store merges and rebuilds its own indexes
+            return
         if writer.rekind:
             from retriever.index.merge import rewrite_kinds
 

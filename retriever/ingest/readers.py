@@ -1,4 +1,4 @@
-"""Reading files into Documents: plain text, Markdown, reStructuredText, HTML, JSON/JSONL, PDF.
+"""Reading files into Documents: plain text, Markdown, reStructuredText, HTML, JSON/JSONL, Parquet, PDF.
 
 A file that cannot be read as text (binary, not UTF-8, unreadable) raises
 ``UnreadableFileError`` so that the caller can skip it with a warning and go on; a malformed
@@ -21,8 +21,9 @@ from retriever.ingest.documents import Document, documents_from_records, iter_do
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm"}
 RECORD_SUFFIXES = {".jsonl", ".json"}
+PARQUET_SUFFIXES = {".parquet"}
 PDF_SUFFIXES = {".pdf"}
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | RECORD_SUFFIXES | PDF_SUFFIXES
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | RECORD_SUFFIXES | PARQUET_SUFFIXES | PDF_SUFFIXES
 
 
 class UnreadableFileError(Exception):
@@ -60,10 +61,14 @@ def read_file(path: Path, doc_id: str, skipped: list[tuple[str, str]] | None = N
 
 
 def iter_file(path: Path, doc_id: str, skipped: list[tuple[str, str]] | None = None) -> Iterator[Document]:
-    """``read_file`` one document at a time: a JSONL file is read line by line, so memory stays bounded
-    however many records it holds (other formats are one document, or one JSON value, anyway)."""
+    """``read_file`` one document at a time: a JSONL file is read line by line and a Parquet file batch by
+    batch, so memory stays bounded however many records it holds (other formats are one document, or one JSON
+    value, anyway)."""
     if path.suffix.lower() == ".jsonl":
         yield from iter_documents_from_records(iter_jsonl(_stream_lines(path), path), str(path), skipped)
+        return
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        yield from iter_documents_from_records(_parquet_records(path), str(path), skipped)
         return
     yield from _read_whole(path, doc_id, skipped)
 
@@ -145,6 +150,22 @@ def _read_records(text: str, path: Path, jsonl: bool, skipped: list[tuple[str, s
     data = parse_json(text, str(path))
     records = data if isinstance(data, list) else [data]
     return documents_from_records(((f"{path}[{i}]", r) for i, r in enumerate(records)), source, skipped)
+
+
+def _parquet_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """(``file[row N]``, record) for each row of a Parquet file, read batch by batch with pyarrow; rows are
+    records as JSONL lines are (``_id``/``id``, ``title``, ``text``, other columns as metadata)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        row = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=8_192):
+            for record in batch.to_pylist():
+                row += 1
+                yield f"{path}[row {row}]", record
+    except (pa.ArrowException, OSError) as exc:
+        raise UnreadableFileError(f"unreadable Parquet file ({str(exc).splitlines()[0][:120]})") from exc
 
 
 def _markdown_title(text: str) -> str:

@@ -1,0 +1,139 @@
+"""Encoding on Ray (a local Ray with 2 CPUs, started once for the module) against a single-process build.
+
+A Ray build must give the same index: the same passages (ids, offsets, texts), vectors within 1e-5 cosine, and
+the same top 10 for every query, from a folder, from Parquet records, incrementally and into Milvus.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from retriever import Retriever
+from retriever.cli import main
+from retriever.errors import RetrieverError
+from retriever.ingest.chunking import encoding_text
+
+ray = pytest.importorskip("ray", reason="Ray encoding needs the extra: pip install 'retriever[ray]'")
+pytest.importorskip("ray.data", reason="Ray encoding needs the extra: pip install 'retriever[ray]'")
+
+WORDS = ("cat dog fish bird car train music song coffee tea water sleep memory brain password login email "
+         "invoice payment card refund backup restore garden tomato sun plant delivery parcel order").split()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def records(n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    return [{"_id": f"r{i}", "title": f"{rng.choice(WORDS)} {rng.choice(WORDS)}",
+             "text": " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 150))), "n": i} for i in range(n)]
+
+
+def passages_and_vectors(retriever: Retriever) -> dict[str, tuple[list[tuple], np.ndarray]]:
+    """Per document: its passages as (ordinal, start, end, text) and their vectors."""
+    snapshot = retriever.snapshot
+    out = {}
+    for doc in snapshot.all_live_documents():
+        keys = snapshot.passage_keys(doc.doc_id)
+        stored = snapshot.hydrate(keys)
+        out[doc.doc_id] = ([(stored[k].ordinal, stored[k].start, stored[k].end, stored[k].text) for k in keys],
+                           snapshot.vectors_of(keys))
+    return out
+
+
+def assert_same_index(local: Retriever, distributed: Retriever, queries: list[str]) -> None:
+    ours, theirs = passages_and_vectors(local), passages_and_vectors(distributed)
+    assert ours.keys() == theirs.keys()
+    for doc_id, (passages, vectors) in ours.items():
+        assert theirs[doc_id][0] == passages, doc_id
+        other = theirs[doc_id][1]
+        cosines = np.sum(vectors * other, axis=1) / np.linalg.norm(vectors, axis=1) / np.linalg.norm(other, axis=1)
+        assert np.all(cosines >= 1 - 1e-5), doc_id
+    for mode in ("dense", "hybrid"):
+        for query in queries:
+            assert [h.doc_id for h in local.search(query, k=10, mode=mode)] == \
+                [h.doc_id for h in distributed.search(query, k=10, mode=mode)], (mode, query)
+
+
+def test_ray_build_equals_a_single_process_build(tmp_path: Path, corpus: Path, tiny_model: str) -> None:
+    (corpus / "many.jsonl").write_text("\n".join(__import__("json").dumps(r) for r in records(60)) + "\n")
+    local = Retriever.build(corpus, index_dir=tmp_path / "local", model=tiny_model)
+    distributed = Retriever.build(corpus, index_dir=tmp_path / "ray", model=tiny_model, ray="local", workers=2)
+    assert distributed.manifest.counts == local.manifest.counts
+    assert distributed.manifest.counts["passages"] > distributed.manifest.counts["documents"]
+    queries = [encoding_text(r["title"], r["text"]) for r in records(60)[:10]] + ["cats sleep", "refund card"]
+    assert_same_index(local, distributed, queries)
+    (corpus / "cats.txt").write_text("Cats sleep in the sun.")
+    report = Retriever.build(corpus, index_dir=tmp_path / "ray", model=tiny_model, ray="local").last_report
+    assert (report.added, report.updated, report.passages_encoded) == (0, 1, 1)
+    assert Retriever.load(tmp_path / "ray").get("cats.txt").text == "Cats sleep in the sun."
+
+
+def test_parquet_records_through_ray_into_milvus(tmp_path: Path, tiny_model: str) -> None:
+    pytest.importorskip("pymilvus", reason="the Milvus store needs the extra: pip install 'retriever[milvus]'")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = records(40, seed=2)
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    pq.write_table(pa.Table.from_pylist(data), folder / "part-0.parquet")
+    local = Retriever.build(folder, index_dir=tmp_path / "local", model=tiny_model)
+    distributed = Retriever.build(folder, index_dir=tmp_path / "ray-milvus", model=tiny_model, ray="local",
+                                  workers=2, store=f"milvus:{tmp_path}/store.db")
+    assert len(distributed) == 40 and distributed.get("r5").metadata == {"n": 5}
+    for record in data[:8]:
+        query = encoding_text(record["title"], record["text"])
+        assert [h.doc_id for h in local.search(query, k=10, mode="dense")] == \
+            [h.doc_id for h in distributed.search(query, k=10, mode="dense")]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None,
+                    reason="extra not installed: retriever[openvino]")
+def test_ray_actors_encode_with_the_index_backend_and_its_calibration(tmp_path: Path, tiny_model: str) -> None:
+    """A static int8 index is calibrated once, by the driver, and every actor loads that very export."""
+    rows = records(40)
+    built = Retriever.build(rows, index_dir=tmp_path / "ray", model=tiny_model, ray="local", workers=2,
+                            backend="openvino", quantize="int8")
+    recorded = built.manifest.model
+    assert (recorded["backend"], recorded["quantize"]) == ("openvino", "int8") and recorded["calibration"]
+    assert recorded["fingerprint"] == built.encoder.fingerprint
+    for doc_id, (passages, vectors) in passages_and_vectors(built).items():
+        title = built.get(doc_id).title
+        expected = built.encoder.encode_documents([encoding_text(title, text) for *_, text in passages])
+        cosines = np.sum(vectors * expected, axis=1) / np.linalg.norm(vectors, axis=1)  # stored as float16
+        assert np.all(cosines >= 1 - 1e-5), doc_id
+    query = encoding_text(rows[3]["title"], rows[3]["text"])
+    assert built.search(query, k=1)[0].doc_id == "r3"
+
+
+def test_the_cli_takes_ray_and_workers(tmp_path: Path, corpus: Path, tiny_model: str) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["index", str(corpus), "--index", str(tmp_path / "i"), "--model", tiny_model,
+                                  "-q", "--ray", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "6 documents" in result.output
+    result = runner.invoke(main, ["index", str(corpus), "--index", str(tmp_path / "j"), "--model", tiny_model,
+                                  "-q", "--workers", "2"])  # without --ray: a local pool of encoding processes
+    assert result.exit_code == 0 and "6 documents" in result.output, result.output
+    result = runner.invoke(main, ["index", "--ray", str(corpus), str(corpus), "--index", str(tmp_path / "k")])
+    assert result.exit_code == 1 and "write the corpus PATH before --ray" in result.output
+
+
+def test_without_the_extra_ray_says_what_to_install(tmp_path: Path, corpus: Path, tiny_model: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    with pytest.raises(RetrieverError, match=r"pip install 'retriever\[ray\]'"):
+        Retriever.build(corpus, index_dir=tmp_path / "i", model=tiny_model, ray="local")
