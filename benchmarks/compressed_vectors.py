@@ -19,8 +19,8 @@ Every figure comes from ``retriever.index.vectors.SegmentVectors`` (one segment 
   RSS on open), p50, recall@10 on 200 queries, and filtered p50 through the exact path and the ANN path
   at several selectivities (where ``SELECTIVE_FRACTION`` comes from).
 
-Results go to ``benchmarks/results/compressed_vectors.json``. Run it alone on the machine
-(``flock /work/heavy.lock ...``): every figure is a timing or depends on one.
+Results go to ``benchmarks/results/compressed_vectors.json``. Run it alone on the machine: every figure is
+a timing or depends on one.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ documents and exits non-zero if either is not zero. The in-process ``Retriever.s
 over the same index is measured first, as the baseline of the HTTP figures. Requests are bounded
 in number, each has a timeout, and every phase has a deadline; traffic goes to 127.0.0.1 only.
 
-    flock /work/heavy.lock python benchmarks/serve_load.py ../shared/datasets/scifact
+    python benchmarks/serve_load.py ../shared/datasets/scifact     # run it alone on the machine: it is timed
 
 The base index (the corpus less the documents to add) is built once into benchmarks/cache/.
 """

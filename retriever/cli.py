@@ -406,13 +406,13 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
 
     chosen = tuple(s.strip() for s in systems.split(",") if s.strip())
     unknown = [s for s in chosen if s not in SYSTEMS]
-    if not chosen:
-        raise RetrieverError(f"--systems is empty; choose from {', '.join(SYSTEMS)}")
-    if unknown:
-        raise RetrieverError(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
     from retriever.encoding.backends import parse_backend_label
 
     rows = tuple(b.strip() for b in backends.split(",") if b.strip())
+    if not chosen and not rows:  # an empty --systems is for an encoding-table-only run
+        raise RetrieverError(f"--systems is empty; choose from {', '.join(SYSTEMS)} (or give --backends)")
+    if unknown:
+        raise RetrieverError(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
     for row in rows:
         parse_backend_label(row)  # an unknown backend is refused before any work
     if store is not None:

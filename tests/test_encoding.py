@@ -295,3 +295,20 @@ def test_bench_encoding_table_has_a_row_per_backend(tiny_model: str, tmp_path: P
     table = (out / "encoding-beir-test.md").read_text()
     assert "| onnx-int8 |" in table and "Fastest within 0.5 point" in table
     assert not (out / "beir-test.json").exists()  # no systems ran: the systems table is left alone
+
+
+def test_bench_cli_runs_the_encoding_table_alone(tiny_model: str, tmp_path: Path) -> None:
+    """`--systems ""` with --backends is the README's encoding-table command; without --backends it is refused."""
+    from click.testing import CliRunner
+    from test_bench import make_beir
+
+    from retriever.cli import main
+
+    data, out = make_beir(tmp_path / "beir"), tmp_path / "results"
+    common = ["bench", str(data), "--base-model", tiny_model, "--output", str(out), "--cache", str(tmp_path / "cache"),
+              "-q"]
+    result = CliRunner().invoke(main, [*common, "--systems", "", "--backends", "torch", "--speed-docs", "4"])
+    assert result.exit_code == 0, result.output
+    assert "| torch |" in (out / "encoding-beir-test.md").read_text()
+    refused = CliRunner().invoke(main, [*common, "--systems", ""])
+    assert refused.exit_code == 1 and "--systems is empty" in refused.output
