@@ -199,14 +199,23 @@ class SegmentStore:
 
     def copy_documents(self, ords: Sequence[int]) -> Iterator[tuple[Document, str | None, list[Passage], list[int],
                                                                   np.ndarray]]:
-        """Documents with their passages, passage ids and rows, as a merge rewrites them into a new segment."""
-        for chunk in batched([int(o) for o in ords]):
+        """Documents with their passages, passage ids and rows, as a merge rewrites them into a new segment.
+
+        A document's passages are the rows ``first_row`` .. ``first_row + rows - 1`` (a segment is written
+        document by document), so each batch of documents reads its passages with one range scan of the
+        primary key; a lookup by ``doc_ord`` per document would scan the table each time (quadratic).
+        """
+        for chunk in batched(sorted(int(o) for o in ords)):
             docs = self._rows(
-                "SELECT ord, doc_id, title, source, metadata, text, file FROM documents "
+                "SELECT ord, doc_id, title, source, metadata, text, file, first_row, rows FROM documents "
                 f"WHERE ord IN ({','.join('?' * len(chunk))}) ORDER BY ord", chunk)
-            for ord_, doc_id, title, source, metadata, text, file in docs:
-                rows = self._rows("SELECT row, id, ordinal, start, end FROM passages WHERE doc_ord = ? ORDER BY row",
-                                  [ord_])
+            if not docs:
+                continue
+            low, high = min(d[7] for d in docs), max(d[7] + d[8] for d in docs) - 1
+            by_row = {r[0]: r for r in self._rows(
+                "SELECT row, id, ordinal, start, end FROM passages WHERE row BETWEEN ? AND ?", [low, high])}
+            for _, doc_id, title, source, metadata, text, file, first_row, count in docs:
+                rows = [by_row[row] for row in range(first_row, first_row + count)]
                 doc = Document(doc_id, text, title, source, json.loads(metadata))
                 passages = [Passage(doc_id, o, text[s:e], s, e, title) for _, _, o, s, e in rows]
                 yield doc, file, passages, [r[1] for r in rows], np.asarray([r[0] for r in rows], dtype=np.int64)
