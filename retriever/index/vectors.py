@@ -45,6 +45,7 @@ COMPRESSED_KINDS = ("ivf-pq", "sq8", "binary")
 HNSW_THRESHOLD = 50_000  # "auto": exact search up to this many rows, HNSW above
 SMALL_SEGMENT_ROWS = 1_000  # below this, every kind is searched exactly: an ANN saves nothing
 MIN_TRAIN_ROWS = 5_000  # ivf-pq and factory strings: fewer rows train poor codebooks (see segment_kind)
+PROBE_COVER = 4  # an IVF probes lists holding about this many times the candidates it must return
 SELECTIVE_FRACTION = 0.02  # a mask allowing at most this share of the rows is searched exactly ...
 SELECTIVE_ROWS = 4_096  # ... and so is one allowing at most this many rows
 RESCORE_MARGIN = 8  # extra candidates rescored beyond k, so float32 rounding never changes the top k
@@ -473,14 +474,20 @@ class SegmentVectors:
         """Per-call FAISS search parameters: the row filter, and nprobe/efSearch raised by its selectivity.
 
         With a fraction ``s`` of the rows allowed, an IVF probing ``nprobe / s`` lists or an HNSW graph
-        exploring ``efSearch / s`` candidates meets about as many allowed rows as the plain search meets rows.
+        exploring ``efSearch / s`` candidates meets about as many allowed rows as the plain search meets rows;
+        an IVF also probes lists holding ``PROBE_COVER`` times the ``fetch`` candidates it must return.
         """
         import faiss
 
         ivf = None if self.kind == "binary" else faiss.try_extract_index_ivf(self._ann)
         if ivf is not None:
+            # Deep fetches (hybrid search asks each segment for 400 passages, times the rescoring depth) probe
+            # lists holding several times that many rows: a query that comes back short is answered by exact
+            # search over the whole segment, 30 ms at 50,000 rows against a few ms for more probes.
+            per_list = max(1.0, ivf.ntotal / ivf.nlist) * selectivity
+            wanted = max(self.params.get("nprobe", ivf.nprobe) / selectivity, PROBE_COVER * fetch / per_list)
             params = faiss.SearchParametersIVF()
-            params.nprobe = min(ivf.nlist, math.ceil(self.params.get("nprobe", ivf.nprobe) / selectivity))
+            params.nprobe = int(min(ivf.nlist, math.ceil(wanted)))
         elif self.kind != "binary" and isinstance(_inner(self._ann), faiss.IndexHNSW):
             params = faiss.SearchParametersHNSW()
             ef = max(self.params.get("efSearch", 128), fetch) / selectivity
