@@ -305,7 +305,7 @@ class Retriever:
 
         if self.snapshot is None:
             return 0
-        with writing(self.layout, wait=self.wait) as writer:
+        with writing(self.layout, wait=self.wait, reuse=self.snapshot) as writer:
             if not isinstance(writer, IndexWriter):  # Milvus merges its own segments
                 writer.compact()
                 return 0
@@ -323,7 +323,7 @@ class Retriever:
         bar = _progress_bar() if progress else None
         new = self._template if self.snapshot is None else None
         try:
-            with writing(self.layout, new, wait=self.wait) as writer:
+            with writing(self.layout, new, wait=self.wait, reuse=self.snapshot) as writer:
                 recorded = writer.manifest.model["fingerprint"]
                 if recorded != self.manifest.model["fingerprint"]:
                     raise ModelMismatchError(
@@ -472,7 +472,7 @@ class Retriever:
         for key, value in calibration.items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise RetrieverError(f"calibration {key} is not a finite number")
-        with writing(self.layout, wait=self.wait) as writer:
+        with writing(self.layout, wait=self.wait, reuse=self.snapshot) as writer:
             writer.commit(extras={"verification": calibration})
         self.refresh()
 

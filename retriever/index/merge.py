@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from retriever.index.layout import IndexLayout
 from retriever.index.manifest import SegmentEntry
@@ -67,11 +67,14 @@ def merge_group(layout: IndexLayout, writer: IndexWriter, snapshot: Snapshot, na
     writer.drop_segments(wanted)
 
 
-def merge_if_needed(layout: IndexLayout, writer: IndexWriter, force: bool = False) -> int:
-    """Apply the merge policy (or merge everything, with ``force``) after a write; returns the merges done."""
+def merge_if_needed(layout: IndexLayout, writer: IndexWriter, force: bool = False, reuse: Any = None) -> int:
+    """Apply the merge policy (or merge everything, with ``force``) after a write; returns the merges done.
+
+    ``reuse``: a snapshot whose open segments are shared rather than opened again (the writer's base)."""
     done = 0
     while True:
-        snapshot = Snapshot.open(layout, lease=False)
+        snapshot = Snapshot.open(layout, reuse=reuse if isinstance(reuse, Snapshot) else None, lease=False)
+        reuse = snapshot
         try:
             entries = snapshot.manifest.segments
             if force:

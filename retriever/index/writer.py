@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from retriever.errors import CorruptIndexError, IndexBusyError
-from retriever.index.backend import IndexUpdater, open_reader, open_writer
+from retriever.index.backend import IndexReader, IndexUpdater, open_reader, open_writer
 from retriever.index.catalog import write_catalog
 from retriever.index.layout import IndexLayout, generation_name, generation_number
 from retriever.index.manifest import Manifest, SegmentEntry, now_iso
@@ -200,17 +200,19 @@ def collect_garbage_if_idle(layout: IndexLayout) -> None:
 
 @contextmanager
 def writing(layout: IndexLayout, new_manifest: Manifest | None = None, wait: float | None = None,
-            segment_rows: int | None = None) -> Iterator[IndexUpdater]:
+            segment_rows: int | None = None, reuse: IndexReader | None = None) -> Iterator[IndexUpdater]:
     """Hold the writer lock for a whole update; yields a writer based on the live generation.
 
     ``new_manifest`` creates the index if none exists. A failure leaves the last committed generation live;
-    staging leftovers are removed by the next writer.
+    staging leftovers are removed by the next writer. ``reuse``: a reader already open on this index (the
+    caller's), whose segments the writer shares instead of opening them again: segments are immutable, and
+    opening every one (its vector index, for one) would make a one-document write cost the whole index.
     """
     created = new_manifest is not None and not layout.root.exists()
     if new_manifest is not None:
         layout.prepare()
     try:
-        with _update(layout, new_manifest, wait, segment_rows) as writer:
+        with _update(layout, new_manifest, wait, segment_rows, reuse) as writer:
             yield writer
     except BaseException:
         if created and not layout.exists():  # a first write that failed leaves no empty index folder behind
@@ -220,10 +222,10 @@ def writing(layout: IndexLayout, new_manifest: Manifest | None = None, wait: flo
 
 @contextmanager
 def _update(layout: IndexLayout, new_manifest: Manifest | None, wait: float | None,
-            segment_rows: int | None) -> Iterator[IndexWriter]:
+            segment_rows: int | None, reuse: IndexReader | None) -> Iterator[IndexWriter]:
     with layout.write_lock(wait):
         if layout.exists():
-            base = open_reader(layout, lease=False)
+            base = open_reader(layout, reuse=reuse, lease=False)
             manifest = base.manifest
         elif new_manifest is not None:
             base, manifest = None, new_manifest
@@ -251,5 +253,5 @@ def _update(layout: IndexLayout, new_manifest: Manifest | None, wait: float | No
         if writer.commits:
             from retriever.index.merge import merge_if_needed
 
-            merge_if_needed(layout, writer)
+            merge_if_needed(layout, writer, reuse=base)
             collect_garbage(layout)
