@@ -121,6 +121,19 @@ def test_forced_ann_on_a_selective_filter_still_fills_every_query(segments, data
     assert_complete_and_allowed(scores, rows, allowed, K)
 
 
+def spy_on_exact(monkeypatch) -> list[int]:
+    """Record the number of queries of every exact search (the fallback the ANN should rarely need)."""
+    calls: list[int] = []
+    original = SegmentVectors._exact
+
+    def spy(self, queries, k, rows):
+        calls.append(len(queries))
+        return original(self, queries, k, rows)
+
+    monkeypatch.setattr(SegmentVectors, "_exact", spy)
+    return calls
+
+
 @pytest.mark.parametrize("kind", ("hnsw", "ivf", "ivf-pq"))
 def test_queries_the_ann_leaves_short_are_answered_exactly(segments, data, kind, monkeypatch):
     """Make FAISS come back short on purpose (1% of rows allowed, nprobe 1, efSearch 16, not raised):
@@ -139,15 +152,8 @@ def test_queries_the_ann_leaves_short_are_answered_exactly(segments, data, kind,
         params.sel = selector
         return params
 
-    exact_calls = []
-    original_exact = SegmentVectors._exact
-
-    def spy(self, queries, k, rows):
-        exact_calls.append(len(queries))
-        return original_exact(self, queries, k, rows)
-
     monkeypatch.setattr(SegmentVectors, "_search_params", starved)
-    monkeypatch.setattr(SegmentVectors, "_exact", spy)
+    exact_calls = spy_on_exact(monkeypatch)
     vectors, queries = data
     allowed = mask(0.01, seed=6)
     scores, rows = segments[kind].search(queries, K, allowed)
@@ -159,14 +165,7 @@ def test_queries_the_ann_leaves_short_are_answered_exactly(segments, data, kind,
 def test_a_deep_fetch_probes_enough_lists_to_need_no_exact_search(segments, data, kind, monkeypatch):
     """Hybrid search asks each segment for hundreds of passages: the IVF must probe enough lists to return them
     all, not come back short and pay an exact search of the whole segment (the 1M run's p95 of 711 ms)."""
-    exact_calls = []
-    original_exact = SegmentVectors._exact
-
-    def spy(self, queries, k, rows):
-        exact_calls.append(len(queries))
-        return original_exact(self, queries, k, rows)
-
-    monkeypatch.setattr(SegmentVectors, "_exact", spy)
+    exact_calls = spy_on_exact(monkeypatch)
     _, queries = data
     deep = ROWS // 4  # more rows than 32 of its lists hold
     scores, rows = segments[kind].search(queries, deep)
