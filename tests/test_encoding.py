@@ -150,6 +150,34 @@ def test_static_int8_is_calibrated_on_the_indexed_corpus_and_reused_by_queries(t
 
 
 @needs_ov
+def test_an_openvino_retriever_answers_searches_from_several_threads(tiny_model: str, tmp_path: Path) -> None:
+    """A server searches one Retriever from several threads; an OpenVINO infer request runs one inference at a
+    time ("Infer Request is busy"), so each thread must get its own."""
+    import threading
+
+    records = [{"_id": str(i), "text": text} for i, text in enumerate(DOCS)]
+    built = Retriever.build(records, index_dir=tmp_path / "index", model=tiny_model, backend="openvino")
+    expected = [[h.doc_id for h in hits] for hits in built.search_many(QUERIES, k=3, mode="dense")]
+    errors: list[BaseException] = []
+    results: list[list[list[str]]] = []
+
+    def searches() -> None:
+        try:
+            for _ in range(20):
+                results.append([[h.doc_id for h in hits] for hits in built.search_many(QUERIES, k=3, mode="dense")])
+        except BaseException as exc:  # noqa: BLE001 - any failure in a thread fails the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searches) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[0]
+    assert len(results) == 80 and all(result == expected for result in results)
+
+
+@needs_ov
 def test_missing_static_export_is_named(tiny_model: str, tmp_path: Path) -> None:
     encoder = Encoder(tiny_model, backend="openvino", quantize="int8", calibration="0123456789ab", exports=tmp_path)
     with pytest.raises(ModelLoadError, match="int8 OpenVINO export .* rebuild the index"):

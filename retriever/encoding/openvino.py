@@ -10,6 +10,7 @@ which the CPU runs with VNNI instructions where it has them.
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,7 +86,11 @@ def shared_core() -> Any:
 
 
 class OpenVinoRuntime:
-    """One compiled model and infer request per graph, made once and reused by every call."""
+    """One compiled model per graph, made once; one infer request per graph and thread, made on first use.
+
+    An infer request runs one inference at a time ("Infer Request is busy" otherwise), and a ``Retriever`` is
+    searched from several threads at once (a server's workers, a user's thread pool): each thread gets its own.
+    """
 
     def __init__(self, directory: Path, graphs: dict[str, list[str]], device: str, threads: int | None,
                  max_length: int | None = None) -> None:
@@ -98,14 +103,18 @@ class OpenVinoRuntime:
             config["INFERENCE_NUM_THREADS"] = threads
         target = "GPU" if device == "gpu" else "CPU"
         self.inputs = graphs
-        self.requests = {
-            graph: core.compile_model(str(directory / f"{graph}.xml"), target, config).create_infer_request()
-            for graph in graphs
-        }
+        self.compiled = {graph: core.compile_model(str(directory / f"{graph}.xml"), target, config) for graph in graphs}
+        self._local = threading.local()
+
+    def _request(self, graph: str) -> Any:
+        requests = self._local.__dict__.setdefault("requests", {})
+        if graph not in requests:
+            requests[graph] = self.compiled[graph].create_infer_request()
+        return requests[graph]
 
     def embed(self, features: dict[str, Any], task: str) -> np.ndarray:
-        graph = task if task in self.requests else "model"
-        request = self.requests[graph]
+        graph = task if task in self.compiled else "model"
+        request = self._request(graph)
         request.infer({name: self._padded(np.asarray(features[name], dtype=np.int64)) for name in self.inputs[graph]})
         return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
