@@ -10,6 +10,8 @@ which the CPU runs with VNNI instructions where it has them.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -68,8 +70,9 @@ def build_export(model: SentenceTransformer, quantize: str, directory: Path, cal
             for text in calibration:
                 batch = features([text], tasks[graph])
                 samples.append({name: np.asarray(batch[name], dtype=np.int64) for name in names})
-            converted = nncf.quantize(converted, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER,
-                                      subset_size=len(samples))
+            with contextlib.redirect_stdout(io.StringIO()):  # NNCF's progress bars are not ours to show
+                converted = nncf.quantize(converted, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER,
+                                          subset_size=len(samples))
         ov.save_model(converted, str(directory / f"{graph}.xml"), compress_to_fp16=False)
         raw.unlink()
     return {"backend": "openvino", "quantize": quantize, "graphs": inputs, "calibration_texts": len(calibration)}
