@@ -15,7 +15,7 @@ measures, in one process, the three ways to get there:
    deleting 1,000, and the same for one bm25s index and for tantivy. Queries are SciFact's test
    queries; times include tokenizing the query.
 
-    flock /work/heavy.lock .venv/bin/python benchmarks/lexical_segments.py /work/shared/datasets/scifact
+    python benchmarks/lexical_segments.py ../shared/datasets/scifact     # alone on the machine: it is timed
 
 tantivy is not a dependency: ``pip install tantivy`` into the venv to include it (else skipped).
 """
