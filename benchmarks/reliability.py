@@ -475,7 +475,7 @@ def option_cases() -> Iterator[Case]:
     yield with_paths("train-resume-nothing", train("--resume"), "error")
     yield with_paths("train-cached-triplet", train("--loss", "triplet", "--cached"), "error")
     yield with_paths("no-command", lambda ws, f: [], "any")
-    yield with_paths("unknown-command", lambda ws, f: ["serve"], "error")
+    yield with_paths("unknown-command", lambda ws, f: ["no-such-command"], "error")
 
 
 def _live(index: Path) -> dict:

@@ -114,10 +114,11 @@ class Retriever:
             from retriever.ingest.ray_embedder import check_ray
 
             check_ray(workers, ray)
+        processes = 1 if ray is not None else workers or 1  # local encoding processes (Ray has its own actors)
         layout = IndexLayout(index_dir)
         if layout.exists():
             retriever = cls.load(layout.root, model=model, wait=wait, backend=backend, quantize=quantize,
-                                 device=device, workers=1 if ray is not None else workers or 1)
+                                 device=device, workers=processes)
             if encoder is not None:
                 retriever._use_encoder(encoder)
             retriever._check_build_options(chunk_tokens, overlap)
@@ -129,7 +130,7 @@ class Retriever:
             if encoder is None:  # how a new index is encoded: backend, quantization, device, workers
                 backend, quantize = resolve_backend(backend, quantize)
                 encoder = Encoder(model or DEFAULT_MODEL, backend=backend, quantize=quantize, device=device,
-                                  workers=1 if ray is not None else workers or 1)
+                                  workers=processes)
             retriever = cls._new(layout, model or DEFAULT_MODEL, ann, chunk_tokens, overlap, encoder, wait, spec)
         retriever.ray, retriever.workers = ray, workers
         if isinstance(source, (str, Path)):

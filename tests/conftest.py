@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import string
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,19 @@ def corpus(tmp_path: Path) -> Path:
         '{"_id": "q2", "title": "Delivery", "text": "Your parcel arrives in two days.", "year": 2019}\n'
     )
     return root
+
+
+@pytest.fixture
+def index_dir(tmp_path: Path) -> Path:
+    return tmp_path / "index"
+
+
+@pytest.fixture
+def built(corpus: Path, index_dir: Path, tiny_model: str) -> Any:
+    """An index of ``corpus`` built with the tiny model (a ``Retriever``) in ``index_dir``."""
+    from retriever import Retriever
+
+    return Retriever.build(corpus, index_dir=index_dir, model=tiny_model)
 
 
 SMALL_RECORDS = [

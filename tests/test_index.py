@@ -54,16 +54,6 @@ def ids(hits: list[Hit]) -> list[str]:
     return [h.doc_id for h in hits]
 
 
-@pytest.fixture
-def index_dir(tmp_path: Path) -> Path:
-    return tmp_path / "index"
-
-
-@pytest.fixture
-def built(corpus: Path, index_dir: Path, tiny_model: str) -> Retriever:
-    return Retriever.build(corpus, index_dir=index_dir, model=tiny_model)
-
-
 # building and searching --------------------------------------------------------------------
 def test_build_from_folder_indexes_every_format(built: Retriever, index_dir: Path) -> None:
     report = built.last_report

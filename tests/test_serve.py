@@ -343,7 +343,7 @@ def test_concurrent_searches_are_answered_in_one_batch(serve: Callable, monkeypa
     with ThreadPoolExecutor(len(requests)) as pool:
         answers = [pool.submit(client.post, "/search", json={"query": q, "mode": m, "k": 2}) for q, m in requests]
         assert first_entered.wait(30)
-        time.sleep(0.5)  # the other searches queue up behind the first
+        time.sleep(1.5)  # the other searches queue up behind the first (0.5 s was not always enough under load)
         release.set()
         responses = [a.result(timeout=30) for a in answers]
     monkeypatch.setattr(Retriever, "search_many", original)

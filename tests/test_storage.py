@@ -25,16 +25,6 @@ CATS_QUERY = encoding_text("cats", "Cats sleep most of the day and hunt at night
 REFUND_QUERY = encoding_text("Refunds", "A refund is paid to your card.")
 
 
-@pytest.fixture
-def index_dir(tmp_path: Path) -> Path:
-    return tmp_path / "index"
-
-
-@pytest.fixture
-def built(corpus: Path, index_dir: Path, tiny_model: str) -> Retriever:
-    return Retriever.build(corpus, index_dir=index_dir, model=tiny_model)
-
-
 def top(r: Retriever, query: str) -> str:
     return r.search(query, k=1, mode="dense")[0].doc_id
 
