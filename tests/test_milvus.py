@@ -11,6 +11,7 @@ merges segments; there lexical search is checked for what it must find and must 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 import sys
@@ -201,6 +202,26 @@ def test_the_collection_keeps_the_model_fingerprint_and_it_is_checked(tmp_path: 
     client.alter_collection_properties(collection, properties={FINGERPRINT: "0123456789abcdef"})
     with pytest.raises(ModelMismatchError, match="holds vectors of model"):
         Retriever.load(tmp_path / "milvus")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None,
+                    reason="extra not installed: retriever[openvino]")
+def test_a_static_int8_index_opens_with_the_fingerprint_its_calibration_gave(tmp_path: Path, corpus: Path,
+                                                                               tiny_model: str, store: str,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22: OpenVINO int8 learns its calibration (part of the fingerprint) from the first documents it
+    encodes, after the collection was created; the collection must name the fingerprint the manifest records."""
+    monkeypatch.setenv("RETRIEVER_EXPORTS", str(tmp_path / "exports"))
+    built = Retriever.build(corpus, index_dir=tmp_path / "milvus", model=tiny_model, store=store,
+                            backend="openvino", quantize="int8")
+    assert built.manifest.model["calibration"]
+    local = Retriever.build(corpus, index_dir=tmp_path / "local", model=tiny_model,
+                            backend="openvino", quantize="int8")
+    reopened = Retriever.load(tmp_path / "milvus")
+    assert reopened.manifest.model["fingerprint"] == local.manifest.model["fingerprint"]
+    assert_same_searches(local, reopened, queries=QUERIES[:3])
+    reopened.add(records(3, prefix="new"))  # an update opens the collection's check again
+    assert {h.doc_id for h in reopened.search("cat dog", k=50, mode="lexical")} >= {"new0", "new1", "new2"}
 
 
 def test_a_failed_update_leaves_the_last_commit(tmp_path: Path, tiny_model: str, store: str,

@@ -93,8 +93,7 @@ def create(client: Any, backend: dict[str, Any], uri: str, dimension: int, ann: 
     indexes.add_index("vector", index_type=index_type, metric_type="IP", params=params)
     indexes.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
     client.create_collection(collections[PASSAGES], schema=passages, index_params=indexes, consistency_level="Strong")
-    client.alter_collection_properties(collections[PASSAGES], properties={
-        FINGERPRINT: model["fingerprint"], MODEL_NAME: model["name"]})
+    record_model(client, backend, model)
 
     documents = client.create_schema(auto_id=False, enable_dynamic_field=False)
     documents.add_field("key", DataType.INT64, is_primary=True)
@@ -128,6 +127,12 @@ def _placeholder_vector(client: Any, schema: Any, name: str) -> None:
 
 
 PLACEHOLDER = [0.0, 0.0]
+
+
+def record_model(client: Any, backend: dict[str, Any], model: dict[str, Any]) -> None:
+    """Name the model whose vectors the passages collection holds (``check`` compares it with the manifest's)."""
+    client.alter_collection_properties(names(backend)[PASSAGES], properties={
+        FINGERPRINT: model["fingerprint"], MODEL_NAME: model["name"]})
 
 
 def check(client: Any, backend: dict[str, Any], uri: str, model: dict[str, Any], index_name: str) -> None:
