@@ -1,7 +1,8 @@
 """Encoder backends (torch, ONNX Runtime, OpenVINO; int8), their cached exports, devices and workers.
 
-Each backend must load, encode and agree with PyTorch (cosine >= 0.99 per vector) on the tiny
-model and on a handful of texts with the real MiniLM; an index encoded one way refuses queries
+Each backend must load, encode and agree with PyTorch (cosine per vector within the bound measured
+across CPU kernel paths, ``MIN_COSINE``; the same top document) on the tiny model and on a handful of
+texts with the real MiniLM; an index encoded one way refuses queries
 encoded another way. Tests of a backend are skipped only when its extra is not installed.
 """
 
@@ -83,6 +84,14 @@ def test_torch_backend_matches_sentence_transformers_encode(tiny_model: str) -> 
     np.testing.assert_allclose(encoder.encode_queries(QUERIES[:1]), queries[:1], atol=1e-5)
 
 
+# How far each kind of backend may drift from PyTorch fp32, per vector (cosine), on any CPU. fp32 exports differ
+# only in the order of float additions: 1.00000 on every path measured. int8 kernels differ by CPU: MiniLM's
+# worst vector here was 0.9916 (ONNX dynamic) and 0.9936 (OpenVINO static) on AVX-512 VNNI/AMX, with 1 and 2
+# threads alike, and 0.9892 for ONNX on an AVX2-only CPU (no VNNI: u8*s8 products saturate in int16). The bound
+# leaves about four times the spread between those paths below the worst one.
+MIN_COSINE = {"none": 0.9999, "int8": 0.98}
+
+
 @pytest.mark.parametrize("label", BACKENDS)
 @pytest.mark.parametrize("model_kind", ["tiny", "minilm"])
 def test_backend_agrees_with_torch(label: str, model_kind: str, tiny_model: str) -> None:
@@ -92,11 +101,15 @@ def test_backend_agrees_with_torch(label: str, model_kind: str, tiny_model: str)
     docs, queries = encoder.encode_documents(DOCS), encoder.encode_queries(QUERIES)
     assert docs.shape == (len(DOCS), reference.dimension) and docs.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(docs, axis=1), 1.0, atol=1e-5)
-    assert cosines(docs, reference.encode_documents(DOCS)).min() >= 0.99
-    assert cosines(queries, reference.encode_queries(QUERIES)).min() >= 0.99
+    ref_docs, ref_queries = reference.encode_documents(DOCS), reference.encode_queries(QUERIES)
+    bound = MIN_COSINE[encoder.quantize]
+    assert cosines(docs, ref_docs).min() >= bound
+    assert cosines(queries, ref_queries).min() >= bound
+    if model_kind == "minilm":  # what a user sees: each query finds the document PyTorch finds (its lead >= 0.18)
+        assert ((queries @ docs.T).argmax(axis=1) == (ref_queries @ ref_docs.T).argmax(axis=1)).all()
     one = encoder.encode_queries(QUERIES[:1])  # a single query is padded to its own length only
     # dynamic int8 scales activations per batch, so a vector depends a little on its batch-mates
-    assert cosines(one, queries[:1]).min() >= (0.99 if label.endswith("int8") else 0.9999)
+    assert cosines(one, queries[:1]).min() >= bound
 
 
 @needs_ort
