@@ -252,7 +252,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(Path(__file__).parent))
-    from reliability import tiny_model
+    from tiny_model import tiny_model
 
     scratch = Path(tempfile.mkdtemp(prefix="retriever-disk-trials-"))
     try:

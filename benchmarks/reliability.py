@@ -30,7 +30,6 @@ and returns the arguments of ``retriever``. ``tests/test_reliability.py`` runs `
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -727,14 +726,6 @@ def subprocess_runs(ws: Workspace, cases: dict[str, Case], scratch: Path, timeou
     return outcomes
 
 
-def tiny_model(folder: Path) -> str:
-    """The test suite's tiny random BERT (tests/conftest.py), so that hundreds of cases run in minutes."""
-    spec = importlib.util.spec_from_file_location("retriever_tests_conftest", ROOT / "tests" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return str(module.make_tiny_model(folder))
-
-
 def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
     by_group: dict[str, Counter] = {}
     for outcome in outcomes:
@@ -775,6 +766,8 @@ def main() -> None:
     started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="retriever-reliability-"))
     try:
+        from tiny_model import tiny_model
+
         model = args.model or tiny_model(scratch / "model")
         ws = Workspace(scratch, model)
         outcomes = []

@@ -18,7 +18,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -325,10 +325,10 @@ class Encoder:
         if self._pool is None:
             from retriever.encoding.pool import EncoderPool
 
-            spec = {"name": str(self.path), "batch_size": self.batch_size, "backend": self.backend,
-                    "quantize": self.quantize, "device": self.requested_device, "calibration": self.calibration,
-                    "exports": str(self.exports)}
-            self._pool = EncoderPool(spec, self.workers)
+            make_encoder = partial(Encoder, str(self.path), batch_size=self.batch_size, backend=self.backend,
+                                   quantize=self.quantize, device=self.requested_device,
+                                   calibration=self.calibration, exports=str(self.exports))
+            self._pool = EncoderPool(make_encoder, self.workers)
         return self._pool
 
     def close(self) -> None:

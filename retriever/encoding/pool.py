@@ -10,6 +10,7 @@ threaded runtimes) once, on first use, and reused until the encoder is closed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any
@@ -21,14 +22,12 @@ CHUNK = 128  # texts per task sent to a worker
 _worker_encoder: Any = None
 
 
-def _start_worker(spec: dict[str, Any], threads: int) -> None:
+def _start_worker(make_encoder: Callable[..., Any], threads: int) -> None:
     global _worker_encoder
     import torch
 
     torch.set_num_threads(threads)
-    from retriever.encoding.encoder import Encoder
-
-    _worker_encoder = Encoder(**spec, workers=1, threads=threads)
+    _worker_encoder = make_encoder(workers=1, threads=threads)
 
 
 def _encode_chunk(texts: list[str], task: str) -> np.ndarray:
@@ -36,13 +35,17 @@ def _encode_chunk(texts: list[str], task: str) -> np.ndarray:
 
 
 class EncoderPool:
-    """``workers`` processes that each hold an ``Encoder`` built from ``spec``."""
+    """``workers`` processes that each hold an encoder made by ``make_encoder(workers=1, threads=N)``.
 
-    def __init__(self, spec: dict[str, Any], workers: int) -> None:
+    ``make_encoder`` is picklable (e.g. ``functools.partial(Encoder, ...)``), so this module needs no encoder.
+    """
+
+    def __init__(self, make_encoder: Callable[..., Any], workers: int) -> None:
         threads = max(1, (os.cpu_count() or 1) // workers)
         self.workers = workers
         self._executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(spec, threads)
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_start_worker,
+            initargs=(make_encoder, threads),
         )
 
     def encode(self, texts: list[str], task: str, dimension: int, progress: bool = False) -> np.ndarray:

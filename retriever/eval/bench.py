@@ -14,7 +14,6 @@ import random
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from retriever.encoding.backends import resolve_backend
 from retriever.encoding.cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache, cache_key
 from retriever.encoding.encoder import DEFAULT_MODEL, Encoder
 from retriever.eval.beir import BeirDataset, load_beir
+from retriever.eval.engine import PeakMemory, build_engine
 from retriever.eval.metrics import DEFAULT_METRICS, Run, evaluate, judged_queries, write_trec_run
 from retriever.ingest.chunking import encoding_text
 
@@ -90,29 +90,6 @@ def select(dataset: BeirDataset, config: BenchConfig) -> tuple[dict[str, str], d
 
 
 # measurement helpers -------------------------------------------------------------------------
-class PeakMemory:
-    """Peak resident memory of this process while a block runs (sampled every 20 ms)."""
-
-    def __enter__(self) -> PeakMemory:
-        import psutil
-
-        self._process = psutil.Process()
-        self.peak = self._process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self._process.memory_info().rss)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
-
-
 def latency_ms(search_one: Callable[[str], object], queries: list[str]) -> dict[str, float]:
     """Warm single-query latency percentiles (one warm-up query first)."""
     search_one(queries[0])
@@ -204,31 +181,6 @@ def bench_reference(dataset: BeirDataset, queries: dict[str, str], encoder: Enco
         }
     speed["peak_rss_mb"] = memory.peak / 1e6
     return SystemResult("reference", {}, speed, run)
-
-
-def build_engine(name: str, dataset: BeirDataset, encoder: CachedEncoder, ann: str, workdir: Path,
-                 progress: bool, store: str | None = None) -> tuple[Any, dict[str, Any]]:
-    """This engine's index of the corpus, built as a user would, with its build figures."""
-    from retriever.retriever import Retriever
-
-    records = [{"_id": d.doc_id, "title": d.title, "text": d.text} for d in dataset.corpus.values()]
-    with PeakMemory() as memory:
-        started = time.perf_counter()
-        retriever = Retriever.build(records, index_dir=workdir / name, encoder=encoder, ann=ann, progress=progress,
-                                    store=store)
-        build = time.perf_counter() - started
-    encode = encoder.last_encode
-    if encode.get("cached"):  # count the encoding as it took when it was computed
-        build += encode["seconds"]
-    return retriever, {
-        "build_seconds": build,
-        "encode_docs_per_second": len(records) / encode["seconds"],
-        "encode_passages_per_second": encode["texts"] / encode["seconds"],
-        "encode_cached": bool(encode.get("cached")),
-        "index_bytes": retriever.snapshot.size_bytes(),
-        "ram_bytes_per_passage": retriever.snapshot.ram_bytes() / max(1, retriever.snapshot.passages),
-        "build_peak_rss_mb": memory.peak / 1e6,
-    }
 
 
 def bench_engine(name: str, retriever: Any, built: dict[str, Any], queries: dict[str, str],

@@ -24,6 +24,7 @@ from retriever.encoding.backends import parse_backend_label
 from retriever.encoding.cache import CachedEncoder, EmbeddingCache
 from retriever.encoding.encoder import Encoder
 from retriever.eval.beir import BeirDataset
+from retriever.eval.engine import build_engine
 from retriever.eval.metrics import DEFAULT_METRICS, evaluate
 from retriever.ingest.chunking import encoding_text
 
@@ -72,8 +73,6 @@ def run_encoding_bench(
     progress: bool = False,
 ) -> dict[str, Any]:
     """The encoding table's figures: one entry per row, reference first."""
-    from retriever.eval.bench import build_engine
-
     qtexts = list(queries.values())
     sample = speed_sample(dataset, speed_docs, seed)
     rows: dict[str, dict[str, Any]] = {}
