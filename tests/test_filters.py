@@ -9,9 +9,15 @@ import pytest
 from click.testing import CliRunner
 
 from retriever.cli import main
-from retriever.errors import RetrieverWarning
+from retriever.errors import CorruptIndexError, RetrieverError, RetrieverWarning
 from retriever.retriever import Retriever
-from retriever.search.filters import filter_warnings, parse_condition, parse_filters
+from retriever.search.filters import (
+    MAX_CONDITION_CHARS,
+    MAX_CONDITIONS,
+    filter_warnings,
+    parse_condition,
+    parse_filters,
+)
 
 # SciFact's ids are all numeric strings; "year" is a number in some records and a string in others.
 RECORDS = [
@@ -94,3 +100,49 @@ def test_cli_where_finds_a_numeric_string_id(index: Retriever, tmp_path: Path) -
                                        "--where", "doc_id=56486733"])
     assert result.exit_code == 0, result.output
     assert '"doc_id": "56486733"' in result.stdout
+
+
+BIG = 100000000000000000000  # 1e20 exactly; SQLite binds integers only up to 2**63 - 1 (issue 24, item 3)
+
+
+def test_integers_beyond_64_bits_compare_exactly(index: Retriever) -> None:
+    assert found(index, f"year<{BIG}") == ["4983", "56486733"]
+    assert found(index, f"score<={2**63}", f"score>-{2**63 + 1}") == ["4983", "56486733"]
+    assert found(index, f"score!={2**64 + 1}", f"score>-{10**400}") == ["4983", "56486733"]
+    assert found(index, f"doc_id!={BIG}") == ["12", "2", "4983", "56486733"]  # text compares as text
+    for where in (f"score>={BIG}", f"score={2**63}", f"score>{10**400}", f"year=-{BIG}"):
+        assert found(index, where) == []
+
+
+def test_a_number_just_past_a_double_is_not_rounded_to_it(tmp_path: Path, tiny_model: str) -> None:
+    records = [{"_id": "a", "text": "cats", "n": 2.0**64}, {"_id": "b", "text": "cats", "n": 2.0**64 * (1 + 2**-52)}]
+    r = Retriever.build(records, index_dir=tmp_path / "i", model=tiny_model)
+    assert found(r, f"n>{2**64}") == ["b"]
+    assert found(r, f"n>{2**64 + 1}") == ["b"]  # 2**64 + 1 rounds down to 2**64 as a double
+    assert found(r, f"n<{2**64 + 1}") == ["a"]
+    assert found(r, f"n>={2**64 + 1}", f"n<={2**64 + 2**12 - 1}") == []
+
+
+def test_too_many_or_too_long_filters_are_one_line_errors(index: Retriever) -> None:
+    with pytest.raises(RetrieverError, match=f"where: 999 filters; at most {MAX_CONDITIONS}"):
+        index.search("cats", k=5, where=["year>1"] * 999)
+    with pytest.raises(RetrieverError, match=f"at most {MAX_CONDITION_CHARS}"):
+        index.search("cats", k=5, where="title=" + "x" * MAX_CONDITION_CHARS)
+    assert found(index, *["score>0"] * MAX_CONDITIONS) == ["4983", "56486733"]
+
+
+def test_an_sqlite_expression_error_does_not_blame_the_index(index: Retriever) -> None:
+    conditions = [parse_condition("year>1")] * 1200  # past SQLite's expression depth; the parser refuses this many
+    store = index._snapshot().segments[0].store
+    with pytest.raises(RetrieverError, match="cannot evaluate these filters") as caught:
+        store.rows_where(conditions, 10)
+    assert not isinstance(caught.value, CorruptIndexError) and "rebuild" not in str(caught.value)
+
+
+def test_the_cli_reports_a_big_integer_and_too_many_filters_in_one_line(index: Retriever) -> None:
+    root = str(index.layout.root)
+    result = CliRunner().invoke(main, ["search", "cats", "--index", root, "--where", f"year<{BIG}"])
+    assert result.exit_code == 0 and "OverflowError" not in result.output, result.output
+    result = CliRunner().invoke(main, ["search", "cats", "--index", root, *["--where", "year>1"] * 65])
+    assert result.exit_code != 0
+    assert result.stderr.strip() == f"error: where: 65 filters; at most {MAX_CONDITIONS}"

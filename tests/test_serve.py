@@ -427,3 +427,13 @@ def test_a_missing_extra_is_named_in_one_line() -> None:
         require_extra("serve", "json", "no_such_module_here", feature="retriever serve")
     message = str(caught.value)
     assert "no_such_module_here" in message and "json" not in message and "\n" not in message
+
+
+def test_big_integers_and_too_many_filters_are_not_server_errors(serve: Callable) -> None:
+    """Issue 24, items 3 and 4: an integer past 64 bits is compared, and 999 filters are a 400 naming the limit."""
+    client = serve()
+    response = client.post("/search", json={"query": "cats", "where": "year>=100000000000000000000"})
+    assert response.status_code == 200, response.text
+    message = assert_error(client.post("/search", json={"query": "cats", "where": ["year>1"] * 999}), 400,
+                           "999 filters; at most 64")
+    assert "segments" not in message and "rebuild" not in message

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from retriever.errors import CorruptIndexError
+from retriever.errors import CorruptIndexError, RetrieverError
 from retriever.ingest.chunking import Passage, encoding_text
 from retriever.ingest.documents import Document
 
@@ -165,9 +165,12 @@ class SegmentStore:
         where = " AND ".join(f"({c})" for c in clauses) or "1"
         try:
             spans = self._rows(f"SELECT d.first_row, d.rows FROM documents d WHERE {where}", params)
-        except sqlite3.OperationalError as exc:  # metadata that is not valid JSON (written before validation)
-            raise CorruptIndexError(f"cannot filter {self.path.parent}: its metadata is not valid JSON ({exc}); "
-                                    "rebuild the index") from None
+        except sqlite3.OperationalError as exc:
+            if "malformed JSON" in str(exc):  # metadata that is not valid JSON (written before validation)
+                raise CorruptIndexError(f"cannot filter {self.path.parent}: its metadata is not valid JSON ({exc}); "
+                                        "rebuild the index") from None
+            raise RetrieverError(f"where: SQLite cannot evaluate these filters ({exc}); use fewer or simpler ones") \
+                from None
         mask = np.zeros(total_rows, dtype=bool)
         for first, count in spans:
             mask[first:first + count] = True

@@ -20,6 +20,9 @@ a record's fields keep their JSON types:
 - ``~`` is a glob (``*``, ``?``, ``[...]``) over the text of the value, case-sensitive; a list or
   object compares as its JSON text (``tags~*pets*``).
 - A document without the field matches no condition on it, ``!=`` included.
+- An integer beyond SQLite's 64-bit range still compares exactly with the stored numbers.
+
+Limits: at most ``MAX_CONDITIONS`` conditions of at most ``MAX_CONDITION_CHARS`` characters each.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ SQL_OPS = {"=": "=", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<=", "~"
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 BOOLEANS = {"true": 1, "false": 0}
 NUMERIC_TYPES = {"integer", "real"}  # SQLite's typeof() of a JSON number (booleans are integers)
+MAX_CONDITIONS = 64  # SQLite refuses expressions nested 1000 deep, and no real filter needs more
+MAX_CONDITION_CHARS = 1000
+INT64 = range(-2**63, 2**63)  # what SQLite can bind as an INTEGER
 
 
 @dataclass(frozen=True)
@@ -70,13 +76,37 @@ class Condition:
         if self.op == "~":
             return "json_extract(d.metadata, ?) GLOB ?", [path, value]
         stored = "json_extract(d.metadata, ?)"
+        numeric, number = _numeric_comparison(self.op, self.number)
         return (
-            f"{stored} {operator} (CASE WHEN typeof({stored}) IN ('integer', 'real') THEN ? ELSE ? END)",
-            [path, path, self.number, value],
+            f"CASE WHEN typeof({stored}) IN ('integer', 'real') THEN {stored} {numeric} "
+            f"ELSE {stored} {operator} ? END",
+            [path, path, *number, path, value],
         )
 
     def __str__(self) -> str:
         return f"{self.field}{self.op}{self.value}"
+
+
+def _numeric_comparison(op: str, number: int | float | None) -> tuple[str, list]:
+    """The SQL that compares a stored number with ``number`` (``op ?`` and its parameter), exactly.
+
+    SQLite binds integers up to 64 bits; a bigger one is compared through the nearest double, with the
+    operator adjusted where that double is not the integer itself (stored numbers are int64 or double).
+    """
+    if not isinstance(number, int) or number in INT64:
+        return f"{SQL_OPS[op]} ?", [number]
+    try:
+        near = float(number)
+    except OverflowError:
+        near = math.inf if number > 0 else -math.inf
+    if near == number:
+        return f"{SQL_OPS[op]} ?", [near]
+    below = near < number  # no stored number lies strictly between the double and the integer
+    adjusted = {"=": None, "!=": None, "<": "<=" if below else "<", "<=": "<=" if below else "<",
+                ">": ">" if below else ">=", ">=": ">" if below else ">="}[op]
+    if adjusted is None:  # no stored number equals it
+        return ("IS NULL" if op == "=" else "IS NOT NULL"), []
+    return f"{adjusted} ?", [near]
 
 
 def json_path(field: str) -> str:
@@ -90,6 +120,8 @@ def parse_condition(text: str) -> Condition:
     problem = unicode_problem(text)
     if problem:
         raise RetrieverError(f"bad filter {text!r}: {problem}")
+    if len(text) > MAX_CONDITION_CHARS:
+        raise RetrieverError(f"where: a filter of {len(text)} characters; at most {MAX_CONDITION_CHARS}")
     match = CONDITION.match(text)
     if not match or not match.group(3):
         raise RetrieverError(
@@ -108,6 +140,8 @@ def parse_filters(texts: list[str] | tuple[str, ...] | str | None) -> list[Condi
         return []
     if isinstance(texts, str):
         texts = [texts]
+    if len(texts) > MAX_CONDITIONS:
+        raise RetrieverError(f"where: {len(texts)} filters; at most {MAX_CONDITIONS}")
     return [parse_condition(t) for t in texts]
 
 
