@@ -508,3 +508,31 @@ def test_refresh_moves_a_reader_to_what_another_writer_committed(built: Retrieve
         built.add([{"_id": "new", "text": "tea and coffee"}])
         assert len(reader) == 6, "a reader keeps the version it opened"
         assert reader.refresh() is True and len(reader) == 7
+
+
+def test_indexing_a_folder_around_an_indexed_one_is_refused_not_silently_wrong(tmp_path: Path,
+                                                                                tiny_model: str) -> None:
+    """Issue 24, item 5: ``index P/sub`` then ``index P`` kept ``a.txt`` with P/sub/a.txt's text and never
+    indexed P/a.txt; a file's id is its path relative to the folder indexed, so the two runs disagree."""
+    top = tmp_path / "P"
+    (top / "sub").mkdir(parents=True)
+    (top / "a.txt").write_text("the top level file about tea")
+    (top / "sub" / "a.txt").write_text("the nested file about coffee")
+    index_dir = tmp_path / "I"
+    Retriever.build(top / "sub", index_dir=index_dir, model=tiny_model)
+    with pytest.raises(RetrieverError, match=r"as 'a.txt', indexed from .*/P/sub; indexing .*/P would name it "
+                                             r"'sub/a.txt': index .*/P/sub again, or index .*/P into a new index"):
+        Retriever.build(top, index_dir=index_dir, model=tiny_model)
+    r = Retriever.load(index_dir)
+    assert len(r) == 1 and r.get("a.txt").text == "the nested file about coffee"
+    (top / "sub" / "a.txt").write_text("the nested file, changed")
+    assert len(Retriever.build(top / "sub", index_dir=index_dir, model=tiny_model)) == 1  # the same folder: fine
+    fresh = Retriever.build(top, index_dir=tmp_path / "J", model=tiny_model)
+    assert {fresh.get("a.txt").text, fresh.get("sub/a.txt").text} == {"the top level file about tea",
+                                                                      "the nested file, changed"}
+    with pytest.raises(RetrieverError, match=r"as 'sub/a.txt', indexed from .*/P; indexing .*/P/sub would name"):
+        Retriever.build(top / "sub", index_dir=tmp_path / "J", model=tiny_model)  # and the other way round
+    side = tmp_path / "Q"  # a folder beside them still shares the index
+    side.mkdir()
+    (side / "b.txt").write_text("a side folder")
+    assert len(Retriever.build(side, index_dir=tmp_path / "J", model=tiny_model)) == 3

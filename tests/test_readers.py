@@ -263,3 +263,62 @@ def test_parquet_without_ids_or_unreadable_is_named(tmp_path: Path) -> None:
     broken.write_bytes(b"PAR1 not really")
     with pytest.raises(UnreadableFileError, match="unreadable Parquet"):
         read_file(broken, "broken.parquet")
+
+
+# special files, unreadable folders, size bound (issue 24, item 7) -------------------------------------------
+def test_special_files_are_skipped_without_being_opened(tmp_path: Path) -> None:
+    """A FIFO would block ``retriever index`` forever and a symlink to /dev/zero would read without end."""
+    import os
+
+    from retriever.ingest.sync import scan_folder
+
+    (tmp_path / "ok.txt").write_text("cats")
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "zero.txt").symlink_to("/dev/zero")
+    changes = scan_folder(tmp_path, {})
+    assert list(changes.ids) == [str(tmp_path.resolve() / "ok.txt")]
+    reasons = dict(changes.skipped)
+    assert reasons[str(tmp_path.resolve() / "pipe.txt")] == "FIFO, not a regular file"
+    assert reasons[str(tmp_path.resolve() / "zero.txt")] == "character device, not a regular file"
+    for name in ("pipe.txt", "zero.txt"):  # the readers refuse them too (a file swapped after the scan)
+        with pytest.raises(UnreadableFileError, match="not a regular file"):
+            read_file(tmp_path / name, name)
+
+
+def test_reading_is_bounded_by_the_largest_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retriever.ingest import readers
+
+    monkeypatch.setattr(readers, "MAX_DOCUMENT_BYTES", 100)
+    (tmp_path / "small.txt").write_text("x" * 100)
+    (tmp_path / "big.txt").write_text("x" * 101)
+    (tmp_path / "big.jsonl").write_text('{"_id": "a", "text": "%s"}\n' % ("x" * 100))
+    assert read_file(tmp_path / "small.txt", "small.txt")[0].text == "x" * 100
+    with pytest.raises(UnreadableFileError, match="larger than the .* MiB limit"):
+        read_file(tmp_path / "big.txt", "big.txt")
+    with pytest.raises(UnreadableFileError, match="line 1 is larger than"):
+        read_file(tmp_path / "big.jsonl", "big.jsonl")
+
+
+def test_an_unreadable_folder_is_skipped_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root ignores chmod 000, so listing the folder fails through a patched os.scandir instead."""
+    import os
+
+    from retriever.ingest.sync import scan_folder
+
+    (tmp_path / "ok.txt").write_text("cats")
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "kept.txt").write_text("dogs")
+    real_scandir = os.scandir
+    locked = str(tmp_path.resolve() / "locked")
+
+    def scandir(path: object = ".") -> object:
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    kept = str(tmp_path.resolve() / "locked" / "kept.txt")
+    changes = scan_folder(tmp_path, {kept: "old-hash"})
+    assert list(changes.ids) == [str(tmp_path.resolve() / "ok.txt")]
+    assert (locked, "folder cannot be read (Permission denied)") in changes.skipped
+    assert changes.deleted == [] and changes.unchanged == [kept], "its indexed files are kept, not removed"

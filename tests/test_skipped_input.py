@@ -131,3 +131,20 @@ def test_training_data_drops_the_judgements_of_skipped_records(tmp_path: Path) -
     with pytest.warns(RetrieverWarning):
         data = load_training_data(root, dev_fraction=0)
     assert data.train == {"q1": {"1": 1}, "q2": {"3": 1}}
+
+
+def test_special_files_are_skipped_with_the_unreadable_files_warning(tmp_path: Path, tiny_model: str) -> None:
+    """Issue 24, item 7: a FIFO hung the run and a symlink to /dev/zero ate memory; now one warning."""
+    import os
+
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "cats.txt").write_text("cats sleep in the sun")
+    os.mkfifo(folder / "pipe.md")
+    (folder / "zero.txt").symlink_to("/dev/zero")
+    with pytest.warns(RetrieverWarning) as caught:
+        r = Retriever.build(folder, index_dir=tmp_path / "i", model=tiny_model)
+    assert len(r) == 1 and r.get("cats.txt") is not None
+    (message,) = skip_warnings(caught.list)
+    assert message.startswith("skipped 2 unreadable files") and "FIFO, not a regular file" in message
+    assert "character device, not a regular file" in message

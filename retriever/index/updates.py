@@ -17,6 +17,7 @@ from retriever.index.snapshot import LiveDocument, Snapshot
 from retriever.index.writer import IndexWriter
 from retriever.ingest.documents import Document
 from retriever.ingest.pipeline import Embedder
+from retriever.ingest.readers import HTML_SUFFIXES, PDF_SUFFIXES, TEXT_SUFFIXES
 from retriever.ingest.sync import IndexReport, iter_documents, scan_folder
 
 LOOKUP_BATCH = 512  # documents whose live versions are looked up together
@@ -32,6 +33,8 @@ def sync_folder(writer: IndexWriter, base: Snapshot | None, root: Path, embed: E
     """
     root = root.resolve()
     known = base.catalog.hashes() if base is not None else {}
+    if base is not None:
+        _check_ids_follow_root(base, root, known)
     changes = scan_folder(root, known)
     report.skipped_files += changes.skipped
     report.skipped_records += changes.skipped_records
@@ -106,6 +109,34 @@ def delete(writer: IndexWriter, base: Snapshot | None, doc_ids: Iterable[str]) -
 
 
 # internals ----------------------------------------------------------------------------------------------
+PATH_ID_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES  # one document per file, its id the file's path
+
+
+def _check_ids_follow_root(base: Snapshot, root: Path, known: dict[str, str]) -> None:
+    """Refuse to index ``root`` when the index holds files under it by ids relative to another folder.
+
+    A text, HTML or PDF file's id is its path relative to the indexed folder: after ``index P/sub``,
+    ``P/sub/a.txt`` is ``a.txt``, and ``index P`` would call it ``sub/a.txt`` and take ``P/a.txt`` for a
+    duplicate of it. Several folders side by side share an index; one inside another does not.
+    """
+    top = root if root.is_dir() else root.parent
+    under = [f for f in known if f == str(root) or (root.is_dir() and f.startswith(str(root) + "/"))]
+    files = [f for f in under if Path(f).suffix.lower() in PATH_ID_SUFFIXES]
+    for start in range(0, len(files), LOOKUP_BATCH):
+        for live in base.documents_of_files(files[start:start + LOOKUP_BATCH]):
+            file = live.stored.file
+            if file is None:
+                continue
+            expected = Path(file).relative_to(top).as_posix()
+            if live.doc_id == expected:
+                continue
+            origin = file[: -len(live.doc_id) - 1] if file.endswith("/" + live.doc_id) else str(Path(file).parent)
+            raise RetrieverError(
+                f"this index holds {file} as {live.doc_id!r}, indexed from {origin}; indexing {root} would name it "
+                f"{expected!r}: index {origin} again, or index {root} into a new index (--index)"
+            )
+
+
 def _claims(base: Snapshot | None, ids_of: dict[str, list[str]], deleted: set[str]) -> dict[str, set[str]]:
     """For each changed file, the ids it holds after this run (not those another file keeps)."""
     owners: dict[str, str | None] = {}

@@ -8,8 +8,10 @@ with neither text nor title is left out and listed in ``skipped`` when the calle
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,9 @@ RECORD_SUFFIXES = {".jsonl", ".json"}
 PARQUET_SUFFIXES = {".parquet"}
 PDF_SUFFIXES = {".pdf"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | RECORD_SUFFIXES | PARQUET_SUFFIXES | PDF_SUFFIXES
+MAX_DOCUMENT_BYTES = 256 * 1024 * 1024  # the largest file read whole (one document, one JSON value, one JSONL line)
+SPECIAL_KINDS = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                 (stat.S_ISSOCK, "socket"))
 
 
 class UnreadableFileError(Exception):
@@ -34,21 +39,76 @@ def is_supported(path: Path) -> bool:
     return path.suffix.lower() in SUPPORTED_SUFFIXES
 
 
-def iter_corpus_files(root: Path) -> Iterator[Path]:
+def iter_corpus_files(root: Path, unreadable: list[tuple[str, str]] | None = None) -> Iterator[Path]:
     """All files under ``root`` (or ``root`` itself), sorted, skipping hidden files and folders.
 
-    Index folders are skipped too: ``retriever index .`` puts its index under ``./indexes/``.
+    Index folders are skipped too: ``retriever index .`` puts its index under ``./indexes/``. A folder that
+    cannot be listed is skipped and appended to ``unreadable`` as ``(folder, reason)``. Special files (FIFOs,
+    devices, sockets) are yielded like any file: ``special_file_problem`` says why they are skipped.
     """
-    if root.is_file():
+    if not root.is_dir():
         yield root
         return
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith(".") and not is_index_folder(Path(dirpath) / d)
-        )
+
+    def failed(exc: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append((str(exc.filename or root), f"folder cannot be read ({exc.strerror or exc})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=failed):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not _index_folder(Path(dirpath) / d))
         for name in sorted(filenames):
             if not name.startswith("."):
                 yield Path(dirpath) / name
+
+
+def _index_folder(folder: Path) -> bool:
+    try:
+        return is_index_folder(folder)
+    except OSError:  # an unreadable folder: os.walk reports it when it tries to list it
+        return False
+
+
+def special_file_problem(path: Path) -> str | None:
+    """Why ``path`` is not read at all (a FIFO, device or socket, also behind a symlink), or None for a regular
+    file. Reading a FIFO would block forever and reading ``/dev/zero`` would never end."""
+    try:
+        mode = os.stat(path).st_mode  # follows symlinks
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    return _kind_problem(mode)
+
+
+def _kind_problem(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in SPECIAL_KINDS if test(mode)), "folder" if stat.S_ISDIR(mode) else "")
+    return f"{kind or 'special file'}, not a regular file"
+
+
+def open_regular(path: Path):  # noqa: ANN201 - a binary file object
+    """``path`` opened for reading, refused (``UnreadableFileError``) unless it is a regular file when opened.
+
+    The check is on the opened file itself, so a file replaced by a FIFO after an earlier check neither blocks
+    (``O_NONBLOCK``) nor gets read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot read ({exc.strerror or exc})") from exc
+    try:
+        problem = _kind_problem(os.fstat(fd).st_mode)
+        if problem:
+            raise UnreadableFileError(problem)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def too_large() -> str:
+    return f"larger than the {MAX_DOCUMENT_BYTES / (1024 * 1024):g} MiB limit for one document"
 
 
 def read_file(path: Path, doc_id: str, skipped: list[tuple[str, str]] | None = None) -> list[Document]:
@@ -75,13 +135,16 @@ def iter_file(path: Path, doc_id: str, skipped: list[tuple[str, str]] | None = N
 
 def _stream_lines(path: Path) -> Iterator[str]:
     """The lines of a UTF-8 text file, read as they come; binary or undecodable files are unreadable."""
-    try:
-        with path.open("rb") as handle:
+    with open_regular(path) as handle:
+        try:
             if b"\x00" in handle.read(8192):
                 raise UnreadableFileError("binary file")
             handle.seek(0)
             first = True
-            for number, raw in enumerate(handle, start=1):
+            limit = MAX_DOCUMENT_BYTES
+            for number, raw in enumerate(iter(lambda: handle.readline(limit + 1), b""), start=1):
+                if len(raw) > limit:
+                    raise UnreadableFileError(f"line {number} is {too_large()}")
                 if first and raw.startswith(b"\xef\xbb\xbf"):
                     raw = raw[3:]
                 first = False
@@ -89,8 +152,8 @@ def _stream_lines(path: Path) -> Iterator[str]:
                     yield raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise UnreadableFileError(f"not UTF-8 (line {number}, byte {exc.start})") from exc
-    except OSError as exc:
-        raise UnreadableFileError(f"cannot read ({exc.strerror or exc})") from exc
+        except OSError as exc:
+            raise UnreadableFileError(f"cannot read ({exc.strerror or exc})") from exc
 
 
 def _read_whole(path: Path, doc_id: str, skipped: list[tuple[str, str]] | None) -> list[Document]:
@@ -109,10 +172,13 @@ def _read_whole(path: Path, doc_id: str, skipped: list[tuple[str, str]] | None) 
 
 
 def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UnreadableFileError(f"cannot read ({exc.strerror or exc})") from exc
+    with open_regular(path) as handle:
+        try:
+            data = handle.read(MAX_DOCUMENT_BYTES + 1)  # never more, whatever the file claims to be
+        except OSError as exc:
+            raise UnreadableFileError(f"cannot read ({exc.strerror or exc})") from exc
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise UnreadableFileError(too_large())
     if b"\x00" in data[:8192]:
         raise UnreadableFileError("binary file")
     try:
@@ -158,6 +224,9 @@ def _parquet_records(path: Path) -> Iterator[tuple[str, Any]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    problem = special_file_problem(path)
+    if problem:
+        raise UnreadableFileError(problem)
     try:
         row = 0
         for batch in pq.ParquetFile(path).iter_batches(batch_size=8_192):
@@ -193,8 +262,15 @@ def _read_pdf(path: Path, doc_id: str) -> Document:
         from pypdf import PdfReader
     except ImportError as exc:  # pragma: no cover - pypdf is a dependency
         raise UnreadableFileError("PDF support needs the 'pypdf' package") from exc
+    with open_regular(path) as handle:
+        try:
+            data = handle.read(MAX_DOCUMENT_BYTES + 1)
+        except OSError as exc:
+            raise UnreadableFileError(f"cannot read ({exc.strerror or exc})") from exc
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise UnreadableFileError(too_large())
     try:
-        reader = PdfReader(path)
+        reader = PdfReader(io.BytesIO(data))
         pages = [page.extract_text() or "" for page in reader.pages]
         meta_title = (reader.metadata.title if reader.metadata else None) or ""
     except Exception as exc:  # noqa: BLE001 - a damaged PDF can fail anywhere inside pypdf (even RecursionError)

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from retriever.errors import InputFormatError
 from retriever.ingest.documents import Document
-from retriever.ingest.readers import UnreadableFileError, is_supported, iter_corpus_files, iter_file
+from retriever.ingest.readers import (
+    UnreadableFileError,
+    is_supported,
+    iter_corpus_files,
+    iter_file,
+    open_regular,
+    special_file_problem,
+)
 from retriever.validation import unicode_problem
 
 FIRST_FEW = 3  # skipped items named in a warning; the rest are counted
@@ -114,12 +121,22 @@ def file_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def hash_file(path: Path) -> str:
+    """The content hash of a regular file, read in blocks (memory stays bounded whatever its size)."""
+    digest = hashlib.sha256()
+    with open_regular(path) as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def scan_folder(root: Path, known: dict[str, str]) -> FileChanges:
     """Compare the files under ``root`` with ``known`` (absolute path -> hash)."""
     root = root.resolve()
     changes = FileChanges({}, {}, [], [], [], 0)
     seen: set[str] = set()
-    for path in iter_corpus_files(root):
+    folders: list[tuple[str, str]] = []  # folders that could not be listed
+    for path in iter_corpus_files(root, folders):
         if not is_supported(path):
             changes.unsupported += 1
             continue
@@ -128,8 +145,15 @@ def scan_folder(root: Path, known: dict[str, str]) -> FileChanges:
         if unicode_problem(key):
             changes.skipped.append((key, "file name is not valid UTF-8"))
             continue
+        problem = special_file_problem(path)  # a FIFO would block, /dev/zero would never end
+        if problem:
+            changes.skipped.append((key, problem))
+            continue
         try:
-            digest = file_hash(path.read_bytes())
+            digest = hash_file(path)
+        except UnreadableFileError as exc:
+            changes.skipped.append((key, str(exc)))
+            continue
         except OSError as exc:
             changes.skipped.append((key, f"cannot read ({exc.strerror or exc})"))
             continue
@@ -145,8 +169,15 @@ def scan_folder(root: Path, known: dict[str, str]) -> FileChanges:
             continue
         changes.ids[key] = ids
         changes.hashes[key] = digest
-    prefix = str(root) if root.is_file() else str(root) + "/"
-    changes.deleted = [f for f in known if (f == str(root) or f.startswith(prefix)) and f not in seen]
+    changes.skipped += folders
+    prefix = str(root) + "/" if root.is_dir() else str(root)
+    hidden = tuple(folder.rstrip("/") + "/" for folder, _ in folders)
+    for f in known:
+        if (f == str(root) or f.startswith(prefix)) and f not in seen:
+            if hidden and f.startswith(hidden):  # in a folder that could not be read: kept as it was
+                changes.unchanged.append(f)
+            else:
+                changes.deleted.append(f)
     return changes
 
 
@@ -162,6 +193,6 @@ def read_documents(root: Path, file: str, skipped: list[tuple[str, str]] | None 
 def iter_documents(root: Path, file: str, skipped: list[tuple[str, str]] | None = None) -> Iterator[Document]:
     """``read_documents`` one at a time (a JSONL file of millions of records streams in bounded memory)."""
     root = root.resolve()
-    base = root.parent if root.is_file() else root
+    base = root if root.is_dir() else root.parent
     path = Path(file)
     yield from iter_file(path, path.relative_to(base).as_posix(), [] if skipped is None else skipped)
