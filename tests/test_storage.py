@@ -357,3 +357,54 @@ def test_an_index_of_the_first_format_gets_a_clear_message(tmp_path: Path) -> No
     (old / "CURRENT").write_text("gen-000003\n")
     with pytest.raises(CorruptIndexError, match="format 1.*rebuild"):
         Retriever.load(old)
+
+
+# garbage collection removes only what the engine wrote (issue 24, item 1) -----------------------------------
+def test_collection_leaves_files_the_engine_did_not_write(built: Retriever, index_dir: Path) -> None:
+    import warnings
+
+    from retriever.errors import RetrieverWarning
+    from retriever.index import layout as layout_module
+
+    layout_module._warned_foreign.discard(str(index_dir))
+    built.add([{"_id": "a", "text": "tea"}])  # an old generation and segment to collect
+    old_generation = sorted((index_dir / "generations").glob("gen-*.json"))[0]
+    foreign = {
+        "segments/seg-photos/img.txt": "img",
+        "segments/seg-000001.bak/keep.txt": "backup",
+        "segments/seg-999999/keep.txt": "a number the engine never handed out",
+        "generations/gen-000777.json": "{}",
+        "generations/notes.txt": "notes",
+        "deletes/seg-000001.gen-000777.npy": "x",
+        "catalog/files.gen-000777.sqlite": "x",
+        ".staging-0123456789ab/keep.txt": "no marker: not the engine's",
+        ".staging-mine/keep.txt": "not the engine's name",
+    }
+    for name, text in foreign.items():
+        (index_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (index_dir / name).write_text(text)
+    ours = index_dir / ".staging-abcdefabcdef"  # a killed write's leftover, with the engine's marker
+    ours.mkdir()
+    (ours / ".retriever-staging").write_bytes(b"")
+    (ours / "store.sqlite").write_text("partial")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        built.add([{"_id": "b", "text": "coffee"}])
+        built.add([{"_id": "c", "text": "water"}])
+    for name, text in foreign.items():
+        assert (index_dir / name).read_text() == text, name
+    assert not ours.exists() and not old_generation.exists(), "what the engine wrote is still collected"
+    assert set(unreferenced(index_dir)) == {
+        "segments/seg-photos", "segments/seg-000001.bak", "segments/seg-999999", "generations/gen-000777.json",
+        "generations/notes.txt", "deletes/seg-000001.gen-000777.npy", "catalog/files.gen-000777.sqlite",
+        ".staging-0123456789ab", ".staging-mine"}
+    ours_warned = [w for w in caught if issubclass(w.category, RetrieverWarning) and "did not write" in str(w.message)]
+    assert len(ours_warned) == 1 and str(index_dir) in str(ours_warned[0].message)
+    assert len(Retriever.load(index_dir)) == 9
+
+
+def test_a_staging_folder_is_marked_before_it_is_used(tmp_path: Path) -> None:
+    from retriever.index.layout import IndexLayout
+
+    staging = IndexLayout(tmp_path).staging_dir()
+    assert [p.name for p in staging.iterdir()] == [".retriever-staging"]
