@@ -408,3 +408,51 @@ def test_a_staging_folder_is_marked_before_it_is_used(tmp_path: Path) -> None:
 
     staging = IndexLayout(tmp_path).staging_dir()
     assert [p.name for p in staging.iterdir()] == [".retriever-staging"]
+
+
+# a read-only index is readable (issue 24, item 2) ----------------------------------------------------------
+def all_files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"), OSError(30, "Read-only file system")])
+def test_a_read_only_index_is_read_without_a_lease(error: OSError, built: Retriever, index_dir: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from retriever.index import layout as layout_module
+
+    built.close()
+    before = all_files(index_dir)
+
+    def read_only_open(file, mode="r", *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if any(flag in mode for flag in "wax+"):  # as on a read-only mount (tests run as root: chmod is ignored)
+            raise type(error)(error.errno, error.strerror, str(file))
+        return builtins.open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(layout_module, "open", read_only_open, raising=False)
+    reader = Retriever.load(index_dir)
+    assert top(reader, CATS_QUERY) == "cats.txt"
+    assert reader.info()["counts"]["documents"] == 6
+    assert reader.check() == []
+    assert reader.refresh() is False
+    reader.close()
+    assert all_files(index_dir) == before, "a read wrote into the index"
+
+
+def test_a_writable_index_is_read_under_a_lease(built: Retriever, index_dir: Path) -> None:
+    reader = Retriever.load(index_dir)
+    assert len(list((index_dir / "readers").glob("*.lease"))) >= 1
+    reader.close()
+
+
+def test_a_lease_error_other_than_read_only_is_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retriever.index import layout as layout_module
+
+    def broken_open(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(layout_module, "open", broken_open, raising=False)
+    with pytest.raises(OSError, match="No space"):
+        layout_module.IndexLayout(tmp_path).take_lease()

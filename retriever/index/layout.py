@@ -22,6 +22,7 @@ found in these folders is left alone, with one warning.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -50,6 +51,7 @@ SEGMENT_NAME = re.compile(r"^seg-(\d{6,})$")  # f"seg-{n:06d}": six digits, more
 DELETES_NAME = re.compile(r"^seg-\d{6,}\.gen-(\d{6,})\.npy$")
 CATALOG_NAME = re.compile(r"^files\.gen-(\d{6,})\.sqlite$")
 MANIFEST_TMP_NAME = re.compile(r"^\.gen-\d{6,}\.json\.[0-9a-f]{8}\.tmp$")  # write_atomically, interrupted
+READ_ONLY_ERRORS = {errno.EROFS, errno.EACCES, errno.EPERM}  # a lease cannot be written: read without one
 _warned_foreign: set[str] = set()  # index folders already warned about in this process
 OWN_ENTRIES = {CURRENT, GENERATIONS, SEGMENTS, DELETES, CATALOG, READERS, LOCK, "README.md"}
 LEGACY_GENERATION = re.compile(r"^gen-\d{6,}$")  # format 1 kept whole generations as folders
@@ -194,8 +196,15 @@ class IndexLayout:
         write_atomically(self.root / CURRENT, generation + "\n")
 
     # readers -------------------------------------------------------------------------------------
-    def take_lease(self) -> ReaderLease:
-        return ReaderLease(self.root / READERS)
+    def take_lease(self) -> ReaderLease | None:
+        """A lease for a reader, or None where the index cannot be written (a read-only copy or mount, no write
+        permission): no writer can collect such an index either, so reading it needs no protection."""
+        try:
+            return ReaderLease(self.root / READERS)
+        except OSError as exc:
+            if isinstance(exc, PermissionError) or exc.errno in READ_ONLY_ERRORS:
+                return None
+            raise
 
     def held_generations(self) -> set[str]:
         """Generations named by the leases of live readers; stale leases (their process is gone) are removed."""
