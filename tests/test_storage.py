@@ -318,6 +318,8 @@ DAMAGE = {
     "empty CURRENT": lambda d: (d / "CURRENT").write_text(""),
     "CURRENT not UTF-8": lambda d: (d / "CURRENT").write_bytes(b"\xff\xfegen"),
     "CURRENT a folder": lambda d: ((d / "CURRENT").unlink(), (d / "CURRENT").mkdir()),
+    "CURRENT deleted": lambda d: (d / "CURRENT").unlink(),
+    "dimension disagrees with the vectors": lambda d: set_manifest(d, lambda m: m["model"].update(dimension=7)),
 }
 
 
@@ -456,3 +458,44 @@ def test_a_lease_error_other_than_read_only_is_raised(tmp_path: Path, monkeypatc
     monkeypatch.setattr(layout_module, "open", broken_open, raising=False)
     with pytest.raises(OSError, match="No space"):
         layout_module.IndexLayout(tmp_path).take_lease()
+
+
+# a lost CURRENT and a manifest that misstates the dimension (issue 24, item 8) --------------------------------
+def test_an_index_that_lost_its_current_is_named_and_left_alone(built: Retriever, index_dir: Path, corpus: Path,
+                                                                 tiny_model: str) -> None:
+    import shlex
+
+    built.add([{"_id": "a", "text": "tea"}])
+    built.close()
+    live = (index_dir / "CURRENT").read_text().strip()
+    (index_dir / "CURRENT").unlink()
+    before = all_files(index_dir)
+    for attempt in (lambda: Retriever.build(corpus, index_dir=index_dir, model=tiny_model),
+                    lambda: Retriever.load(index_dir)):
+        with pytest.raises(CorruptIndexError, match=f"lost its CURRENT file; its newest complete generation is {live}"):
+            attempt()
+    assert all_files(index_dir) == before, "nothing was written into the damaged index"
+    with pytest.raises(CorruptIndexError) as info:
+        Retriever.load(index_dir)
+    command = str(info.value).split("restore it with '")[1].split("'")[0]
+    subprocess.run(command, shell=True, check=True)  # the command the message gives restores the index
+    assert shlex.split(command)[1] == live
+    assert len(Retriever.load(index_dir)) == 7
+
+
+def test_an_index_that_lost_its_current_and_every_generation_is_refused(built: Retriever, index_dir: Path,
+                                                                        corpus: Path, tiny_model: str) -> None:
+    built.close()
+    (index_dir / "CURRENT").unlink()
+    for manifest in (index_dir / "generations").glob("*.json"):
+        manifest.write_text("{}")
+    with pytest.raises(CorruptIndexError, match="no complete generation is left"):
+        Retriever.build(corpus, index_dir=index_dir, model=tiny_model)
+    assert any((index_dir / "segments").iterdir())
+
+
+def test_a_manifest_dimension_other_than_the_vectors_is_named(built: Retriever, index_dir: Path) -> None:
+    built.close()
+    set_manifest(index_dir, lambda m: m["model"].update(dimension=7))
+    with pytest.raises(CorruptIndexError, match=f"index {index_dir} is corrupt: .*dimension 7.*32-dimensional"):
+        Retriever.load(index_dir)

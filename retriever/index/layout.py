@@ -101,6 +101,7 @@ class IndexLayout:
         if self.root.exists() and not self.root.is_dir():
             raise RetrieverError(f"{self.root} is a file, not an index folder; choose another --index")
         if self.root.is_dir() and not self.exists():
+            self.refuse_lost_current()
             foreign = [p.name for p in self.root.iterdir()
                        if p.name not in OWN_ENTRIES and not STAGING_NAME.match(p.name)]
             if foreign:
@@ -108,6 +109,38 @@ class IndexLayout:
                     f"{self.root} is a non-empty folder that is not a retriever index ({foreign[0]!r} is in it); "
                     "choose an empty or new folder for --index"
                 )
+
+    def refuse_lost_current(self) -> None:
+        """An index whose CURRENT is gone (generations and segments are still here) is named, never overwritten:
+        a new index written into it would collide with its segments, and which generation was live is unknown."""
+        folder = self.root / GENERATIONS
+        manifests = sorted((p for p in folder.glob("gen-*.json") if GENERATION_NAME.match(p.stem)),
+                           key=lambda p: generation_number(p.stem), reverse=True) if folder.is_dir() else []
+        if not manifests and not any((self.root / SEGMENTS).glob("seg-*")):
+            return
+        newest = next((p.stem for p in manifests if self._complete(p)), None)
+        if newest is None:
+            raise CorruptIndexError(
+                f"index {self.root} has lost its {CURRENT} file and no complete generation is left in it; "
+                "move it away and rebuild it with 'retriever index'")
+        raise CorruptIndexError(
+            f"index {self.root} has lost its {CURRENT} file; its newest complete generation is {newest}: restore it "
+            f"with 'echo {newest} > {self.root / CURRENT}' (or move the folder away and rebuild it)")
+
+    def _complete(self, path: Path) -> bool:
+        """Whether a manifest loads as its generation's and every file it names is here."""
+        from retriever.index.manifest import Manifest  # manifest imports this module
+
+        try:
+            manifest = Manifest.load(path, self.name)
+        except CorruptIndexError:
+            return False
+        if manifest.generation != path.stem:
+            return False
+        needed = [self.segment_dir(e.name) for e in manifest.segments]
+        needed += [self.root / DELETES / e.deletes for e in manifest.segments if e.deletes]
+        needed += [self.root / CATALOG / manifest.catalog] if manifest.catalog else []
+        return all(p.exists() for p in needed)
 
     def current(self) -> str:
         """The live generation's name, or an error naming what is wrong."""
@@ -117,6 +150,7 @@ class IndexLayout:
             raise IndexNotFoundError(f"{self.root} is a file, not an index folder")
         pointer = self.root / CURRENT
         if not pointer.exists():
+            self.refuse_lost_current()
             raise IndexNotFoundError(
                 f"{self.root} is not a retriever index (no {CURRENT} file); build one with 'retriever index PATH'"
             )
