@@ -318,6 +318,8 @@ DAMAGE = {
     "empty CURRENT": lambda d: (d / "CURRENT").write_text(""),
     "CURRENT not UTF-8": lambda d: (d / "CURRENT").write_bytes(b"\xff\xfegen"),
     "CURRENT a folder": lambda d: ((d / "CURRENT").unlink(), (d / "CURRENT").mkdir()),
+    "CURRENT deleted": lambda d: (d / "CURRENT").unlink(),
+    "dimension disagrees with the vectors": lambda d: set_manifest(d, lambda m: m["model"].update(dimension=7)),
 }
 
 
@@ -357,3 +359,143 @@ def test_an_index_of_the_first_format_gets_a_clear_message(tmp_path: Path) -> No
     (old / "CURRENT").write_text("gen-000003\n")
     with pytest.raises(CorruptIndexError, match="format 1.*rebuild"):
         Retriever.load(old)
+
+
+# garbage collection removes only what the engine wrote (issue 24, item 1) -----------------------------------
+def test_collection_leaves_files_the_engine_did_not_write(built: Retriever, index_dir: Path) -> None:
+    import warnings
+
+    from retriever.errors import RetrieverWarning
+    from retriever.index import layout as layout_module
+
+    layout_module._warned_foreign.discard(str(index_dir))
+    built.add([{"_id": "a", "text": "tea"}])  # an old generation and segment to collect
+    old_generation = sorted((index_dir / "generations").glob("gen-*.json"))[0]
+    foreign = {
+        "segments/seg-photos/img.txt": "img",
+        "segments/seg-000001.bak/keep.txt": "backup",
+        "segments/seg-999999/keep.txt": "a number the engine never handed out",
+        "generations/gen-000777.json": "{}",
+        "generations/notes.txt": "notes",
+        "deletes/seg-000001.gen-000777.npy": "x",
+        "catalog/files.gen-000777.sqlite": "x",
+        ".staging-0123456789ab/keep.txt": "no marker: not the engine's",
+        ".staging-mine/keep.txt": "not the engine's name",
+    }
+    for name, text in foreign.items():
+        (index_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (index_dir / name).write_text(text)
+    ours = index_dir / ".staging-abcdefabcdef"  # a killed write's leftover, with the engine's marker
+    ours.mkdir()
+    (ours / ".retriever-staging").write_bytes(b"")
+    (ours / "store.sqlite").write_text("partial")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        built.add([{"_id": "b", "text": "coffee"}])
+        built.add([{"_id": "c", "text": "water"}])
+    for name, text in foreign.items():
+        assert (index_dir / name).read_text() == text, name
+    assert not ours.exists() and not old_generation.exists(), "what the engine wrote is still collected"
+    assert set(unreferenced(index_dir)) == {
+        "segments/seg-photos", "segments/seg-000001.bak", "segments/seg-999999", "generations/gen-000777.json",
+        "generations/notes.txt", "deletes/seg-000001.gen-000777.npy", "catalog/files.gen-000777.sqlite",
+        ".staging-0123456789ab", ".staging-mine"}
+    ours_warned = [w for w in caught if issubclass(w.category, RetrieverWarning) and "did not write" in str(w.message)]
+    assert len(ours_warned) == 1 and str(index_dir) in str(ours_warned[0].message)
+    assert len(Retriever.load(index_dir)) == 9
+
+
+def test_a_staging_folder_is_marked_before_it_is_used(tmp_path: Path) -> None:
+    from retriever.index.layout import IndexLayout
+
+    staging = IndexLayout(tmp_path).staging_dir()
+    assert [p.name for p in staging.iterdir()] == [".retriever-staging"]
+
+
+# a read-only index is readable (issue 24, item 2) ----------------------------------------------------------
+def all_files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"), OSError(30, "Read-only file system")])
+def test_a_read_only_index_is_read_without_a_lease(error: OSError, built: Retriever, index_dir: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from retriever.index import layout as layout_module
+
+    built.close()
+    before = all_files(index_dir)
+
+    def read_only_open(file, mode="r", *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if any(flag in mode for flag in "wax+"):  # as on a read-only mount (tests run as root: chmod is ignored)
+            raise type(error)(error.errno, error.strerror, str(file))
+        return builtins.open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(layout_module, "open", read_only_open, raising=False)
+    reader = Retriever.load(index_dir)
+    assert top(reader, CATS_QUERY) == "cats.txt"
+    assert reader.info()["counts"]["documents"] == 6
+    assert reader.check() == []
+    assert reader.refresh() is False
+    reader.close()
+    assert all_files(index_dir) == before, "a read wrote into the index"
+
+
+def test_a_writable_index_is_read_under_a_lease(built: Retriever, index_dir: Path) -> None:
+    reader = Retriever.load(index_dir)
+    assert len(list((index_dir / "readers").glob("*.lease"))) >= 1
+    reader.close()
+
+
+def test_a_lease_error_other_than_read_only_is_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retriever.index import layout as layout_module
+
+    def broken_open(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(layout_module, "open", broken_open, raising=False)
+    with pytest.raises(OSError, match="No space"):
+        layout_module.IndexLayout(tmp_path).take_lease()
+
+
+# a lost CURRENT and a manifest that misstates the dimension (issue 24, item 8) --------------------------------
+def test_an_index_that_lost_its_current_is_named_and_left_alone(built: Retriever, index_dir: Path, corpus: Path,
+                                                                 tiny_model: str) -> None:
+    import shlex
+
+    built.add([{"_id": "a", "text": "tea"}])
+    built.close()
+    live = (index_dir / "CURRENT").read_text().strip()
+    (index_dir / "CURRENT").unlink()
+    before = all_files(index_dir)
+    for attempt in (lambda: Retriever.build(corpus, index_dir=index_dir, model=tiny_model),
+                    lambda: Retriever.load(index_dir)):
+        with pytest.raises(CorruptIndexError, match=f"lost its CURRENT file; its newest complete generation is {live}"):
+            attempt()
+    assert all_files(index_dir) == before, "nothing was written into the damaged index"
+    with pytest.raises(CorruptIndexError) as info:
+        Retriever.load(index_dir)
+    command = str(info.value).split("restore it with '")[1].split("'")[0]
+    subprocess.run(command, shell=True, check=True)  # the command the message gives restores the index
+    assert shlex.split(command)[1] == live
+    assert len(Retriever.load(index_dir)) == 7
+
+
+def test_an_index_that_lost_its_current_and_every_generation_is_refused(built: Retriever, index_dir: Path,
+                                                                        corpus: Path, tiny_model: str) -> None:
+    built.close()
+    (index_dir / "CURRENT").unlink()
+    for manifest in (index_dir / "generations").glob("*.json"):
+        manifest.write_text("{}")
+    with pytest.raises(CorruptIndexError, match="no complete generation is left"):
+        Retriever.build(corpus, index_dir=index_dir, model=tiny_model)
+    assert any((index_dir / "segments").iterdir())
+
+
+def test_a_manifest_dimension_other_than_the_vectors_is_named(built: Retriever, index_dir: Path) -> None:
+    built.close()
+    set_manifest(index_dir, lambda m: m["model"].update(dimension=7))
+    with pytest.raises(CorruptIndexError, match=f"index {index_dir} is corrupt: .*dimension 7.*32-dimensional"):
+        Retriever.load(index_dir)

@@ -9,16 +9,20 @@ Layout (format 2)::
     DIR/catalog/files.gen-000007.sqlite     content hash of each indexed file (folder sync)
     DIR/readers/<id>.lease             one per open reader: the generation it reads, under a shared flock
     DIR/.lock                          held (exclusive flock) by the one process writing, for the whole update
-    DIR/.staging-*                     a segment being written; never referenced until it is renamed into place
+    DIR/.staging-<12 hex>/             a segment being written (it holds the marker file .retriever-staging from its
+                                       first moment); never referenced until it is renamed into place
 
 Nothing is ever modified in place: a write adds files and points CURRENT at a new manifest with one rename,
 so an interrupted write leaves the previous generation loadable. Files that no live generation references are
-removed by the next writer, unless an open reader's lease still names a generation that uses them.
+removed by the next writer, unless an open reader's lease still names a generation that uses them. Only what
+the engine wrote is ever removed (names it gives, numbers it has handed out, its staging marker); anything else
+found in these folders is left alone, with one warning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -26,10 +30,11 @@ import re
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from retriever.errors import CorruptIndexError, IndexBusyError, IndexNotFoundError, RetrieverError
+from retriever.errors import CorruptIndexError, IndexBusyError, IndexNotFoundError, RetrieverError, RetrieverWarning
 
 CURRENT = "CURRENT"
 GENERATIONS = "generations"
@@ -40,7 +45,14 @@ READERS = "readers"
 LOCK = ".lock"
 STAGING_PREFIX = ".staging-"
 STAGING_NAME = re.compile(r"^\.staging-[0-9a-f]{12}$")
+STAGING_MARKER = ".retriever-staging"  # written into a staging folder the moment it is made: it is the engine's
 GENERATION_NAME = re.compile(r"^gen-(\d{6,})$")
+SEGMENT_NAME = re.compile(r"^seg-(\d{6,})$")  # f"seg-{n:06d}": six digits, more past 999999
+DELETES_NAME = re.compile(r"^seg-\d{6,}\.gen-(\d{6,})\.npy$")
+CATALOG_NAME = re.compile(r"^files\.gen-(\d{6,})\.sqlite$")
+MANIFEST_TMP_NAME = re.compile(r"^\.gen-\d{6,}\.json\.[0-9a-f]{8}\.tmp$")  # write_atomically, interrupted
+READ_ONLY_ERRORS = {errno.EROFS, errno.EACCES, errno.EPERM}  # a lease cannot be written: read without one
+_warned_foreign: set[str] = set()  # index folders already warned about in this process
 OWN_ENTRIES = {CURRENT, GENERATIONS, SEGMENTS, DELETES, CATALOG, READERS, LOCK, "README.md"}
 LEGACY_GENERATION = re.compile(r"^gen-\d{6,}$")  # format 1 kept whole generations as folders
 
@@ -89,6 +101,7 @@ class IndexLayout:
         if self.root.exists() and not self.root.is_dir():
             raise RetrieverError(f"{self.root} is a file, not an index folder; choose another --index")
         if self.root.is_dir() and not self.exists():
+            self.refuse_lost_current()
             foreign = [p.name for p in self.root.iterdir()
                        if p.name not in OWN_ENTRIES and not STAGING_NAME.match(p.name)]
             if foreign:
@@ -96,6 +109,38 @@ class IndexLayout:
                     f"{self.root} is a non-empty folder that is not a retriever index ({foreign[0]!r} is in it); "
                     "choose an empty or new folder for --index"
                 )
+
+    def refuse_lost_current(self) -> None:
+        """An index whose CURRENT is gone (generations and segments are still here) is named, never overwritten:
+        a new index written into it would collide with its segments, and which generation was live is unknown."""
+        folder = self.root / GENERATIONS
+        manifests = sorted((p for p in folder.glob("gen-*.json") if GENERATION_NAME.match(p.stem)),
+                           key=lambda p: generation_number(p.stem), reverse=True) if folder.is_dir() else []
+        if not manifests and not any((self.root / SEGMENTS).glob("seg-*")):
+            return
+        newest = next((p.stem for p in manifests if self._complete(p)), None)
+        if newest is None:
+            raise CorruptIndexError(
+                f"index {self.root} has lost its {CURRENT} file and no complete generation is left in it; "
+                "move it away and rebuild it with 'retriever index'")
+        raise CorruptIndexError(
+            f"index {self.root} has lost its {CURRENT} file; its newest complete generation is {newest}: restore it "
+            f"with 'echo {newest} > {self.root / CURRENT}' (or move the folder away and rebuild it)")
+
+    def _complete(self, path: Path) -> bool:
+        """Whether a manifest loads as its generation's and every file it names is here."""
+        from retriever.index.manifest import Manifest  # manifest imports this module
+
+        try:
+            manifest = Manifest.load(path, self.name)
+        except CorruptIndexError:
+            return False
+        if manifest.generation != path.stem:
+            return False
+        needed = [self.segment_dir(e.name) for e in manifest.segments]
+        needed += [self.root / DELETES / e.deletes for e in manifest.segments if e.deletes]
+        needed += [self.root / CATALOG / manifest.catalog] if manifest.catalog else []
+        return all(p.exists() for p in needed)
 
     def current(self) -> str:
         """The live generation's name, or an error naming what is wrong."""
@@ -105,6 +150,7 @@ class IndexLayout:
             raise IndexNotFoundError(f"{self.root} is a file, not an index folder")
         pointer = self.root / CURRENT
         if not pointer.exists():
+            self.refuse_lost_current()
             raise IndexNotFoundError(
                 f"{self.root} is not a retriever index (no {CURRENT} file); build one with 'retriever index PATH'"
             )
@@ -160,8 +206,10 @@ class IndexLayout:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def staging_dir(self) -> Path:
+        """A new staging folder, marked as the engine's before anything else is written into it."""
         path = self.root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
         path.mkdir(parents=True)
+        (path / STAGING_MARKER).write_bytes(b"")
         return path
 
     def publish(self, staging: Path, segment: str) -> Path:
@@ -182,8 +230,15 @@ class IndexLayout:
         write_atomically(self.root / CURRENT, generation + "\n")
 
     # readers -------------------------------------------------------------------------------------
-    def take_lease(self) -> ReaderLease:
-        return ReaderLease(self.root / READERS)
+    def take_lease(self) -> ReaderLease | None:
+        """A lease for a reader, or None where the index cannot be written (a read-only copy or mount, no write
+        permission): no writer can collect such an index either, so reading it needs no protection."""
+        try:
+            return ReaderLease(self.root / READERS)
+        except OSError as exc:
+            if isinstance(exc, PermissionError) or exc.errno in READ_ONLY_ERRORS:
+                return None
+            raise
 
     def held_generations(self) -> set[str]:
         """Generations named by the leases of live readers; stale leases (their process is gone) are removed."""
@@ -206,27 +261,77 @@ class IndexLayout:
         return held
 
     # garbage collection ------------------------------------------------------------------------------
-    def collect_garbage(self, referenced: set[Path], keep_generations: set[str]) -> int:
+    def collect_garbage(self, referenced: set[Path], keep_generations: set[str], current: str,
+                        next_segment: int) -> int:
         """Remove what no kept generation references: old manifests, segments, deletion and catalog files, staging
-        leftovers. Only names this engine writes are ever removed. Returns how many entries were removed."""
-        removed = 0
+        leftovers. Only what this engine wrote is ever removed: names it gives, with numbers it has handed out
+        (segments below ``next_segment`` or holding the staging marker; generations up to the one after
+        ``current``, which a failed commit writes), manifests that load as such, staging folders with its marker.
+        Anything else is left alone, with one warning per index and process.
+        Returns how many entries were removed."""
+        from retriever.index.manifest import Manifest  # manifest imports this module
+
+        live = generation_number(current)
+        removed, foreign = 0, []
+
+        def remove(path: Path) -> None:
+            nonlocal removed
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed += 1
+
         for leftover in self.root.glob(f"{STAGING_PREFIX}*"):
-            if leftover.is_dir() and STAGING_NAME.match(leftover.name):
-                shutil.rmtree(leftover, ignore_errors=True)
-                removed += 1
-        for manifest in (self.root / GENERATIONS).glob("gen-*.json"):
-            if manifest.stem not in keep_generations and GENERATION_NAME.match(manifest.stem):
-                manifest.unlink(missing_ok=True)
-                removed += 1
-        for folder, pattern in ((SEGMENTS, "seg-*"), (DELETES, "seg-*.gen-*.npy"), (CATALOG, "files.gen-*.sqlite")):
-            for path in (self.root / folder).glob(pattern):
+            if STAGING_NAME.match(leftover.name) and leftover.is_dir() and not leftover.is_symlink():
+                if (leftover / STAGING_MARKER).is_file():
+                    remove(leftover)
+                    continue
+                with contextlib.suppress(OSError):  # empty: killed between mkdir and its marker; nothing to lose
+                    leftover.rmdir()
+                    removed += 1
+                    continue
+            foreign.append(leftover)
+        for manifest in (self.root / GENERATIONS).iterdir() if (self.root / GENERATIONS).is_dir() else ():
+            match = GENERATION_NAME.match(manifest.stem) if manifest.suffix == ".json" else None
+            if match and manifest.stem in keep_generations:
+                continue
+            if MANIFEST_TMP_NAME.match(manifest.name) and manifest.is_file():
+                remove(manifest)
+                continue
+            if match and int(match.group(1)) <= live + 1 and manifest.is_file() and not manifest.is_symlink():
+                try:
+                    ours = Manifest.load(manifest, self.name).generation == manifest.stem
+                except CorruptIndexError:
+                    ours = False
+                if ours:
+                    remove(manifest)
+                    continue
+            foreign.append(manifest)
+        # a commit that failed (before CURRENT moved) wrote generation live + 1 and may have published segments
+        checks = ((SEGMENTS, SEGMENT_NAME, next_segment, True), (DELETES, DELETES_NAME, live + 2, False),
+                  (CATALOG, CATALOG_NAME, live + 2, False))
+        for folder, pattern, below, is_dir in checks:
+            if not (self.root / folder).is_dir():
+                continue
+            for path in (self.root / folder).iterdir():
                 if path in referenced:
                     continue
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
+                match = pattern.match(path.name)
+                kind_ok = not path.is_symlink() and (path.is_dir() if is_dir else path.is_file())
+                marked = is_dir and (path / STAGING_MARKER).is_file()  # published, then its commit failed
+                ours = match and kind_ok and (int(match.group(1)) < below or marked)
+                if ours:
+                    remove(path)
                 else:
-                    path.unlink(missing_ok=True)
-                removed += 1
+                    foreign.append(path)
+        if foreign and str(self.root) not in _warned_foreign:
+            _warned_foreign.add(str(self.root))
+            first = foreign[0].relative_to(self.root).as_posix()
+            more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+            warnings.warn(
+                f"index {self.root} holds {first!r}{more}, which retriever did not write; left in place "
+                "(move it out of the index folder)", RetrieverWarning, stacklevel=2)
         return removed
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from retriever.errors import CorruptIndexError
-from retriever.index.layout import IndexLayout
+from retriever.index.layout import STAGING_MARKER, IndexLayout
 from retriever.index.lexical import LexicalSegment
 from retriever.index.manifest import SegmentEntry
 from retriever.index.store import SegmentStore, StoreWriter
@@ -81,7 +81,7 @@ class SegmentBuilder:
         doc_of_row = np.concatenate(self._doc_of_row) if self._doc_of_row else np.zeros(0, dtype=np.int64)
         np.save(self.staging / DOC_OF_ROW, doc_of_row.astype(np.int64), allow_pickle=False)
         np.save(self.staging / PASSAGE_IDS, np.asarray(self._passage_ids, dtype=np.int64), allow_pickle=False)
-        written = [p for p in sorted(self.staging.rglob("*")) if p.is_file()]
+        written = [p for p in sorted(self.staging.rglob("*")) if p.is_file() and p.name != STAGING_MARKER]
         files = {p.relative_to(self.staging).as_posix(): p.stat().st_size for p in written}
         checksums = {p.relative_to(self.staging).as_posix(): file_sha256(p) for p in written}
         self.layout.publish(self.staging, self.name)

@@ -93,6 +93,13 @@ class Snapshot:
         if manifest.generation != generation:
             raise CorruptIndexError(f"index {layout.name} is corrupt: {generation} holds the manifest of "
                                     f"{manifest.generation!r}")
+        dimension = manifest.model["dimension"]
+        for entry in manifest.segments:
+            actual = entry.vectors.get("dimension")
+            if actual is not None and actual != dimension:
+                raise CorruptIndexError(
+                    f"index {layout.name} is corrupt: manifest {generation}.json names dimension {dimension}, "
+                    f"segment {entry.name} holds {actual}-dimensional vectors")
         opened = {s.name: s for s in reuse.segments} if reuse is not None else {}
         segments, live = [], []
         for entry in manifest.segments:

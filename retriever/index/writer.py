@@ -170,7 +170,9 @@ def collect_garbage(layout: IndexLayout) -> int:
     held = layout.held_generations()
     if "*" in held:  # a reader is between reading CURRENT and naming its generation: try next time
         return 0
-    keep = {layout.current()} | held
+    current = layout.current()
+    keep = {current} | held
+    next_segment = 0
     referenced: set[Path] = set()
     for generation in sorted(keep):
         path = layout.manifest_path(generation)
@@ -180,13 +182,14 @@ def collect_garbage(layout: IndexLayout) -> int:
             manifest = Manifest.load(path, layout.name)
         except CorruptIndexError:
             return 0  # never delete on the word of a damaged manifest
+        next_segment = max(next_segment, manifest.next_segment)
         for entry in manifest.segments:
             referenced.add(layout.segment_dir(entry.name))
             if entry.deletes:
                 referenced.add(layout.root / "deletes" / entry.deletes)
         if manifest.catalog:
             referenced.add(layout.root / "catalog" / manifest.catalog)
-    return layout.collect_garbage(referenced, keep)
+    return layout.collect_garbage(referenced, keep, current, next_segment)
 
 
 def collect_garbage_if_idle(layout: IndexLayout) -> None:

@@ -120,7 +120,8 @@ class MilvusReader:
         held = None
         if lease:
             held = layout.take_lease()
-            held.hold(manifest.generation)
+            if held is not None:
+                held.hold(manifest.generation)
         return cls(layout, manifest, client, held)
 
     @property
