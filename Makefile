@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test docs lint bench clean
 
 $(BIN)/retriever: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: install
 test: install
 	$(BIN)/pip install --quiet -e '.[all]'  # every optional extra, so their tests run instead of being skipped
 	$(BIN)/python -m pytest
+	$(BIN)/mkdocs build --strict --site-dir build/site  # the documentation site: broken links and pages missing from the nav fail
+
+docs: install
+	$(BIN)/mkdocs serve  # the documentation site at http://127.0.0.1:8000, rebuilt on every change
 
 lint: install
 	$(BIN)/ruff check .
