@@ -97,7 +97,7 @@ KILL_POINTS = (
     "retriever.index.layout:IndexLayout.publish",  # a segment published, its generation not yet written
     "retriever.index.layout.write_atomically",  # the manifest written, CURRENT not yet switched
     "retriever.index.writer.write_deletes",  # a deletion file written, nothing committed
-    "retriever.index.layout.write_json_atomically",  # the manifest just written
+    "retriever.index.files.write_json_atomically",  # the manifest just written
 )
 
 

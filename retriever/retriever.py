@@ -29,12 +29,14 @@ from retriever import validation
 from retriever.encoding.backends import backend_label, resolve_backend
 from retriever.encoding.encoder import DEFAULT_MODEL, Encoder, model_fingerprint, resolve_model_path
 from retriever.errors import ModelMismatchError, RetrieverError, RetrieverWarning
-from retriever.index.backend import IndexReader, IndexUpdater, open_reader, parse_store
+from retriever.index.backend import IndexReader, IndexUpdater, parse_store
 from retriever.index.layout import IndexLayout
 from retriever.index.manifest import Manifest
+from retriever.index.opening import open_reader
+from retriever.index.transaction import writing
 from retriever.index.updates import delete, sync_folder, upsert
 from retriever.index.vectors import ANN_CHOICES, check_ann
-from retriever.index.writer import IndexWriter, collect_garbage_if_idle, writing
+from retriever.index.writer import IndexWriter, collect_garbage_if_idle
 from retriever.ingest.chunking import Chunker
 from retriever.ingest.documents import Document, documents_from_records
 from retriever.ingest.pipeline import LocalEmbedder

@@ -105,7 +105,7 @@ ADD = 'r.add([{"_id": "new", "text": "tea and coffee"}])'
         ("retriever.index.layout", "", "write_atomically", "pass", REMOVE),  # manifest written, CURRENT not
         ("retriever.index.layout", "IndexLayout", "publish", "original(*args, **kwargs)", ADD),  # segment, no manifest
         ("retriever.index.vectors", "SegmentVectors", "write", "original(*args, **kwargs)", ADD),  # half a segment
-        ("retriever.index.layout", "", "write_json_atomically", "pass", ADD),
+        ("retriever.index.files", "", "write_json_atomically", "pass", ADD),
     ],
     ids=["after-deletes-written", "before-CURRENT-switch", "segment-published", "during-segment", "before-manifest"],
 )

@@ -3,8 +3,8 @@
 Every index keeps its folder (``CURRENT``, ``generations/gen-N.json``, the writer lock); the manifest's ``store``
 field says where passages, vectors and BM25 live: ``"local"`` (segments in the folder: ``Snapshot`` and
 ``IndexWriter``) or ``"milvus:PATH"`` / ``"milvus:http://host:19530"`` (collections in Milvus:
-``retriever.index.milvus``). ``open_reader`` and ``open_writer`` pick the implementation, so the facade, the
-ranking code and folder sync never name a backend.
+``retriever.index.milvus``). ``retriever.index.opening`` picks the implementation, so the facade, the
+ranking code and folder sync never name a backend; this module names none either (imports run one way).
 
 Keys are opaque to callers: a candidate is ``(passage key, document key, score)``; ``allowed`` is whatever
 ``IndexReader.allowed`` returned for some filter conditions (per-segment masks locally, a boolean expression in
@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from retriever.errors import CorruptIndexError, RetrieverError
+from retriever.errors import RetrieverError
 
 if TYPE_CHECKING:
-    from retriever.index.layout import IndexLayout
     from retriever.index.manifest import Manifest
     from retriever.index.snapshot import LiveDocument
     from retriever.index.store import StoredPassage
@@ -169,42 +168,3 @@ def parse_store(spec: str | None) -> StoreSpec:
 
 def store_of(manifest: Manifest) -> StoreSpec:
     return parse_store(manifest.store)
-
-
-def _peek_manifest(layout: IndexLayout) -> Manifest:
-    """The live manifest (retried if a writer replaces it meanwhile), to learn which backend to open."""
-    from retriever.index.manifest import Manifest
-
-    for _ in range(20):
-        generation = layout.current()
-        try:
-            return Manifest.load(layout.manifest_path(generation), layout.name)
-        except CorruptIndexError:
-            if layout.current() == generation:
-                raise
-    raise CorruptIndexError(f"index {layout.name} changed 20 times while it was opened")
-
-
-def open_reader(layout: IndexLayout, reuse: IndexReader | None = None, lease: bool = True) -> IndexReader:
-    """The live version of an index, from whichever store its manifest names."""
-    from retriever.index.snapshot import Snapshot
-
-    layout.current()  # names a missing or foreign folder first
-    manifest = _peek_manifest(layout)
-    if manifest.store == LOCAL:
-        return Snapshot.open(layout, reuse=reuse if isinstance(reuse, Snapshot) else None, lease=lease)
-    from retriever.index.milvus.reader import MilvusReader
-
-    return MilvusReader.open(layout, manifest, lease=lease)
-
-
-def open_writer(layout: IndexLayout, manifest: Manifest, base: IndexReader | None,
-                segment_rows: int | None = None) -> IndexUpdater:
-    """A writer for one update of the index whose live manifest (or template, for a new index) is ``manifest``."""
-    if manifest.store == LOCAL:
-        from retriever.index.writer import IndexWriter
-
-        return IndexWriter(layout, manifest, base, segment_rows)  # type: ignore[arg-type]
-    from retriever.index.milvus.writer import MilvusWriter
-
-    return MilvusWriter(layout, manifest, base, segment_rows)

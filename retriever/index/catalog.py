@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from retriever.errors import CorruptIndexError
-from retriever.index.layout import IndexLayout, fsync_file
+from retriever.index.files import fsync_file
+from retriever.index.layout import IndexLayout
 
 SCHEMA = ("CREATE TABLE IF NOT EXISTS files "
           "(path TEXT PRIMARY KEY, content_hash TEXT NOT NULL, documents INTEGER NOT NULL)")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -35,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from retriever.errors import CorruptIndexError, IndexBusyError, IndexNotFoundError, RetrieverError, RetrieverWarning
+from retriever.index.files import fsync_dir, fsync_tree, write_atomically
 
 CURRENT = "CURRENT"
 GENERATIONS = "generations"
@@ -366,43 +366,6 @@ class ReaderLease:
 
 
 # durable writes ------------------------------------------------------------------------------------
-def fsync_tree(folder: Path) -> None:
-    for entry in folder.iterdir():
-        if entry.is_dir():
-            fsync_tree(entry)
-            continue
-        with open(entry, "rb") as handle:
-            os.fsync(handle.fileno())
-    fsync_dir(folder)
-
-
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def write_json_atomically(path: Path, data: object) -> None:
-    write_atomically(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-
-
 def is_index_folder(folder: Path) -> bool:
     """Whether ``folder`` is an index (or a part of one), which a corpus walk must skip."""
     if (folder / CURRENT).is_file():

@@ -76,7 +76,7 @@ class Manifest:
         return asdict(self)
 
     def save(self, path: Path) -> None:
-        from retriever.index.layout import write_json_atomically
+        from retriever.index.files import write_json_atomically
 
         write_json_atomically(path, self.to_dict())
 

@@ -183,7 +183,7 @@ def read_deletes(layout: IndexLayout, entry: SegmentEntry) -> np.ndarray:
 
 def write_deletes(layout: IndexLayout, segment: str, generation: str, rows: np.ndarray) -> str:
     """Write the deleted rows of a segment as of a generation; returns the file name for the manifest."""
-    from retriever.index.layout import fsync_file
+    from retriever.index.files import fsync_file
 
     name = f"{segment}.{generation}.npy"
     path = layout.root / "deletes" / name

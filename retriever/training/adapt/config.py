@@ -22,7 +22,8 @@ DEFAULT_MINUTES = 15.0  # the whole run: reading, mining, training, dev checks, 
 # SciFact, 15 minutes: at retriever train's lr 2e-4, 256 tokens and GradCache only 21 steps (672 pairs) fitted
 # and held-out pseudo-pair nDCG@10 fell (0.888 -> 0.873): pseudo-pairs are noisier than labels, so a lower lr,
 # and 128-token texts without GradCache's second forward pass: 17s steps instead of 44s. With these, 1,088 pairs
-# in 10.9 minutes still lowered it (0.867 -> 0.858), and the base model was kept again (docs/training.md, "Adapting to SciFact").
+# in 10.9 minutes still lowered it (0.867 -> 0.858), and the base model was kept again
+# (docs/training.md, "Adapting to SciFact").
 DEFAULT_LR = 5e-5
 DEFAULT_MAX_SEQ_LENGTH = 128
 DEFAULT_NEGATIVES_GUARD = 0.9  # a BM25 candidate scoring >= 90% of the source document is no safe negative
