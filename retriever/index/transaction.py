@@ -16,7 +16,7 @@ from retriever.index.layout import IndexLayout
 from retriever.index.manifest import Manifest
 from retriever.index.merge import merge_if_needed, rewrite_kinds
 from retriever.index.opening import open_reader, open_writer
-from retriever.index.writer import SEGMENT_ROWS, IndexWriter, collect_garbage
+from retriever.index.writer import IndexWriter, collect_garbage
 
 
 @contextmanager
@@ -54,7 +54,7 @@ def _update(layout: IndexLayout, new_manifest: Manifest | None, wait: float | No
             raise IndexBusyError(f"index {layout.name} disappeared while waiting to write it")
         if base is not None:
             collect_garbage(layout)
-        writer = open_writer(layout, manifest, base, segment_rows or SEGMENT_ROWS)
+        writer = open_writer(layout, manifest, base, segment_rows)  # None: the store writer's own SEGMENT_ROWS
         try:
             yield writer
         except BaseException:
