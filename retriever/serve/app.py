@@ -57,7 +57,7 @@ _REASONS = {
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The error answers of a route for OpenAPI: each ``{"error": "one line"}``."""
-    common = (401, 413, 422, 500)
+    common = (400, 401, 413, 422, 500)  # 400 too: malformed HTTP, whatever the route
     return {code: {"model": ErrorBody, "description": _REASONS[code]} for code in sorted({*common, *codes})}
 
 
