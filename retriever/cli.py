@@ -636,6 +636,7 @@ def serve(index_dir: Path | None, host: str, port: int, api_key: str | None, rea
     import uvicorn
 
     from retriever.serve.app import create_app
+    from retriever.serve.errors import JsonErrorH11Protocol
 
     limits = Limits(max_body_bytes=int(max_body_mb * 2**20), max_query_chars=max_query_chars, max_k=max_k,
                     max_batch=max_batch, max_documents=max_documents)
@@ -644,4 +645,5 @@ def serve(index_dir: Path | None, host: str, port: int, api_key: str | None, rea
     if not api_key and host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host} without an API key: anyone who can reach it can read "
                    "and change the index; set RETRIEVER_API_KEY", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log, server_header=False)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log, server_header=False,
+                http=JsonErrorH11Protocol)  # what uvicorn refuses itself is answered as JSON too

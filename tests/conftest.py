@@ -130,7 +130,9 @@ def start_server():  # noqa: ANN201 - returns the starter function
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        from retriever.serve.errors import JsonErrorH11Protocol  # as 'retriever serve' runs it
+
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", http=JsonErrorH11Protocol))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         running.append((server, thread))

@@ -437,3 +437,109 @@ def test_big_integers_and_too_many_filters_are_not_server_errors(serve: Callable
     message = assert_error(client.post("/search", json={"query": "cats", "where": ["year>1"] * 999}), 400,
                            "999 filters; at most 64")
     assert "segments" not in message and "rebuild" not in message
+
+
+# the HTTP contract (issue 24, item 9) ----------------------------------------------------------------
+def test_sources_are_shown_relative_to_the_corpus_root(tmp_path: Path, tiny_model: str,
+                                                      start_server: Callable) -> None:
+    corpus = tmp_path / "srv" / "corpus"
+    (corpus / "notes").mkdir(parents=True)
+    (corpus / "corpus.jsonl").write_text('{"_id": "r1", "text": "cats sleep in the sun"}\n')
+    (corpus / "notes" / "trains.md").write_text("# Trains\n\nthe train to the coast leaves at nine\n")
+    Retriever.build(corpus, index_dir=tmp_path / "idx", model=tiny_model).close()
+    with Retriever.load(tmp_path / "idx") as local:  # the engine keeps where the files are
+        assert {hit.source for hit in local.search("cats train", k=5, mode="lexical")} == {
+            str((corpus / "corpus.jsonl").resolve()), str((corpus / "notes" / "trains.md").resolve())}
+    url = start_server(create_app(tmp_path / "idx"))
+    with httpx.Client(base_url=url) as client:
+        hits = client.post("/search", json={"query": "cats train", "mode": "lexical"}).json()["hits"]
+        assert {hit["doc_id"]: hit["source"] for hit in hits} == {"r1": "corpus.jsonl",
+                                                                   "notes/trains.md": "notes/trains.md"}
+        batch = client.post("/search/batch", json={"queries": ["cats"], "mode": "lexical"}).json()
+        assert batch["results"][0][0]["source"] == "corpus.jsonl"
+        assert client.get("/documents/r1").json()["source"] == "corpus.jsonl"
+        for response in (client.post("/search", json={"query": "cats train"}), client.get("/documents/r1")):
+            assert str(tmp_path) not in response.text
+
+
+@pytest.mark.parametrize("body", [{"k": True}, {"k": "5"}, {"k": 5.0}, {"passages": "yes"}, {"rerank": 1.0},
+                                  {"alpha": "0.5"}, {"where": 3}])
+def test_search_fields_are_strictly_typed(serve: Callable, body: dict) -> None:
+    client = serve()
+    assert_error(client.post("/search", json={"query": "cats", **body}), 422, next(iter(body)))
+    assert_error(client.post("/search/batch", json={"queries": ["cats"], **body}), 422, next(iter(body)))
+
+
+def test_strict_types_elsewhere_and_rerank_has_a_maximum(serve: Callable) -> None:
+    client = serve(limits=Limits(max_k=5))
+    assert client.post("/search", json={"query": "cats", "k": 5, "alpha": 1}).status_code == 200  # int for float
+    assert_error(client.post("/search", json={"query": "cats", "rerank": 6}), 422, "rerank is 6; at most 5")
+    assert_error(client.post("/verify", json={"query": "cats", "doc_id": 5}), 422, "doc_id")
+    assert_error(client.post("/documents/delete", json={"ids": [1]}), 422, "ids")
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("SearchRequest", "BatchSearchRequest"):
+        k = schema[name]["properties"]["k"]["anyOf"][0]
+        assert k["type"] == "integer" and k["minimum"] == 1 and k["maximum"] == 5
+        assert schema[name]["properties"]["rerank"]["maximum"] == 5
+
+
+def test_openapi_declares_the_error_answers(serve: Callable) -> None:
+    client = serve()
+    spec = client.get("/openapi.json").json()
+    assert spec["components"]["schemas"]["ErrorBody"]["properties"] == {"error": {"title": "Error", "type": "string"}}
+    wanted = {("/search", "post"): {400, 401, 413, 422}, ("/search/batch", "post"): {400, 401, 413, 422},
+              ("/documents", "post"): {400, 401, 403, 413, 422, 429},
+              ("/documents/delete", "post"): {400, 401, 403, 413, 422, 429},
+              ("/documents/{doc_id}", "delete"): {401, 403, 404, 429}, ("/documents/{doc_id}", "get"): {400, 401, 404},
+              ("/verify", "post"): {400, 401, 404, 422}, ("/info", "get"): {400, 401}}
+    for (path, method), codes in wanted.items():
+        responses = spec["paths"][path][method]["responses"]
+        assert codes <= {int(code) for code in responses if code.isdigit()}, (path, method, sorted(responses))
+        for code in codes:
+            assert responses[str(code)]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ErrorBody"}
+
+
+def test_method_not_allowed_lists_every_method_of_the_path(serve: Callable) -> None:
+    client = serve()
+    response = client.options("/documents/cats")
+    assert_error(response, 405)
+    assert response.headers["allow"] == "GET, DELETE"
+    response = client.put("/documents/guides/trains.md")
+    assert_error(response, 405)
+    assert response.headers["allow"] == "GET, DELETE"
+    assert client.options("/search").headers["allow"] == "POST"
+
+
+def raw_request(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (no client library fixes them up); the status, headers and body."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 17\r\n"
+    b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n11\r\n{\"query\": \"cats\"}\r\n0\r\n\r\n",
+    b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\nContent-Length: 18\r\nConnection: close\r\n\r\n"
+    b"{\"query\": \"cats\"} ",
+    b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\nConnection: close\r\n\r\n",
+    "GET /documents/caf\u00e9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(),
+    b"GARBAGE\r\n\r\n",
+], ids=["cl-and-te", "two-lengths", "bad-length", "raw-utf8-path", "bad-request-line"])
+def test_malformed_http_gets_400_as_json(serve: Callable, request_bytes: bytes) -> None:
+    client = serve(api_key=None)
+    status, headers, body = raw_request(str(client.base_url).rstrip("/"), request_bytes)
+    assert status == 400, body
+    assert headers["content-type"] == "application/json"
+    assert headers.get("connection") == "close"
+    message = httpx.Response(400, content=body).json()
+    assert list(message) == ["error"] and message["error"].startswith("bad request")
+    assert client.get("/health").json() == {"status": "ok"}  # the server goes on serving

@@ -8,6 +8,7 @@ without the API key). Searches run on the threadpool; writes on the index's own 
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -16,17 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 
 from retriever.ingest.documents import Document
 from retriever.search.results import Hit
 from retriever.serve.auth import BearerTokenAuth
 from retriever.serve.body_limit import BodySizeLimit
-from retriever.serve.errors import CatchAll, Redactor, install_error_handlers
+from retriever.serve.errors import CatchAll, Redactor, RequestChecks, install_error_handlers
 from retriever.serve.limits import Limits, RequestRejected
 from retriever.serve.models import (
     AddRequest,
     BatchSearchRequest,
     BatchSearchResponse,
+    ErrorBody,
     Health,
     RemoveRequest,
     SearchRequest,
@@ -39,6 +42,23 @@ from retriever.serve.served_index import ServedIndex
 from retriever.verification.verdict import Verdict
 
 DEFAULT_K = 10  # as Retriever.search
+
+_REASONS = {
+    400: "Bad request: malformed JSON or HTTP, a bad filter, an option the index cannot serve.",
+    401: "Missing or wrong API key (Authorization: Bearer KEY).",
+    403: "The server is read-only.",
+    404: "No such document.",
+    413: "Request body, or documents in one request, over the limit.",
+    422: "A field of the wrong type, out of range or over a limit.",
+    429: "Too many writes queued; retry later.",
+    500: "Internal error (the server's log has the details).",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers of a route for OpenAPI: each ``{"error": "one line"}``."""
+    common = (400, 401, 413, 422, 500)  # 400 too: malformed HTTP, whatever the route
+    return {code: {"model": ErrorBody, "description": _REASONS[code]} for code in sorted({*common, *codes})}
 
 
 def create_app(
@@ -76,6 +96,9 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
     if api_key:
         app.add_middleware(BearerTokenAuth, api_key=api_key)  # added last, so it runs first
+    app.add_middleware(RequestChecks)  # ambiguous framing is refused before anything reads the body
+    app.openapi = lambda: _openapi(app, limits)  # type: ignore[method-assign]
+    sources = SourcePaths(index)
 
     def check_search(settings: SearchSettings, queries: list[str]) -> None:
         if settings.k is None:
@@ -92,21 +115,21 @@ def create_app(
         """Liveness; open without the API key, and says nothing about the index."""
         return {"status": "ok"}
 
-    @app.post("/search", response_model=SearchResponse, tags=["search"])
+    @app.post("/search", response_model=SearchResponse, tags=["search"], responses=_errors(400))
     async def search(request: SearchRequest) -> dict[str, Any]:
         """The k best documents (or passages) for one query."""
         check_search(request, [request.query])
-        return {"hits": _hits(await index.search(request.query, request.options()))}
+        return {"hits": _hits(await index.search(request.query, request.options()), sources)}
 
-    @app.post("/search/batch", response_model=BatchSearchResponse, tags=["search"])
+    @app.post("/search/batch", response_model=BatchSearchResponse, tags=["search"], responses=_errors(400))
     def search_batch(request: BatchSearchRequest) -> dict[str, Any]:
         """Several queries at once (encoded as one batch)."""
         check_search(request, request.queries)
         with index.reading() as reader:
             results = reader.search_many(request.queries, **request.options())
-        return {"results": [_hits(hits) for hits in results]}
+        return {"results": [_hits(hits, sources) for hits in results]}
 
-    @app.post("/documents", response_model=WriteResponse, tags=["documents"])
+    @app.post("/documents", response_model=WriteResponse, tags=["documents"], responses=_errors(400, 403, 429))
     async def add_documents(request: AddRequest) -> dict[str, Any]:
         """Add documents, or replace those whose id exists; all of them or none."""
         check_writable()
@@ -114,7 +137,8 @@ def create_app(
         report = await index.add(request.documents)
         return {**_report(report), "documents": _count(index)}
 
-    @app.post("/documents/delete", response_model=WriteResponse, tags=["documents"])
+    @app.post("/documents/delete", response_model=WriteResponse, tags=["documents"],
+              responses=_errors(400, 403, 429))
     async def remove_documents(request: RemoveRequest) -> dict[str, Any]:
         """Remove several documents in one commit; ids not in the index are ignored."""
         check_writable()
@@ -122,7 +146,8 @@ def create_app(
         removed = await index.remove(request.ids)
         return {"removed": removed, "documents": _count(index)}
 
-    @app.delete("/documents/{doc_id:path}", response_model=WriteResponse, tags=["documents"])
+    @app.delete("/documents/{doc_id:path}", response_model=WriteResponse, tags=["documents"],
+                responses=_errors(400, 403, 404, 429))
     async def remove_document(doc_id: str) -> dict[str, Any]:
         """Remove one document."""
         check_writable()
@@ -131,16 +156,16 @@ def create_app(
             raise RequestRejected(404, f"no document {doc_id!r}")
         return {"removed": removed, "documents": _count(index)}
 
-    @app.get("/documents/{doc_id:path}", response_model=Document, tags=["documents"])
+    @app.get("/documents/{doc_id:path}", response_model=Document, tags=["documents"], responses=_errors(404))
     def get_document(doc_id: str) -> dict[str, Any]:
         """A stored document: its text put back together from its passages, title, source, metadata."""
         with index.reading() as reader:
             document = reader.get(doc_id)
         if document is None:
             raise RequestRejected(404, f"no document {doc_id!r}")
-        return asdict(document)
+        return {**asdict(document), "source": sources(document.source)}
 
-    @app.post("/verify", response_model=Verdict, tags=["search"])
+    @app.post("/verify", response_model=Verdict, tags=["search"], responses=_errors(400, 404))
     def verify(request: VerifyRequest) -> dict[str, Any]:
         """Is this document a match for the query, at the index's calibrated threshold?"""
         limits.check_queries([request.query])
@@ -149,7 +174,7 @@ def create_app(
                 raise RequestRejected(404, f"no document {request.doc_id!r}")
             return reader.verify(request.query, request.doc_id).to_dict()
 
-    @app.get("/info", tags=["server"])
+    @app.get("/info", tags=["server"], responses=_errors())
     def info(http: Request) -> dict[str, Any]:
         """The index (model, counts, ANN, chunking, dates) and the server's state; no server paths."""
         with index.reading() as reader:
@@ -169,8 +194,63 @@ def create_app(
     return app
 
 
-def _hits(hits: list[Hit]) -> list[dict[str, Any]]:
-    return [hit.to_dict() for hit in hits]
+class SourcePaths:
+    """A hit's ``source`` as the client sees it: relative to the corpus root, never a path of the server's disk.
+
+    Files are indexed (and their sources kept) as absolute paths; the root is the folder all the indexed
+    files (the file catalog) share, worked out again when a write changes the version served. A source
+    outside it shows its file name only.
+    """
+
+    def __init__(self, index: ServedIndex) -> None:
+        self._index = index
+        self._generation: str | None = None
+        self._root: str | None = None
+
+    def root(self) -> str | None:
+        with self._index.reading() as reader:
+            snapshot = reader.snapshot
+            if snapshot.generation != self._generation:
+                folders = [os.path.dirname(path) for path in snapshot.catalog.hashes() if os.path.isabs(path)]
+                self._root = os.path.commonpath(folders) if folders else None
+                self._generation = snapshot.generation
+        return self._root
+
+    def __call__(self, source: str | None, root: str | None = None) -> str | None:
+        """``source`` as shown; ``root`` saves looking it up again for each hit of one answer."""
+        if not source or not os.path.isabs(source):
+            return source
+        root = root or self.root()
+        if root is not None:
+            relative = os.path.relpath(source, root)
+            if not relative.startswith(".."):
+                return Path(relative).as_posix()
+        return Path(source).name
+
+
+def _hits(hits: list[Hit], sources: SourcePaths) -> list[dict[str, Any]]:
+    root = sources.root() if any(hit.source for hit in hits) else None
+    return [{**hit.to_dict(), "source": sources(hit.source, root)} for hit in hits]
+
+
+def _openapi(app: FastAPI, limits: Limits) -> dict[str, Any]:
+    """FastAPI's schema, with this server's limits on k and rerank (they are set when it starts)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for name in ("SearchRequest", "BatchSearchRequest"):
+            properties = schema.get("components", {}).get("schemas", {}).get(name, {}).get("properties", {})
+            for field in ("k", "rerank"):
+                if field in properties:
+                    _set_maximum(properties[field], limits.max_k)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _set_maximum(prop: dict[str, Any], maximum: int) -> None:
+    if prop.get("type") == "integer":
+        prop["maximum"] = maximum
+    for option in prop.get("anyOf", []):
+        _set_maximum(option, maximum)
 
 
 def _report(report: Any) -> dict[str, Any]:

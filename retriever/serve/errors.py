@@ -1,11 +1,12 @@
 """Every error a client sees is ``{"error": "one line"}``: no traceback, no path of the server's disk.
 
-Known failures keep their meaning (400 bad input, 401, 403, 404, 413, 422, 429); anything else
+Known failures keep their meaning (400 bad input or malformed HTTP, 401, 403, 404, 405, 413, 422, 429); anything else
 is logged on the server with its traceback and answered with a bare 500.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable
@@ -15,7 +16,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+try:  # uvicorn and h11 come with the 'serve' extra, as FastAPI does
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+except ImportError:  # pragma: no cover
+    H11Protocol = object  # type: ignore[assignment,misc]
 
 from retriever.errors import CorruptIndexError, ModelLoadError, ModelMismatchError, RetrieverError
 from retriever.serve.limits import RequestRejected
@@ -72,9 +80,65 @@ def install_error_handlers(app: FastAPI, redact: Redactor) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         reason = exc.detail if isinstance(exc.detail, str) else "request refused"
+        headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code in (404, 405):
             reason = f"{reason}: {request.method} {request.url.path}"
-        return error(exc.status_code, redact(reason), headers=getattr(exc, "headers", None))
+        if exc.status_code == 405:  # Starlette names the methods of the first route of the path only
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error(exc.status_code, redact(reason), headers=headers or None)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at this path (GET and DELETE for ``/documents/{id}``)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    return sorted(methods, key=lambda m: (order.index(m) if m in order else len(order), m))
+
+
+class RequestChecks:
+    """Refuses, as JSON 400, a request whose body length is ambiguous before anything reads it.
+
+    ``Content-Length`` with ``Transfer-Encoding`` (or two different lengths) is how requests are smuggled
+    past a proxy that reads the other header; RFC 9112 says such a message must be refused and the
+    connection closed.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            lengths = {value.strip() for name, value in headers if name == b"content-length"}
+            chunked = any(name == b"transfer-encoding" for name, _ in headers)
+            problem = None
+            if lengths and chunked:
+                problem = "both Content-Length and Transfer-Encoding; send one of them"
+            elif len(lengths) > 1:
+                problem = "several different Content-Length values"
+            if problem:
+                response = error(400, f"bad request: {problem}", headers={"Connection": "close"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class JsonErrorH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, answering the requests it refuses itself (bad framing, a bad request line or
+    header) in the API's JSON shape instead of plain text. ``uvicorn.run(..., http=JsonErrorH11Protocol)``."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps({"error": f"bad request: {' '.join(msg.split()) or 'malformed HTTP'}"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                      h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
 
 

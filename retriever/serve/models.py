@@ -12,11 +12,23 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from retriever.search.results import Hit
 
+STRICT = ConfigDict(extra="forbid", strict=True)  # JSON types as declared: no true, "5" or 5.0 for an integer
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: one line, no traceback, no server path."""
+
+    error: str
+
 
 class SearchSettings(BaseModel):
-    """How to search; ``None`` keeps the index's defaults (hybrid, convex fusion, alpha 0.5)."""
+    """How to search; ``None`` keeps the index's defaults (hybrid, convex fusion, alpha 0.5).
 
-    model_config = ConfigDict(extra="forbid")
+    ``k`` and ``rerank`` are at most the server's ``max_k`` (100 by default; ``/openapi.json`` says the
+    value this server was started with).
+    """
+
+    model_config = STRICT
 
     k: int | None = Field(None, ge=1, description="Results per query (default: 10, or the server's maximum if lower).")
     passages: bool = Field(False, description="Raw passages instead of one result per document.")
@@ -24,7 +36,8 @@ class SearchSettings(BaseModel):
     fusion: Literal["rrf", "convex"] | None = None
     alpha: float | None = Field(None, ge=0, le=1, description="Convex fusion: weight of the dense side.")
     where: list[str] | str | None = Field(None, description="Filters such as 'year>=2020' or 'source~guides/*'.")
-    rerank: int = Field(0, ge=0, description="Rerank this many top candidates with the model's learned metric.")
+    rerank: int = Field(0, ge=0, description="Rerank this many top candidates with the model's learned metric "
+                        "(at most the server's maximum k).")
 
     def filters(self) -> list[str]:
         if self.where is None:
@@ -56,7 +69,7 @@ class BatchSearchResponse(BaseModel):
 
 
 class AddRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     documents: list[dict[str, Any]] = Field(
         description="Records: '_id' (or 'id'), 'text', 'title', any other field kept as metadata."
@@ -64,7 +77,7 @@ class AddRequest(BaseModel):
 
 
 class RemoveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     ids: list[str]
 
@@ -81,7 +94,7 @@ class WriteResponse(BaseModel):
 
 
 class VerifyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     query: str = Field(min_length=1)
     doc_id: str
