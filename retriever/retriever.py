@@ -15,6 +15,7 @@ processes commit newer ones; ``refresh()`` moves it to the newest.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -134,6 +135,7 @@ class Retriever:
                 encoder = Encoder(model or DEFAULT_MODEL, backend=backend, quantize=quantize, device=device,
                                   workers=processes)
             retriever = cls._new(layout, model or DEFAULT_MODEL, ann, chunk_tokens, overlap, encoder, wait, spec)
+            retriever._asked = (chunk_tokens, overlap, store)  # checked if another run creates the index first
         retriever.ray, retriever.workers = ray, workers
         if isinstance(source, (str, Path)):
             retriever.index_folder(Path(source), progress=progress, ann=ann, strict=strict)
@@ -327,6 +329,8 @@ class Retriever:
         new = self._template if self.snapshot is None else None
         try:
             with writing(self.layout, new, wait=self.wait, reuse=self.snapshot) as writer:
+                if new is not None and self.layout.exists():  # another run created the index while we waited
+                    self._adopt(writer.manifest)
                 recorded = writer.manifest.model["fingerprint"]
                 if recorded != self.manifest.model["fingerprint"]:
                     raise ModelMismatchError(
@@ -344,6 +348,43 @@ class Retriever:
         report.seconds = time.perf_counter() - started
         self.last_report = report
         return report
+
+    def _adopt(self, manifest: Manifest) -> None:
+        """A first build found, under the writer lock, that another run created the index meanwhile: go on as an
+        update of that index (concurrent runs queue), encoded by the model it records, calibration included.
+
+        Nothing was encoded yet (encoding happens under the lock), so no document meets another encoder. A build
+        that asked for another model, backend or quantization, or other passages or store, is refused.
+        """
+        recorded, asked = manifest.model, self._template.model
+        built = (recorded.get("weights_fingerprint", recorded["fingerprint"]),
+                 recorded.get("backend", "torch"), recorded.get("quantize", "none"))
+        wanted = (asked.get("weights_fingerprint", asked["fingerprint"]),
+                  asked.get("backend", "torch"), asked.get("quantize", "none"))
+        if built != wanted:
+            raise ModelMismatchError(
+                f"index {self.layout.name} was created meanwhile by another run with {recorded['name']!r} "
+                f"({backend_label(*built[1:])}, fingerprint {built[0]}), not {asked['name']!r} "
+                f"({backend_label(*wanted[1:])}, fingerprint {wanted[0]}); build it with that model or use another "
+                "index"
+            )
+        chunk_tokens, overlap, store = getattr(self, "_asked", (None, None, None))
+        if store is not None and parse_store(manifest.store) != parse_store(store):
+            raise RetrieverError(f"index {self.layout.name} was created meanwhile by another run, stored in "
+                                 f"{manifest.store}, not {store}; build a new index to use another store")
+        template, self._template = self._template, copy.deepcopy(manifest)
+        try:
+            self._check_build_options(chunk_tokens, overlap)
+        except RetrieverError:
+            self._template = template
+            raise
+        encoder = self._encoder
+        if encoder is not None and encoder.fingerprint != recorded["fingerprint"]:
+            # the same weights and backend, calibrated (or to be calibrated) on another corpus: use the recorded one
+            options = {key: getattr(encoder, attr) for key, attr in (
+                ("device", "requested_device"), ("workers", "workers"), ("batch_size", "batch_size"),
+                ("threads", "threads"), ("exports", "exports")) if hasattr(encoder, attr)}
+            self._encoder = Encoder.from_description(recorded, **options)
 
     def _embedder(self, writer: IndexUpdater) -> Any:
         """Where passages are chunked and encoded: in this process, or on Ray when ``ray`` is set.

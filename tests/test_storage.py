@@ -6,6 +6,7 @@ Each defect of issue 9 that lives on disk has a test here that failed before the
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from retriever import Retriever
@@ -177,6 +179,71 @@ def test_two_concurrent_index_runs_both_apply_and_never_damage(tmp_path: Path, t
     assert len(r) == 80 and r.info()["counts"]["passages"] == 80
     assert {h.doc_id for h in r.search("record", k=100, mode="lexical")} == \
         {f"a{i}" for i in range(40)} | {f"b{i}" for i in range(40)}
+
+
+STATIC_INT8_SCRIPT = """
+import sys
+from retriever import Retriever
+Retriever.build(sys.argv[1], index_dir=sys.argv[2], model=sys.argv[3], backend="openvino", quantize="int8")
+print("done", flush=True)
+"""
+
+HAS_OV = all(importlib.util.find_spec(name) is not None for name in ("openvino", "nncf"))
+
+
+@pytest.mark.skipif(not HAS_OV, reason="extra not installed: retriever[openvino]")
+def test_concurrent_first_static_int8_builds_queue_and_share_one_encoder(tmp_path: Path, tiny_model: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24.6: three first builds of one new index at once, static int8 (each would calibrate on its own
+    folder): the later ones adopt the index the first created, with its calibrated encoder, instead of failing
+    with "rebuilt with another model"."""
+    index_dir = tmp_path / "index"
+    folders = []
+    for name in ("a", "b", "c"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / f"{name}.jsonl").write_text("".join(
+            json.dumps({"_id": f"{name}{i}", "text": f"{name} {name} record {i} about tea and {name} coffee"}) + "\n"
+            for i in range(20)))
+        folders.append(folder)
+    monkeypatch.setenv("RETRIEVER_EXPORTS", str(tmp_path / "exports"))
+    runs = [subprocess.Popen([sys.executable, "-c", STATIC_INT8_SCRIPT, str(f), str(index_dir), tiny_model],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in folders]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [o[1][-1500:] for o in outputs]
+    r = Retriever.load(index_dir)
+    recorded = r.manifest.model
+    assert recorded["calibration"] and recorded["fingerprint"].endswith(f"-openvino-int8-{recorded['calibration']}")
+    assert len(r) == 60 and r.info()["counts"]["passages"] == 60
+    ids = [f"{name}{i}" for name in "abc" for i in range(20)]
+    assert {h.doc_id for h in r.search("record", k=100, mode="lexical")} == set(ids)
+    # every document was encoded by the one encoder the index records (not one calibrated on another folder)
+    texts = [r.get(doc_id).text for doc_id in ids]
+    stored = np.vstack([r.snapshot.vectors_of(r.snapshot.passage_keys(doc_id)) for doc_id in ids])
+    again = r.encoder.encode_documents(texts)
+    cosines = (stored * again).sum(axis=1) / np.linalg.norm(stored, axis=1) / np.linalg.norm(again, axis=1)
+    assert cosines.min() > 0.9999, cosines.min()
+    r.close()
+
+
+def test_a_first_build_overtaken_by_another_adopts_its_index_or_names_the_other_model(
+        tmp_path: Path, tiny_model: str, other_tiny_model: str) -> None:
+    """Issue 24.6, deterministically: a build of a new index that another run creates first goes on as an update of
+    that index if it asked for the same model (and backend), and refuses in one line if it asked for another."""
+    from retriever.encoding.encoder import Encoder
+    from retriever.errors import ModelMismatchError
+    from retriever.index.layout import IndexLayout
+
+    index_dir = tmp_path / "index"
+    layout = IndexLayout(index_dir)
+    same = Retriever._new(layout, tiny_model, "auto", None, None, Encoder(tiny_model), None)
+    other = Retriever._new(layout, other_tiny_model, "auto", None, None, Encoder(other_tiny_model), None)
+    Retriever.build([{"_id": "first", "text": "tea and coffee"}], index_dir=index_dir, model=tiny_model)
+    assert same.add([{"_id": "second", "text": "cats and dogs"}]).added == 1
+    assert {h.doc_id for h in same.search("tea cats", k=10, mode="lexical")} == {"first", "second"}
+    with pytest.raises(ModelMismatchError, match="created meanwhile by another run"):
+        other.add([{"_id": "third", "text": "fish"}])
+    assert len(Retriever.load(index_dir)) == 2
 
 
 # readers keep their version ---------------------------------------------------------------------------------
