@@ -160,20 +160,30 @@ print("done", flush=True)
 """
 
 
+def record_folders(root: Path, names: tuple[str, ...], records: int, text: str) -> list[Path]:
+    """One folder per name holding ``records`` JSONL records (ids name0, name1, ...; ``text`` formatted)."""
+    folders = []
+    for name in names:
+        folder = root / name
+        folder.mkdir()
+        (folder / f"{name}.jsonl").write_text("".join(
+            json.dumps({"_id": f"{name}{i}", "text": text.format(name=name, i=i)}) + "\n" for i in range(records)))
+        folders.append(folder)
+    return folders
+
+
+def run_together(script: str, folders: list[Path], index_dir: Path, model: str) -> tuple[list, list]:
+    """Start ``script FOLDER INDEX MODEL`` for every folder at once; the processes and their (stdout, stderr)."""
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(f), str(index_dir), model],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in folders]
+    return runs, [run.communicate(timeout=300) for run in runs]
+
+
 def test_two_concurrent_index_runs_both_apply_and_never_damage(tmp_path: Path, tiny_model: str) -> None:
     """Issue 9.1: two `index` runs of different folders into one index, started together."""
     index_dir = tmp_path / "index"
-    folders = []
-    for name in ("a", "b"):
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / f"{name}.jsonl").write_text("".join(
-            json.dumps({"_id": f"{name}{i}", "text": f"{name} record number {i} about tea and coffee"}) + "\n"
-            for i in range(40)))
-        folders.append(folder)
-    runs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_SCRIPT, str(f), str(index_dir), tiny_model],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in folders]
-    outputs = [run.communicate(timeout=300) for run in runs]
+    folders = record_folders(tmp_path, ("a", "b"), 40, "{name} record number {i} about tea and coffee")
+    runs, outputs = run_together(CONCURRENT_SCRIPT, folders, index_dir, tiny_model)
     assert all(run.returncode == 0 for run in runs), [o[1][-1500:] for o in outputs]
     r = Retriever.load(index_dir)
     assert len(r) == 80 and r.info()["counts"]["passages"] == 80
@@ -198,18 +208,9 @@ def test_concurrent_first_static_int8_builds_queue_and_share_one_encoder(tmp_pat
     folder): the later ones adopt the index the first created, with its calibrated encoder, instead of failing
     with "rebuilt with another model"."""
     index_dir = tmp_path / "index"
-    folders = []
-    for name in ("a", "b", "c"):
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / f"{name}.jsonl").write_text("".join(
-            json.dumps({"_id": f"{name}{i}", "text": f"{name} {name} record {i} about tea and {name} coffee"}) + "\n"
-            for i in range(20)))
-        folders.append(folder)
+    folders = record_folders(tmp_path, ("a", "b", "c"), 20, "{name} {name} record {i} about tea and {name} coffee")
     monkeypatch.setenv("RETRIEVER_EXPORTS", str(tmp_path / "exports"))
-    runs = [subprocess.Popen([sys.executable, "-c", STATIC_INT8_SCRIPT, str(f), str(index_dir), tiny_model],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in folders]
-    outputs = [run.communicate(timeout=300) for run in runs]
+    runs, outputs = run_together(STATIC_INT8_SCRIPT, folders, index_dir, tiny_model)
     assert all(run.returncode == 0 for run in runs), [o[1][-1500:] for o in outputs]
     r = Retriever.load(index_dir)
     recorded = r.manifest.model
