@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from retriever import Retriever
 from retriever.encoding.cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache
 from retriever.encoding.encoder import DEFAULT_MODEL, Encoder
 from retriever.eval.beir import load_beir
+from retriever.eval.machine import provenance
 from retriever.eval.metrics import evaluate, judged_queries
 from retriever.index.lexical import LexicalIndex
 from retriever.ingest.chunking import encoding_text
@@ -77,8 +78,7 @@ def main() -> None:
 
 def write_report(path: Path, args: argparse.Namespace, dataset: Any, docs: list, results: list[dict]) -> None:
     report = {
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        **provenance(),
         "data": str(args.data),
         "adapted_on": str(Path(args.data) / "corpus.jsonl"),
         "split": args.split,

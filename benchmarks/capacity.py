@@ -16,8 +16,9 @@ import json
 import shutil
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
+
+from retriever.eval.machine import provenance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -35,8 +36,7 @@ def main() -> None:
     from retriever.encoding.synthetic import SyntheticEncoder
 
     records = passages(args.passages)
-    out: dict = {"passages": args.passages, "dimension": 384, "kinds": {},
-                 "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    out: dict = {**provenance(), "passages": args.passages, "dimension": 384, "kinds": {}}
     workdir = Path(tempfile.mkdtemp(prefix="capacity-"))
     try:
         for kind in args.kinds.split(","):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from retriever.eval.machine import provenance
 from retriever.index import vectors as vectors_module
 from retriever.index.vectors import COMPRESSED_KINDS, SegmentVectors
 
@@ -294,12 +294,8 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(dir=args.workdir))
     result: dict = {
-        "command": "python benchmarks/compressed_vectors.py " + " ".join(
-            [str(args.dataset or "")] + ([f"--synthetic {args.synthetic}"] if args.synthetic != 1_000_000 else [])
-        ).strip(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-                    "numpy": np.__version__, "faiss": faiss.__version__},
+        **provenance(),
+        "packages": {"numpy": np.__version__, "faiss": faiss.__version__},
         "k": K,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ import numpy as np
 from retriever.encoding.cache import CachedEncoder, EmbeddingCache
 from retriever.encoding.encoder import Encoder
 from retriever.eval.beir import load_beir
+from retriever.eval.machine import provenance
 from retriever.ingest.chunking import Chunker, encoding_text
 from retriever.retriever import Retriever
 
@@ -115,7 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     dataset = load_beir(args.dataset, "test")
     encoder = Encoder()
-    result = {"throughput": throughput(encoder, records_of(dataset, args.docs), args.rounds)}
+    result = {**provenance(), "throughput": throughput(encoder, records_of(dataset, args.docs), args.rounds)}
     print(json.dumps(result["throughput"], indent=2), flush=True)
     index_dir = Path(tempfile.mkdtemp()) / "scifact"
     result["latency"] = latency(dataset, index_dir, encoder, args.cache)

@@ -17,6 +17,7 @@ from pathlib import Path
 from retriever.encoding.cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache
 from retriever.encoding.encoder import DEFAULT_MODEL, Encoder
 from retriever.eval.beir import load_beir, read_qrels
+from retriever.eval.machine import provenance
 from retriever.eval.metrics import evaluate, judged_queries
 from retriever.retriever import Retriever
 
@@ -55,7 +56,8 @@ def main() -> None:
     best = max(results, key=lambda name: results[name]["train"])
     print(f"best on train: {best} (train {results[best]['train']:.4f}, test {results[best]['test']:.4f})")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"model": args.model, "ndcg@10": results, "best_on_train": best}, indent=2))
+    report = {**provenance(), "model": args.model, "ndcg@10": results, "best_on_train": best}
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

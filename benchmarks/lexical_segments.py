@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import shutil
 import tempfile
@@ -36,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from retriever.eval.beir import load_beir
+from retriever.eval.machine import provenance
 from retriever.eval.metrics import evaluate
 from retriever.index.lexical import LexicalIndex, LexicalSearcher, LexicalSegment, tokenize
 from retriever.ingest.chunking import encoding_text
@@ -391,8 +390,8 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="lexical-bench-"))
     report: dict = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "command": "benchmarks/lexical_segments.py " + " ".join(f"--{k.replace('_', '-')}={v}" for k, v in
+        **provenance(),
+        "options": "benchmarks/lexical_segments.py " + " ".join(f"--{k.replace('_', '-')}={v}" for k, v in
                                                                   vars(args).items() if k not in ("data", "out")),
         "packages": package_versions(),
     }

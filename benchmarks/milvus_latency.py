@@ -15,10 +15,11 @@ import json
 import shutil
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from retriever.eval.machine import provenance
 
 
 def main() -> None:
@@ -46,8 +47,7 @@ def main() -> None:
             print(name, "built in", round(time.perf_counter() - started, 1), "s", flush=True)
         vectors = encoder.encode_queries(queries)
         report = {"dataset": str(args.dataset), "queries": len(queries), "ann": "flat",
-                  "passages": stores["local"].manifest.counts["passages"], "modes": {},
-                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                  "passages": stores["local"].manifest.counts["passages"], "modes": {}, **provenance()}
         for mode in ("dense", "lexical", "hybrid"):
             options = SearchOptions(k=10, mode=mode)
             times: dict[str, list[float]] = {"local": [], "milvus": []}

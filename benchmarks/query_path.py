@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from retriever.eval.machine import provenance
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,9 +84,9 @@ def main() -> None:
     text = io.StringIO()
     pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(12)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"queries": len(queries), "torch_threads": torch.get_num_threads(),
-                                       "p50": report, "encode_query_profile_top": text.getvalue()[-4000:]},
-                                      indent=2) + "\n")
+    result = {**provenance(), "queries": len(queries), "torch_threads": torch.get_num_threads(),
+              "p50": report, "encode_query_profile_top": text.getvalue()[-4000:]}
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {args.output}")
 
 

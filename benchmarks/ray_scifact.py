@@ -16,10 +16,11 @@ import json
 import shutil
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from retriever.eval.machine import provenance
 
 
 def passages_and_vectors(retriever):  # noqa: ANN001, ANN201
@@ -83,7 +84,7 @@ def main() -> None:
             "local_build_seconds": local_seconds, "local_encode_cached": bool(encoder.last_encode.get("cached")),
             "ray_build_seconds": ray_seconds, "ray_passages_per_second": passages / ray_seconds,
             "cluster": {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")},
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **provenance(),
         }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

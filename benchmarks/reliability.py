@@ -46,6 +46,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from retriever.eval.machine import provenance
+
 ROOT = Path(__file__).resolve().parents[1]
 VERDICTS = ("ok", "error", "traceback", "multi-line", "crash", "hang", "unexpected", "wrong")
 GOOD = {"ok", "error"}
@@ -796,7 +798,7 @@ def main() -> None:
                 path.chmod(0o644)
         shutil.rmtree(scratch, ignore_errors=True)
     report = {
-        "command": " ".join(sys.argv),
+        **provenance(),
         "model": args.model or "tiny random BERT (tests/conftest.py)",
         "seconds": round(time.perf_counter() - started, 1),
         **summarise(outcomes),

@@ -21,16 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from retriever.eval.machine import provenance
 
 VOCABULARY = 30_000
 QUERIES = 200
@@ -201,8 +201,7 @@ def main() -> None:
         result = run_size(size, args.ann, workdir)
         results.append(result)
         print(json.dumps(result), flush=True)
-    report = {"results": results, "command": " ".join(sys.argv), "date": datetime.now(timezone.utc).isoformat(),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
+    report = {"results": results, **provenance()}
     if not args.smoke:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=2) + "\n")

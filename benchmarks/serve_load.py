@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ import numpy as np
 
 from retriever.eval.beir import load_beir
 from retriever.eval.bench import environment
+from retriever.eval.machine import provenance
 from retriever.retriever import Retriever
 
 HERE = Path(__file__).resolve().parent
@@ -341,8 +341,7 @@ def main() -> int:
     base_records, to_add, queries = split_corpus(args.dataset, args.add, args.base)
     index = base_index(base_records)
     report: dict[str, Any] = {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **provenance(),
         "environment": environment(),
         "config": {"base_documents": len(base_records), "added_documents": len(to_add), "batch": args.batch,
                    "requests_per_run": args.requests, "mode": args.mode, "k": 10, "queries": len(queries),

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from retriever import Retriever
 from retriever.encoding.cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache
 from retriever.encoding.encoder import DEFAULT_MODEL, Encoder
 from retriever.eval.beir import load_beir, read_qrels
+from retriever.eval.machine import provenance
 from retriever.eval.metrics import evaluate
 
 # name -> extra `retriever train` options; "base" is the untrained model
@@ -63,8 +64,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     report = {
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        **provenance(),
         "data": str(args.data),
         "limits": {k: getattr(args, k) for k in ("limit_train_queries", "limit_docs", "limit_test_queries",
                                                   "max_steps")},

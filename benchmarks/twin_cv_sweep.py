@@ -21,10 +21,8 @@ import json
 import math
 import platform
 import random
-import shlex
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ import torch
 
 from retriever.encoding.encoder import DEFAULT_MODEL
 from retriever.eval.beir import read_corpus
+from retriever.eval.machine import provenance
 from retriever.eval.metrics import evaluate
 from retriever.ingest.chunking import Chunker, encoding_text
 from retriever.training.batching import collate, epoch_batches
@@ -94,8 +93,7 @@ def main() -> None:
         print(json.dumps(record), flush=True)
         results.append(record)
     report = {
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        **provenance(),
         "baseline": BASELINE, "folds": len(folds), "held_out_per_fold": len(folds[0]), "device": device,
         "environment": {"python": platform.python_version(), "torch": torch.__version__,
                         "gpu": torch.cuda.get_device_name() if device == "cuda" else None},

@@ -28,6 +28,7 @@ from retriever.encoding.cache import DEFAULT_CACHE_DIR, CachedEncoder, Embedding
 from retriever.encoding.encoder import DEFAULT_MODEL, Encoder
 from retriever.eval.beir import BeirDataset, load_beir
 from retriever.eval.engine import PeakMemory, build_engine
+from retriever.eval.machine import cpu_model, machine
 from retriever.eval.metrics import DEFAULT_METRICS, Run, evaluate, judged_queries, write_trec_run
 from retriever.ingest.chunking import encoding_text
 
@@ -303,6 +304,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, progress:
         "command": config.command,
         "environment": environment(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
         "seconds": time.perf_counter() - started,
     }
     write_outputs(report, results, config.output)
@@ -346,16 +348,6 @@ def environment() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "platform": platform.platform(),
     }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # outputs -------------------------------------------------------------------------------------
