@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install demo test docs lint bench clean
+.PHONY: install demo test docs tables lint bench clean
 
 $(BIN)/retriever: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: install
 
 docs: install
 	$(BIN)/mkdocs serve  # the documentation site at http://127.0.0.1:8000, rebuilt on every change
+
+tables:  # render every results table and figure in README.md and docs/ from benchmarks/results/*.json
+	$(PYTHON) -m benchmarks.render_tables
 
 lint: install
 	$(BIN)/ruff check .

@@ -84,7 +84,8 @@ def test_bench_writes_every_output_and_counts_skipped_queries(
     saved = json.loads((out / "beir-test.json").read_text())
     bm25 = saved["systems"]["bm25"]["quality"]
     assert bm25["recall@100"] == pytest.approx(1.0) and bm25["ndcg@10"] > 0.5  # the topic word is in doc and query
-    assert saved["environment"]["cores"] >= 1 and saved["date"]
+    assert saved["environment"]["cores"] >= 1 and saved["date"] and saved["command"]
+    assert saved["machine"]["cpu"] and saved["machine"]["isa"]  # what the rendered docs tables name
     assert saved["systems"]["flat"]["speed"]["ann_recall_at_10"] == pytest.approx(1.0)
     assert "latency_p50_ms_ratio" in saved["systems"]["flat"]["speed"]
     table = (out / "beir-test.md").read_text()
