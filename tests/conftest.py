@@ -63,10 +63,8 @@ def other_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(make_tiny_model(tmp_path_factory.mktemp("other-tiny-model"), seed=1))
 
 
-@pytest.fixture
-def corpus(tmp_path: Path) -> Path:
-    """A small folder with one file of each text format and a JSONL of records."""
-    root = tmp_path / "corpus"
+def write_corpus(root: Path) -> Path:
+    """Write a small folder with one file of each text format and a JSONL of records into ``root``."""
     (root / "sub").mkdir(parents=True)
     (root / "cats.txt").write_text("Cats sleep most of the day and hunt at night.")
     (root / "dogs.md").write_text("# Dogs\n\nDogs love a walk in the garden and a game with a ball.")
@@ -80,6 +78,12 @@ def corpus(tmp_path: Path) -> Path:
         '{"_id": "q2", "title": "Delivery", "text": "Your parcel arrives in two days.", "year": 2019}\n'
     )
     return root
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A small folder with one file of each text format and a JSONL of records."""
+    return write_corpus(tmp_path / "corpus")
 
 
 @pytest.fixture
