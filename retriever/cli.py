@@ -199,6 +199,8 @@ def main(debug: bool) -> None:
               help="Where --adapt saves the model (default: models/<name>-adapted).")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Time budget of --adapt [default: 15].")
+@click.option("--pairs", "adapt_pairs", type=click.IntRange(1), default=None,
+              help="With --adapt: train on exactly N pairs (ignores --minutes).")
 @backend_option
 @quantize_option
 @device_option
@@ -214,8 +216,8 @@ def main(debug: bool) -> None:
 @quiet_option
 def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk_tokens: int | None,
           overlap: int | None, wait: float | None, strict: bool, adapt_first: bool, adapt_output: Path | None,
-          minutes: float | None, backend: str | None, quantize: str | None, device: str, store: str | None,
-          ray_address: str | None, workers: int | None, quiet: bool) -> None:
+          minutes: float | None, adapt_pairs: int | None, backend: str | None, quantize: str | None, device: str,
+          store: str | None, ray_address: str | None, workers: int | None, quiet: bool) -> None:
     """Index PATH (a folder, searched recursively, or a file); re-running updates it incrementally.
 
     Unreadable files, records with no text and no title, and duplicate ids are skipped with one
@@ -232,9 +234,9 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
         raise RetrieverError(f"{target} is a file, not an index folder; give a folder with --index")
     if adapt_first:
         model = run_adapt(path, adapt_output or MODEL_HOME / f"{target.name}-adapted", quiet,
-                          model=model, minutes=minutes)
-    elif adapt_output is not None or minutes is not None:
-        raise RetrieverError("--adapt-output and --minutes go with --adapt")
+                          model=model, minutes=minutes, pairs=adapt_pairs)
+    elif adapt_output is not None or minutes is not None or adapt_pairs is not None:
+        raise RetrieverError("--adapt-output, --minutes and --pairs go with --adapt")
     retriever = Retriever.build(path, index_dir=target, model=model, ann=ann, chunk_tokens=chunk_tokens,
                                 overlap=overlap, progress=not quiet, wait=wait, strict=strict, backend=backend,
                                 quantize=quantize, device=device, workers=workers, store=store,
