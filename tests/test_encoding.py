@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from retriever import Retriever
 from retriever.cli import main
-from retriever.encoding.backends import MIN_COSINE, default_backend, parse_backend_label
+from retriever.encoding.backends import MIN_COSINE, parse_backend_label
 from retriever.encoding.devices import resolve_device
 from retriever.encoding.encoder import Encoder
 from retriever.errors import MissingExtraError, ModelLoadError, ModelMismatchError, RetrieverError
@@ -297,18 +297,6 @@ def test_search_many_encodes_its_queries_in_one_call(tiny_model: str, tmp_path: 
     assert calls == [len(QUERIES)]
     assert [[h.doc_id for h in hits] for hits in batches] == [
         [h.doc_id for h in retriever.search(q, k=2, mode="dense")] for q in QUERIES]
-
-
-def test_engine_default_is_the_benchmark_winner_when_its_extra_is_installed(tiny_model: str, tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("RETRIEVER_BACKEND", raising=False)
-    expected = ("openvino", "int8") if HAS_OV else ("torch", "none")
-    assert default_backend() == expected
-    built = Retriever.build([{"_id": str(i), "text": t} for i, t in enumerate(DOCS)], index_dir=tmp_path / "i",
-                            model=tiny_model)
-    assert (built.manifest.model["backend"], built.manifest.model["quantize"]) == expected
-    monkeypatch.setenv("RETRIEVER_BACKEND", "onnx-int8")
-    assert default_backend() == ("onnx", "int8")
 
 
 @needs_ort
