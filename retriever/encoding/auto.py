@@ -51,7 +51,7 @@ from retriever.machine import cpu_facts
 PROBE_FILE = Path(__file__).with_name("probe.txt")
 CHOICES_DIR = "backend-choices"  # under the exports folder
 MARGIN = 0.10  # a less safe candidate must be at least 10% faster than each safer one to be chosen
-ROUNDS = 2  # timed passes over the probe per candidate, interleaved; the best is kept
+ROUNDS = 2  # timed passes over the probe per candidate (after an untimed one), interleaved; the best is kept
 RULE = f"fastest within MIN_COSINE {MIN_COSINE} and >= {MARGIN:.0%} faster than every safer candidate"
 # Safer first: PyTorch fp32 is the reference itself; fp32 exports differ only in the order of additions; int8
 # changes the vectors within MIN_COSINE.
@@ -195,11 +195,16 @@ def measure(reference: Encoder, labels: list[str], texts: list[str], rounds: int
             report: Callable[[str], None] = lambda _: None) -> dict[str, Measurement]:
     """Time each candidate on ``texts`` (rounds interleaved, best kept) and compare it with ``reference``.
 
+    The first pass of each is untimed (export, compilation, kernels made for new shapes) and gives the
+    vectors compared with PyTorch fp32; then ``rounds`` timed passes, each round over every candidate in
+    turn, so that a busy moment of the machine does not fall on one candidate only.
+
     ``reference`` is the PyTorch fp32 encoder. A candidate that fails (an export error) is recorded
     with its error and left out of the choice.
     """
     encoders: dict[str, Encoder] = {}
     prepared: dict[str, float] = {}
+    vectors: dict[str, np.ndarray] = {}
     errors: dict[str, str] = {}
     for label in labels:
         encoder = reference if label == "torch" else _variant(reference, label)
@@ -207,7 +212,8 @@ def measure(reference: Encoder, labels: list[str], texts: list[str], rounds: int
         report(f"{label} ")
         try:
             encoder.prepare(texts)  # export (static int8: calibrated on the probe) unless cached, load, compile
-            encoder.encode_documents(texts[:2])  # the first batch sets up kernels: not timed as speed
+            # an untimed first pass: kernels for these shapes are made on first use; its vectors are compared
+            vectors[label] = encoder.encode_documents(texts)
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot run is reported, not fatal
             errors[label] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             report("(failed) ")
@@ -215,11 +221,10 @@ def measure(reference: Encoder, labels: list[str], texts: list[str], rounds: int
         encoders[label], prepared[label] = encoder, time.perf_counter() - started
     report("; timing ")
     best = dict.fromkeys(encoders, float("inf"))
-    vectors: dict[str, np.ndarray] = {}
     for _ in range(rounds):
         for label, encoder in encoders.items():
             started = time.perf_counter()
-            vectors[label] = encoder.encode_documents(texts)
+            encoder.encode_documents(texts)
             best[label] = min(best[label], time.perf_counter() - started)
     truth = vectors.get("torch")
     measured = {}
@@ -275,6 +280,7 @@ def auto_choice(reference: Encoder, quantize: str | None = None, progress: bool 
     Returns the cached record with ``chosen`` and ``reason`` for the quantization asked for (None: any)
     and ``measured_now`` saying whether this call measured.
     """
+    exports = exports or reference.exports  # the choice is kept beside the exports it measured
     facts, runtimes, probe = cpu_facts(), runtime_versions(), probe_texts()
     key = choice_key(reference.weights_fingerprint, facts, runtimes, probe)
     record = None if remeasure else read_choice(key, exports)
