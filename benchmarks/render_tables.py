@@ -461,8 +461,31 @@ def capacity_nodes_table() -> Table:
     return Table(["node", "local store, hnsw", "local store, sq8", "local store, ivf-pq"], rows, [name])
 
 
+def auto_backend_table() -> Table:
+    """``--backend auto``'s measurements on each CPU class measured (benchmarks/auto_backend.py), exports cached."""
+    names = sorted((p.name for p in RESULTS.glob("auto-backend-*.json")), reverse=True)  # widest class first
+    runs = [load(name) for name in names]
+    header = ["candidate"]
+    for run in runs:
+        header += [f"{run['cpu']['runs_as']}: docs/s", "min cosine"]
+    labels = list(dict.fromkeys(label for run in runs for label in run["runs"]["exports_cached"]["candidates"]))
+    rows = []
+    for label in labels:
+        row = [label]
+        for run in runs:
+            measured = run["runs"]["exports_cached"]["candidates"].get(label)
+            row += [fmt(measured and measured["docs_per_second"], ".1f"), fmt(measured and measured["min_cosine"],
+                                                                               ".4f")]
+        rows.append(row)
+    chosen = ["**chosen**"]
+    for run in runs:
+        chosen += [f"**{run['runs']['exports_cached']['chosen']}**", ""]
+    return Table(header, [*rows, chosen], names)
+
+
 TABLES: dict[str, Callable[[], Table]] = {
     "encoding-scifact-test": encoding_table,
+    "auto-backend": auto_backend_table,
     "serve-load": serve_load_table,
     "serve-load-writes": serve_writes_table,
     "serve-load-batching": serve_batching_table,
