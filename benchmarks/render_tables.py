@@ -477,10 +477,15 @@ def auto_backend_table() -> Table:
             row += [fmt(measured and measured["docs_per_second"], ".1f"), fmt(measured and measured["min_cosine"],
                                                                                ".4f")]
         rows.append(row)
-    chosen = ["**chosen**"]
+    chosen, first, again, load_average = ["**chosen**"], ["cost, first use: CPU s / wall s"], \
+        ["cost, exports cached: CPU s / wall s"], ["load average (1 min) during the run"]
     for run in runs:
+        costs = run["costs"]
         chosen += [f"**{run['runs']['exports_cached']['chosen']}**", ""]
-    return Table(header, [*rows, chosen], names)
+        first += [f"{costs['first_use']['cpu_seconds']:.1f} / {costs['first_use']['wall_seconds']:.1f}", ""]
+        again += [f"{costs['exports_cached']['cpu_seconds']:.1f} / {costs['exports_cached']['wall_seconds']:.1f}", ""]
+        load_average += [" to ".join(f"{x:.1f}" for x in run["load_average_1min"]), ""]
+    return Table(header, [*rows, chosen, first, again, load_average], names)
 
 
 TABLES: dict[str, Callable[[], Table]] = {
