@@ -107,6 +107,9 @@ def machine_of(name: str) -> str:
     cpu = tidy_cpu(cpu) if cpu and cpu not in ARCHITECTURES else "CPU model not recorded"
     cores = machine.get("cores") or machine.get("cpus") or environment.get("cores") or environment.get("cpus")
     isa = machine.get("isa") or "instruction set not recorded"
+    if machine.get("caps"):  # runtimes capped below the CPU (ONEDNN_MAX_CPU_ISA=AVX2, ...)
+        caps = " ".join(f"{k}={v}" for k, v in machine["caps"].items())
+        isa += f" run as {machine.get('runs_as', '?')} ({caps})"
     return ", ".join([cpu, *([f"{cores} cores"] if cores else []), isa])
 
 
