@@ -209,17 +209,17 @@ def measure(reference: Encoder, labels: list[str], texts: list[str], rounds: int
     for label in labels:
         encoder = reference if label == "torch" else _variant(reference, label)
         started = time.perf_counter()
-        report(f"{label} ")
+        report(f" {label}")
         try:
             encoder.prepare(texts)  # export (static int8: calibrated on the probe) unless cached, load, compile
             # an untimed first pass: kernels for these shapes are made on first use; its vectors are compared
             vectors[label] = encoder.encode_documents(texts)
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot run is reported, not fatal
             errors[label] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            report("(failed) ")
+            report(" (failed)")
             continue
         encoders[label], prepared[label] = encoder, time.perf_counter() - started
-    report("; timing ")
+    report("; timing")
     best = dict.fromkeys(encoders, float("inf"))
     for _ in range(rounds):
         for label, encoder in encoders.items():
@@ -234,7 +234,7 @@ def measure(reference: Encoder, labels: list[str], texts: list[str], rounds: int
             continue
         worst = 1.0 if truth is None else float((vectors[label] * truth).sum(axis=1).min())
         measured[label] = Measurement(round(len(texts) / best[label], 2), round(worst, 5), round(prepared[label], 2))
-        report(f"{label} {measured[label].docs_per_second:.1f}/s, ")
+    report(": " + ", ".join(f"{label} {m.docs_per_second:.1f}/s" for label, m in measured.items() if not m.error))
     return measured
 
 
@@ -256,12 +256,12 @@ def measure_choice(reference: Encoder, key: str, facts: Mapping[str, Any], runti
     labels = candidates()
     line = _ProgressLine(progress)
     line(f"choosing the encoder backend for {reference.name} on this CPU ({facts['runs_as']}; once per model and "
-         f"machine): preparing ")
+         f"machine): preparing")
     started = time.perf_counter()
     measured = measure(reference, labels, probe, report=line)
     chosen, reason = choose(measured)
     seconds = round(time.perf_counter() - started, 2)
-    line(f"-> {chosen} ({seconds:.1f} s)\n")
+    line(f" -> {chosen} ({seconds:.1f} s)\n")
     record = {
         "key": key, "model": reference.name, "weights_fingerprint": reference.weights_fingerprint,
         "chosen": chosen, "reason": reason, "rule": RULE,
