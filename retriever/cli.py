@@ -157,8 +157,9 @@ index_option = click.option(
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 # encoding: how texts become vectors (retriever/encoding/); an index records its backend and quantization
 backend_option = click.option(
-    "--backend", type=click.Choice(["torch", "onnx", "openvino"]), default=None,
-    help="Encoder runtime (default: the engine default for a new index, the index's own otherwise).",
+    "--backend", type=click.Choice(["auto", "torch", "onnx", "openvino"]), default=None,
+    help="Encoder runtime. auto (the default for a new index): the fastest on this machine within the quality "
+         "bound, measured once per model and machine ('retriever doctor'); an existing index uses its own.",
 )
 quantize_option = click.option(
     "--quantize", type=click.Choice(["none", "int8"]), default=None,
@@ -315,6 +316,7 @@ def info(index_dir: Path | None, as_json: bool) -> None:
         ("model", f"{model['name']} ({model['architecture']}, fingerprint {model['fingerprint']})"),
         ("encoder", f"{model.get('backend', 'torch')}, {model.get('quantize', 'none')}"
          + (f", calibration {model['calibration']}" if model.get("calibration") else "")),
+        *([("chosen by", backend_choice_line(model["backend_choice"]))] if model.get("backend_choice") else []),
         ("dimensions", model["dimension"]),
         ("similarity", f"{details['similarity']} (normalised vectors, inner product)"),
         ("ann", f"{ann['requested']} (segments: {kinds or 'none'}); "
@@ -336,6 +338,39 @@ def info(index_dir: Path | None, as_json: bool) -> None:
     ]
     for key, value in lines:
         click.echo(f"{key:>12}: {value}")
+
+
+def backend_choice_line(choice: dict[str, Any]) -> str:
+    """How ``--backend auto`` chose an index's encoder: on which CPU class, and why."""
+    cpu = choice.get("cpu") or {}
+    where = f" on {cpu.get('runs_as', cpu.get('isa'))} ({cpu.get('cpu')}, {cpu.get('cores')} cores)" if cpu else ""
+    return f"--backend auto{where}: {choice.get('reason', '')}"
+
+
+@main.command()
+@click.option("--measure", is_flag=True, help="Measure the backends for --model again (and cache the new choice).")
+@click.option("--model", default=None, help="Model to measure with --measure (default: all-MiniLM-L6-v2).")
+@click.option("--json", "as_json", is_flag=True, help="Print the information as JSON.")
+def doctor(measure: bool, model: str | None, as_json: bool) -> None:
+    """What this machine supports for encoding: CPU class and flags, runtimes, cached --backend auto choices."""
+    from retriever.encoding.doctor import machine_lines, machine_report, measurement_lines
+
+    record = None
+    if measure:
+        from retriever.encoding.auto import auto_choice
+        from retriever.encoding.encoder import DEFAULT_MODEL, Encoder
+
+        record = auto_choice(Encoder(model or DEFAULT_MODEL, device="cpu"), remeasure=True, progress=not as_json)
+    report = machine_report()
+    if as_json:
+        click.echo(json.dumps({**report, "measured": record}, indent=2))
+        return
+    for key, value in machine_lines(report):
+        click.echo(f"{key:>12}: {value}")
+    if record is not None:
+        click.echo("")
+        for line in measurement_lines(record):
+            click.echo(line)
 
 
 @main.command()

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retriever import validation
-from retriever.encoding.backends import backend_label, resolve_backend
+from retriever.encoding.backends import AUTO, backend_label
 from retriever.encoding.encoder import DEFAULT_MODEL, Encoder, model_fingerprint, resolve_model_path
 from retriever.errors import ModelMismatchError, RetrieverError, RetrieverWarning
 from retriever.index.backend import IndexReader, IndexUpdater, parse_store
@@ -130,10 +130,11 @@ class Retriever:
                                      "build a new index to use another store")
         else:
             layout.check_folder()
-            if encoder is None:  # how a new index is encoded: backend, quantization, device, workers
-                backend, quantize = resolve_backend(backend, quantize)
-                encoder = Encoder(model or DEFAULT_MODEL, backend=backend, quantize=quantize, device=device,
-                                  workers=processes)
+            if encoder is None:  # how a new index is encoded: backend (auto: measured), quantization, device, workers
+                from retriever.encoding.auto import make_encoder
+
+                encoder = make_encoder(model or DEFAULT_MODEL, backend, quantize, device=device, workers=processes,
+                                       progress=progress)
             retriever = cls._new(layout, model or DEFAULT_MODEL, ann, chunk_tokens, overlap, encoder, wait, spec)
             retriever._asked = (chunk_tokens, overlap, store)  # checked if another run creates the index first
         retriever.ray, retriever.workers = ray, workers
@@ -626,6 +627,7 @@ def _record_model(writer: IndexWriter, encoder: Any) -> None:
 def _check_backend(recorded: dict[str, Any], backend: str | None, quantize: str | None, name: str) -> None:
     """Refuse to encode queries differently from the index's documents, naming both ways."""
     built = (recorded.get("backend", "torch"), recorded.get("quantize", "none"))
+    backend = None if backend == AUTO else backend  # an existing index is searched the way it was built
     asked = (backend or built[0], quantize or (built[1] if backend in (None, built[0]) else "none"))
     if asked != built:
         raise ModelMismatchError(

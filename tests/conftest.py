@@ -16,8 +16,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Tests of other concerns encode with exact PyTorch fp32 and need no cached exports; the backends
-# (and the engine default, with this unset) are tested in test_encoding.py.
+# Tests of other concerns encode with exact PyTorch fp32 and need no cached exports; the backends are
+# tested in test_encoding.py, and the engine default (--backend auto, with this unset) in test_auto_backend.py.
 os.environ.setdefault("RETRIEVER_BACKEND", "torch")
 
 WORDS = """the a an of to in and or is are was were be for on with by at from as that this it

@@ -118,6 +118,8 @@ class Encoder:
     the digest of an existing calibrated export (as recorded by an index).
     """
 
+    backend_choice: dict[str, Any] | None = None  # how ``--backend auto`` chose this backend (encoding/auto.py)
+
     def __init__(
         self,
         name: str = DEFAULT_MODEL,
@@ -353,6 +355,8 @@ class Encoder:
             "quantize": self.quantize,
             "calibration": self.calibration,
         }
+        if self.backend_choice:
+            entry["backend_choice"] = self.backend_choice
         search_defaults = read_search_defaults(self.path)
         if search_defaults:
             entry["search_defaults"] = search_defaults
