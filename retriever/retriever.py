@@ -144,6 +144,31 @@ class Retriever:
         return retriever
 
     @classmethod
+    def create(cls, index_dir: str | Path, model: str | None = None, ann: str = "auto", chunk_tokens: int | None = None,
+               overlap: int | None = None, encoder: Encoder | None = None, wait: float | None = None,
+               backend: str | None = None, quantize: str | None = None, device: str = "auto",
+               store: str | None = None) -> Retriever:
+        """An empty index in ``index_dir``, written now, for documents added later (a framework's vector store).
+
+        Options as ``build``. An index that already exists there is refused: open it with ``load``.
+        """
+        check_ann(ann)
+        spec = parse_store(store)
+        layout = IndexLayout(index_dir)
+        if layout.exists():
+            raise RetrieverError(f"index {layout.name} already exists; open it with Retriever.load")
+        layout.check_folder()
+        if encoder is None:
+            backend, quantize = resolve_backend(backend, quantize)
+            encoder = Encoder(model or DEFAULT_MODEL, backend=backend, quantize=quantize, device=device)
+        retriever = cls._new(layout, model or DEFAULT_MODEL, ann, chunk_tokens, overlap, encoder, wait, spec)
+        with writing(layout, retriever._template, wait=wait):  # commits the empty first generation
+            if layout.exists():  # another run created it while this one waited for the lock
+                raise RetrieverError(f"index {layout.name} was created meanwhile by another run; open it with load")
+        retriever.refresh()
+        return retriever
+
+    @classmethod
     def _new(cls, layout: IndexLayout, model: str, ann: str, chunk_tokens: int | None, overlap: int | None,
              encoder: Encoder | None, wait: float | None, store: Any = None) -> Retriever:
         """A Retriever for an index not written yet: its first write creates it."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from retriever.errors import RetrieverError
 from retriever.search.results import Hit
 
 
@@ -23,3 +24,26 @@ def hit_metadata(hit: Hit) -> dict[str, Any]:
         "end": hit.end,
         "passage_id": hit.passage_id,
     }
+
+
+def where_of(filters: Any) -> list[str]:
+    """A framework's metadata filter as ``where`` conditions: a mapping of fields to the values they must equal,
+    or conditions already in the engine's syntax (``"year>=2020"``, or a list of them)."""
+    if isinstance(filters, str):
+        return [filters]
+    if isinstance(filters, dict):
+        return [condition(field, "=", value) for field, value in filters.items()]
+    if isinstance(filters, (list, tuple)) and all(isinstance(f, str) for f in filters):
+        return list(filters)
+    raise RetrieverError(f"a filter is a mapping of fields to values or conditions such as 'year>=2020', "
+                         f"not {type(filters).__name__}")
+
+
+def condition(field: str, op: str, value: Any) -> str:
+    """One ``where`` condition; a value must be text, a number or a boolean (what the engine compares)."""
+    if isinstance(value, bool):
+        return f"{field}{op}{str(value).lower()}"
+    if isinstance(value, (str, int, float)):
+        return f"{field}{op}{value}"
+    raise RetrieverError(f"filter on {field!r}: the value must be text, a number or a boolean, "
+                         f"not {type(value).__name__}")
