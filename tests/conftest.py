@@ -147,3 +147,11 @@ def start_server():  # noqa: ANN201 - returns the starter function
     for server, thread in running:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_model: str) -> Any:
+    """The tiny model loaded once, for tests that make many small indexes (``encoder=`` of build and create)."""
+    from retriever.encoding.encoder import Encoder
+
+    return Encoder(tiny_model)

@@ -27,16 +27,10 @@ PASSAGES = ["cats sleep in the sun", "dogs love a walk in the garden", "the trai
             "grind the coffee before you brew the tea", "a refund is paid to your card"]
 
 
-@pytest.fixture(scope="module")
-def encoder(tiny_model: str) -> Encoder:
-    """The tiny model, loaded once for every store of this module."""
-    return Encoder(tiny_model)
-
-
 class TestRetrieverVectorStore(VectorStoreIntegrationTests):
     @pytest.fixture
-    def vectorstore(self, tmp_path: Path, encoder: Encoder) -> Iterator[RetrieverVectorStore]:
-        store = RetrieverVectorStore.create(tmp_path / "index", encoder=encoder)
+    def vectorstore(self, tmp_path: Path, tiny_encoder: Encoder) -> Iterator[RetrieverVectorStore]:
+        store = RetrieverVectorStore.create(tmp_path / "index", encoder=tiny_encoder)
         try:
             yield store
         finally:
@@ -44,9 +38,9 @@ class TestRetrieverVectorStore(VectorStoreIntegrationTests):
 
 
 @pytest.fixture(scope="module")
-def passages_index(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder) -> Iterator[Retriever]:
+def passages_index(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Encoder) -> Iterator[Retriever]:
     records = [{"_id": f"p{i}", "text": text} for i, text in enumerate(PASSAGES)]
-    with Retriever.build(records, index_dir=tmp_path_factory.mktemp("lc") / "index", encoder=encoder) as built:
+    with Retriever.build(records, index_dir=tmp_path_factory.mktemp("lc") / "index", encoder=tiny_encoder) as built:
         yield built
 
 

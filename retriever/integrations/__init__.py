@@ -6,6 +6,7 @@ process or a ``Client`` of a server. Reach them as ``r.as_langchain(k=4)`` / ``r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from retriever.errors import RetrieverError
@@ -47,3 +48,8 @@ def condition(field: str, op: str, value: Any) -> str:
         return f"{field}{op}{value}"
     raise RetrieverError(f"filter on {field!r}: the value must be text, a number or a boolean, "
                          f"not {type(value).__name__}")
+
+
+def where_list(where: str | Sequence[str] | None) -> list[str]:
+    """``where`` as search options hold it (one condition, several, or none) as a list, to add conditions to."""
+    return [] if where is None else [where] if isinstance(where, str) else list(where)

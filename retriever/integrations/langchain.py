@@ -31,7 +31,7 @@ from pydantic import ConfigDict, Field  # noqa: E402
 
 from retriever.errors import RetrieverError  # noqa: E402
 from retriever.ingest import documents as records  # noqa: E402
-from retriever.integrations import hit_metadata, where_of  # noqa: E402
+from retriever.integrations import hit_metadata, where_list, where_of  # noqa: E402
 from retriever.search.results import Hit  # noqa: E402
 
 
@@ -63,11 +63,13 @@ class RetrieverVectorStore(VectorStore):
         self.search_options = search_options
 
     @classmethod
-    def create(cls, index_dir: str | Path, model: str | None = None, **options: Any) -> RetrieverVectorStore:
-        """An empty store in a new index at ``index_dir``; ``options`` as ``Retriever.create`` takes them."""
+    def create(cls, index_dir: str | Path, model: str | None = None, search_options: dict[str, Any] | None = None,
+               **options: Any) -> RetrieverVectorStore:
+        """An empty store in a new index at ``index_dir``; ``options`` as ``Retriever.create`` takes them,
+        ``search_options`` (mode, fusion, alpha, where, ...) for every search of the store."""
         from retriever.retriever import Retriever
 
-        return cls(Retriever.create(index_dir, model=model, **options))
+        return cls(Retriever.create(index_dir, model=model, **options), **(search_options or {}))
 
     @classmethod
     def from_texts(cls, texts: list[str], embedding: Embeddings | None = None, metadatas: list[dict] | None = None,
@@ -141,7 +143,7 @@ class RetrieverVectorStore(VectorStore):
     def _search(self, query: str, k: int, filter: Any = None, **kwargs: Any) -> list[Hit]:  # noqa: A002
         options = {**self.search_options, **kwargs}
         if filter is not None:
-            options["where"] = [*_as_list(options.get("where")), *where_of(filter)]
+            options["where"] = [*where_list(options.get("where")), *where_of(filter)]
         return self.searcher.search(query, k=k, **options)
 
 
@@ -151,10 +153,6 @@ def _found_document(hit: Hit) -> Document:
 
 def _stored_document(doc: records.Document) -> Document:
     return Document(page_content=doc.text, metadata=dict(doc.metadata), id=doc.doc_id)
-
-
-def _as_list(where: str | Sequence[str] | None) -> list[str]:
-    return [] if where is None else [where] if isinstance(where, str) else list(where)
 
 
 def _identity(score: float) -> float:
