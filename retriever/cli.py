@@ -290,12 +290,19 @@ def search(query: str, index_dir: Path | None, k: int, passages: bool, mode: str
     for rank, hit in enumerate(hits, start=1):
         label = hit.title or hit.source or hit.doc_id
         click.echo(f"{rank:>2}. {hit.score:.3f}  {hit.doc_id}  {label}")
-        click.echo(f"    {snippet(hit.text)}")
+        click.echo(f"    {marked(hit.text, hit.highlights)}")
 
 
-def snippet(text: str, width: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+def marked(text: str, highlights: list[dict[str, int]]) -> str:
+    """The passage on one line with its matched words in bold (click.echo drops the bold off a terminal)."""
+    pieces, at = [], 0
+    for span in sorted(highlights, key=lambda s: s["start"]):
+        if span["start"] < at:
+            continue
+        pieces += [text[at:span["start"]], click.style(text[span["start"]:span["end"]], bold=True)]
+        at = span["end"]
+    pieces.append(text[at:])
+    return " ".join("".join(pieces).split())  # ANSI codes hold no whitespace: flattening keeps them whole
 
 
 @main.command()

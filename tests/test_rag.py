@@ -109,3 +109,56 @@ def test_cli_diversity(rag_index: Any) -> None:
     diverse_ids = [json.loads(line)["doc_id"] for line in diverse.output.splitlines()]
     assert set(plain_ids) == {"cats", "cats-copy"}
     assert diverse_ids[1] not in {"cats", "cats-copy"}
+
+
+# highlights and snippets -------------------------------------------------------------------------------------
+def test_highlights_mark_the_query_terms_as_bm25_stems_them() -> None:
+    from retriever.search.highlights import annotate
+    from retriever.search.results import Hit
+
+    text = "The Cats were sleeping; CATS sleep. Nothing here. A dog barks."
+    hit = annotate([Hit("d", 1.0, text)], "sleeping cats and the dogs")[0]
+    marked = [text[span["start"]:span["end"]] for span in hit.highlights]
+    assert marked == ["Cats", "sleeping", "CATS", "sleep", "dog"]  # "the", "and": stopwords, never marked
+    assert hit.snippet == "The Cats were sleeping; CATS sleep. … A dog barks."  # the best sentence, then new terms
+    assert annotate([Hit("d", 1.0, text)], "cats")[0].snippet == "The Cats were sleeping; CATS sleep."
+
+
+def test_snippet_is_the_best_sentence_or_the_first_when_nothing_matches() -> None:
+    from retriever.search.highlights import annotate, sentence_spans
+    from retriever.search.results import Hit
+
+    text = "Tea is grown on hills.\nCoffee is roasted, then ground.  Water boils at 100 degrees."
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "Tea is grown on hills.", "Coffee is roasted, then ground.", "Water boils at 100 degrees."]
+    assert annotate([Hit("d", 1.0, text)], "grinding coffee")[0].snippet == "Coffee is roasted, then ground."
+    unmatched = annotate([Hit("d", 1.0, text)], "espresso")[0]
+    assert unmatched.highlights == [] and unmatched.snippet == "Tea is grown on hills."
+    long = "word " * 200 + "coffee " + "word " * 200
+    cut = annotate([Hit("d", 1.0, long)], "coffee")[0].snippet
+    assert "coffee" in cut and cut.startswith("…") and cut.endswith("…") and len(cut) <= 302
+
+
+def test_every_hit_carries_highlights_and_snippet(rag_index: Any) -> None:
+    for mode in ("dense", "lexical", "hybrid"):
+        hits = rag_index.search("sleeping cats", k=3, mode=mode)
+        assert hits
+        for hit in hits:
+            assert hit.snippet
+            assert all(piece in " ".join(hit.text.split()) for piece in hit.snippet.split(" … "))
+            for span in hit.highlights:
+                assert hit.text[span["start"]:span["end"]].lower() in {"cats", "sleep"}
+        assert hits[0].highlights and hits[0].to_dict()["highlights"] == hits[0].highlights
+
+
+def test_cli_marks_matches_in_bold_on_a_terminal_only(rag_index: Any) -> None:
+    from click.testing import CliRunner
+
+    from retriever.cli import main
+
+    args = ["search", "sleeping cats", "--index", str(rag_index.layout.root), "-k", "1", "--mode", "lexical"]
+    plain = CliRunner().invoke(main, args)
+    terminal = CliRunner().invoke(main, args, color=True)
+    assert plain.exit_code == 0 and "\x1b[" not in plain.output
+    assert "cats sleep in the sun" in plain.output
+    assert "\x1b[1mcats\x1b[0m \x1b[1msleep\x1b[0m" in terminal.output

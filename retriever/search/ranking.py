@@ -23,6 +23,7 @@ import numpy as np
 from retriever.errors import RetrieverError
 from retriever.search.diversity import check_diversity, default_fetch_k, diversify
 from retriever.search.fusion import convex_combination, reciprocal_rank_fusion
+from retriever.search.highlights import annotate
 from retriever.search.results import Hit
 
 MODES = ("dense", "lexical", "hybrid")
@@ -181,4 +182,5 @@ def search_batch(queries: list[str], vectors: np.ndarray | None, options: Search
                   for r in ranked]
     ranked = [r[: options.k] for r in ranked]
     stored = snapshot.hydrate({key for r in ranked for key, _ in r})
-    return [[Hit.from_passage(stored[key], score) for key, score in r if key in stored] for r in ranked]
+    hits = [[Hit.from_passage(stored[key], score) for key, score in r if key in stored] for r in ranked]
+    return [annotate(found, query) for found, query in zip(hits, queries)]
