@@ -448,14 +448,18 @@ class Retriever:
         """Convex fusion weight when a search gives none: the model's own (``retriever adapt``), else 0.5."""
         return float(self.manifest.model.get("search_defaults", {}).get("alpha", SearchOptions.alpha))
 
-    def search(self, query: str, k: int = 10, passages: bool = False, **options: Any) -> list[Hit]:
+    def search(self, query: str, k: int = 10, passages: bool = False, diversity: float | None = None,
+               fetch_k: int | None = None, **options: Any) -> list[Hit]:
         """The k best documents for a query (best passage of each), or k passages.
 
         Options: ``mode`` (dense, lexical, hybrid), ``fusion`` (rrf, convex), ``alpha`` (weight of the dense side
         in convex fusion), ``where`` (filters such as ``"year>=2020"``), ``rerank`` (rerank that many top
-        candidates with the model's learned metric head).
+        candidates with the model's learned metric head). ``diversity``: maximal marginal relevance with this
+        lambda (1.0 pure relevance, lower values drop near-copies) over ``fetch_k`` candidates (default
+        ``max(4 * k, 20)``); None (default) ranks by relevance alone.
         """
-        return self.search_many([query], k=k, passages=passages, **options)[0]
+        return self.search_many([query], k=k, passages=passages, diversity=diversity, fetch_k=fetch_k,
+                                **options)[0]
 
     def search_many(
         self,
@@ -467,6 +471,8 @@ class Retriever:
         alpha: float | None = None,
         where: str | Sequence[str] | None = None,
         rerank: int = 0,
+        diversity: float | None = None,
+        fetch_k: int | None = None,
     ) -> list[list[Hit]]:
         """Search several queries at once: one encoding call, one search per segment, one text lookup."""
         if isinstance(queries, str):
@@ -481,7 +487,7 @@ class Retriever:
             fusion=defaults.fusion if fusion is None else fusion,
             alpha=self.default_alpha if alpha is None else alpha,
             allowed=snapshot.allowed(conditions) if conditions else None,
-            rerank=rerank,
+            rerank=rerank, diversity=diversity, fetch_k=fetch_k,
         )
         options.validate()
         if conditions and snapshot.available(options.allowed) == 0:

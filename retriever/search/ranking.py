@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 
 from retriever.errors import RetrieverError
+from retriever.search.diversity import check_diversity, default_fetch_k, diversify
 from retriever.search.fusion import convex_combination, reciprocal_rank_fusion
+from retriever.search.highlights import annotate
 from retriever.search.results import Hit
 
 MODES = ("dense", "lexical", "hybrid")
@@ -43,6 +45,18 @@ class SearchOptions:
     alpha: float = 0.5  # convex fusion: weight of the dense side (best on SciFact train queries)
     allowed: list[np.ndarray | None] | None = None  # per segment, from a metadata filter
     rerank: int = 0  # rerank this many top candidates with the model's learned metric head
+    diversity: float | None = None  # MMR lambda over the candidates (1.0: pure relevance; None: no MMR)
+    fetch_k: int | None = None  # MMR candidates (None: ``default_fetch_k(k)``)
+
+    @property
+    def depth(self) -> int:
+        """Candidates each query needs: the k returned, those reranked, those MMR chooses from."""
+        fetch = self.candidates if self.diversity is not None else 0
+        return max(self.k, self.rerank, fetch)
+
+    @property
+    def candidates(self) -> int:
+        return self.fetch_k if self.fetch_k is not None else default_fetch_k(self.k)
 
     def validate(self) -> None:
         for name in ("k", "rerank"):
@@ -61,6 +75,7 @@ class SearchOptions:
             raise RetrieverError("alpha must be between 0 and 1")
         if self.rerank < 0:
             raise RetrieverError("rerank must be 0 or more")
+        check_diversity(self.diversity, self.fetch_k, self.k)
 
 
 Candidate = tuple[Any, Any, float]  # (passage key, document key, score)
@@ -144,7 +159,7 @@ def rerank(ranked: list[tuple[Any, float]], head: Any, snapshot: Any, query_vect
 def search_batch(queries: list[str], vectors: np.ndarray | None, options: SearchOptions, snapshot: Any,
                  head: Any = None) -> list[list[Hit]]:
     """Ranked hits for a batch of queries (``vectors`` is None in lexical mode: no encoding needed)."""
-    depth = max(options.k, options.rerank)
+    depth = options.depth
     allowed = options.allowed
     if options.mode == "dense":
         ranked = [[(c[0], c[2]) for c in found]
@@ -162,6 +177,10 @@ def search_batch(queries: list[str], vectors: np.ndarray | None, options: Search
         if vectors is None:
             raise RetrieverError("reranking needs the query vector: use --mode dense or hybrid")
         ranked = [rerank(r, head, snapshot, v, options.rerank) for r, v in zip(ranked, vectors)]
+    if options.diversity is not None:
+        ranked = [diversify(r[: options.candidates], snapshot.vectors_of, options.k, options.diversity)
+                  for r in ranked]
     ranked = [r[: options.k] for r in ranked]
     stored = snapshot.hydrate({key for r in ranked for key, _ in r})
-    return [[Hit.from_passage(stored[key], score) for key, score in r if key in stored] for r in ranked]
+    hits = [[Hit.from_passage(stored[key], score) for key, score in r if key in stored] for r in ranked]
+    return [annotate(found, query) for found, query in zip(hits, queries)]

@@ -12,7 +12,9 @@ from retriever.index.store import StoredPassage
 class Hit:
     """One search result: a document (or passage) with its score and best-matching passage.
 
-    ``text`` is the passage, ``start``/``end`` its character offsets in the document.
+    ``text`` is the passage (with its neighbours when a search asks for context), ``start``/``end`` its
+    character offsets in the document. ``snippet`` is the best-matching sentence(s) of the passage, and
+    ``highlights`` the ``{"start", "end"}`` spans in ``text`` of the words matching the query's terms.
     """
 
     doc_id: str
@@ -24,6 +26,8 @@ class Hit:
     end: int = 0
     passage_id: int = -1
     metadata: dict[str, Any] = field(default_factory=dict)
+    snippet: str = ""
+    highlights: list[dict[str, int]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -103,7 +103,7 @@ def create_app(
     def check_search(settings: SearchSettings, queries: list[str]) -> None:
         if settings.k is None:
             settings.k = min(DEFAULT_K, limits.max_k)
-        limits.check_k(settings.k, settings.rerank)
+        limits.check_k(settings.k, settings.rerank, settings.fetch_k)
         limits.check_queries(queries, settings.filters())
 
     def check_writable() -> None:

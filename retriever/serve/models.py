@@ -38,6 +38,10 @@ class SearchSettings(BaseModel):
     where: list[str] | str | None = Field(None, description="Filters such as 'year>=2020' or 'source~guides/*'.")
     rerank: int = Field(0, ge=0, description="Rerank this many top candidates with the model's learned metric "
                         "(at most the server's maximum k).")
+    diversity: float | None = Field(None, ge=0, le=1, description="Maximal marginal relevance lambda (1: pure "
+                                    "relevance, lower: fewer near-copies); unset: no MMR.")
+    fetch_k: int | None = Field(None, ge=1, description="Candidates MMR chooses from (default max(4k, 20); at most "
+                                "the server's maximum k times 4).")
 
     def filters(self) -> list[str]:
         if self.where is None:
@@ -49,6 +53,7 @@ class SearchSettings(BaseModel):
         return {
             "k": self.k, "passages": self.passages, "mode": self.mode, "fusion": self.fusion,
             "alpha": self.alpha, "where": self.filters(), "rerank": self.rerank,
+            "diversity": self.diversity, "fetch_k": self.fetch_k,
         }
 
 

@@ -1,0 +1,164 @@
+"""Retrieval for RAG (issue 21): diversity (MMR), highlights and snippets, context expansion, context_for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from retriever.errors import RetrieverError
+from retriever.search.diversity import default_fetch_k, mmr_order, rescaled
+
+# two exact copies (cats, cats-copy), one near-copy in other words and three distinct documents
+RAG_RECORDS = [
+    {"_id": "cats", "title": "Cats", "text": "cats sleep in the sun all day. cats hunt at night."},
+    {"_id": "cats-copy", "title": "Cats again", "text": "cats sleep in the sun all day. cats hunt at night."},
+    {"_id": "dogs", "title": "Dogs", "text": "dogs love a walk in the garden. a dog can sleep in the sun too."},
+    {"_id": "coffee", "title": "Coffee", "text": "grind the coffee before you brew the tea. water for tea."},
+    {"_id": "trains", "title": "Trains", "text": "the train to the coast leaves at nine."},
+]
+
+
+@pytest.fixture(scope="module")
+def rag_index(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A tiny index of RAG_RECORDS in 16-token passages, opened once for the module.
+
+    Its encoder is the bag-of-words ``SyntheticEncoder`` (real tokenizer): texts with other words get distant
+    vectors, copies the same, as with a trained model and unlike the random tiny BERT, whose vectors all lie
+    within a few degrees of each other.
+    """
+    from retriever import Retriever
+    from retriever.encoding.synthetic import SyntheticEncoder
+
+    folder = tmp_path_factory.mktemp("rag") / "idx"
+    encoder = SyntheticEncoder(dimension=64, max_seq_length=128)
+    Retriever.build(RAG_RECORDS, index_dir=folder, encoder=encoder, chunk_tokens=16, overlap=4).close()
+    retriever = Retriever.load(folder, encoder=encoder)
+    yield retriever
+    retriever.close()
+
+
+# diversity -------------------------------------------------------------------------------------------------
+def test_mmr_picks_the_novel_candidate_over_a_copy_of_the_first() -> None:
+    vectors = np.asarray([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    relevance = np.asarray([1.0, 0.95, 0.5], dtype=np.float32)
+    assert mmr_order(relevance, vectors, 2, 1.0) == [0, 1]  # lambda 1: the plain ranking
+    assert mmr_order(relevance, vectors, 2, 0.5) == [0, 2]  # the copy gains 0.475 - 0.5, the other 0.25 - 0
+    assert mmr_order(relevance, vectors, 5, 0.5) == [0, 2, 1]  # never more than the candidates
+
+
+def test_relevance_is_on_the_cosine_scale() -> None:
+    assert rescaled(np.asarray([8.0, 4.0, 2.0])).tolist() == [1.0, 0.5, 0.25]  # BM25: proportions kept
+    assert rescaled(np.asarray([0.5, -0.5])).tolist() == [1.0, 0.0]  # negatives: min-max
+    assert rescaled(np.asarray([0.0, 0.0])).tolist() == [1.0, 1.0]
+
+
+def test_default_candidate_depth() -> None:
+    assert default_fetch_k(1) == 20
+    assert default_fetch_k(10) == 40
+
+
+def test_diversity_drops_the_copy_of_the_best_document(rag_index: Any) -> None:
+    plain = rag_index.search("cats sleep", k=2, mode="lexical")
+    assert {hit.doc_id for hit in plain} == {"cats", "cats-copy"}
+    diverse = rag_index.search("cats sleep", k=2, mode="lexical", diversity=0.5)
+    assert diverse[0].doc_id == plain[0].doc_id
+    assert diverse[1].doc_id == "dogs"
+    assert diverse[0].score == pytest.approx(plain[0].score)  # a hit keeps its relevance score
+
+
+def test_diversity_one_is_the_plain_ranking(rag_index: Any) -> None:
+    for mode in ("dense", "lexical", "hybrid"):
+        plain = [hit.doc_id for hit in rag_index.search("cats sleep in the sun", k=4, mode=mode)]
+        same = [hit.doc_id for hit in rag_index.search("cats sleep in the sun", k=4, mode=mode, diversity=1.0)]
+        assert same == plain
+
+
+def test_diversity_over_passages_and_one_result_per_document(rag_index: Any) -> None:
+    hits = rag_index.search("sun", k=3, diversity=0.3, fetch_k=5)
+    assert len({hit.doc_id for hit in hits}) == len(hits) == 3
+    passages = rag_index.search("sun", k=3, passages=True, diversity=0.3)
+    assert len(passages) == 3
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"diversity": 1.5}, "diversity must be between 0"),
+    ({"diversity": "high"}, "diversity must be a number"),
+    ({"diversity": 0.5, "fetch_k": 1}, "fetch_k (1) must be at least k (2)"),
+])
+def test_bad_diversity_is_one_clear_error(rag_index: Any, options: dict, message: str) -> None:
+    with pytest.raises(RetrieverError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        rag_index.search("cats", k=2, **options)
+
+
+def test_cli_diversity(rag_index: Any) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from retriever.cli import main
+
+    folder = str(Path(rag_index.layout.root))
+    args = ["search", "cats sleep", "--index", folder, "-k", "2", "--mode", "lexical", "--json"]
+    plain = CliRunner().invoke(main, args)
+    diverse = CliRunner().invoke(main, [*args, "--diversity", "0.5", "--fetch-k", "5"])
+    assert plain.exit_code == 0 and diverse.exit_code == 0, plain.output + diverse.output
+    plain_ids = [json.loads(line)["doc_id"] for line in plain.output.splitlines()]
+    diverse_ids = [json.loads(line)["doc_id"] for line in diverse.output.splitlines()]
+    assert set(plain_ids) == {"cats", "cats-copy"}
+    assert diverse_ids[1] not in {"cats", "cats-copy"}
+
+
+# highlights and snippets -------------------------------------------------------------------------------------
+def test_highlights_mark_the_query_terms_as_bm25_stems_them() -> None:
+    from retriever.search.highlights import annotate
+    from retriever.search.results import Hit
+
+    text = "The Cats were sleeping; CATS sleep. Nothing here. A dog barks."
+    hit = annotate([Hit("d", 1.0, text)], "sleeping cats and the dogs")[0]
+    marked = [text[span["start"]:span["end"]] for span in hit.highlights]
+    assert marked == ["Cats", "sleeping", "CATS", "sleep", "dog"]  # "the", "and": stopwords, never marked
+    assert hit.snippet == "The Cats were sleeping; CATS sleep. … A dog barks."  # the best sentence, then new terms
+    assert annotate([Hit("d", 1.0, text)], "cats")[0].snippet == "The Cats were sleeping; CATS sleep."
+
+
+def test_snippet_is_the_best_sentence_or_the_first_when_nothing_matches() -> None:
+    from retriever.search.highlights import annotate, sentence_spans
+    from retriever.search.results import Hit
+
+    text = "Tea is grown on hills.\nCoffee is roasted, then ground.  Water boils at 100 degrees."
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "Tea is grown on hills.", "Coffee is roasted, then ground.", "Water boils at 100 degrees."]
+    assert annotate([Hit("d", 1.0, text)], "grinding coffee")[0].snippet == "Coffee is roasted, then ground."
+    unmatched = annotate([Hit("d", 1.0, text)], "espresso")[0]
+    assert unmatched.highlights == [] and unmatched.snippet == "Tea is grown on hills."
+    long = "word " * 200 + "coffee " + "word " * 200
+    cut = annotate([Hit("d", 1.0, long)], "coffee")[0].snippet
+    assert "coffee" in cut and cut.startswith("…") and cut.endswith("…") and len(cut) <= 302
+
+
+def test_every_hit_carries_highlights_and_snippet(rag_index: Any) -> None:
+    for mode in ("dense", "lexical", "hybrid"):
+        hits = rag_index.search("sleeping cats", k=3, mode=mode)
+        assert hits
+        for hit in hits:
+            assert hit.snippet
+            assert all(piece in " ".join(hit.text.split()) for piece in hit.snippet.split(" … "))
+            for span in hit.highlights:
+                assert hit.text[span["start"]:span["end"]].lower() in {"cats", "sleep"}
+        assert hits[0].highlights and hits[0].to_dict()["highlights"] == hits[0].highlights
+
+
+def test_cli_marks_matches_in_bold_on_a_terminal_only(rag_index: Any) -> None:
+    from click.testing import CliRunner
+
+    from retriever.cli import main
+
+    args = ["search", "sleeping cats", "--index", str(rag_index.layout.root), "-k", "1", "--mode", "lexical"]
+    plain = CliRunner().invoke(main, args)
+    terminal = CliRunner().invoke(main, args, color=True)
+    assert plain.exit_code == 0 and "\x1b[" not in plain.output
+    assert "cats sleep in the sun" in plain.output
+    assert "\x1b[1mcats\x1b[0m \x1b[1msleep\x1b[0m" in terminal.output
