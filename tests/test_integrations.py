@@ -37,8 +37,11 @@ def test_langchain_invoke_returns_documents_with_metadata_and_score(retriever: R
     assert first.metadata["doc_id"] == hits[0].doc_id and first.metadata["title"] == hits[0].title
     assert first.metadata["year"] == hits[0].metadata["year"]
     assert {"start", "end", "passage_id", "source"} <= set(first.metadata)
+    assert (first.metadata["snippet"], first.metadata["highlights"]) == (hits[0].snippet, hits[0].highlights)
     lexical = retriever.as_langchain(k=3, mode="lexical", where="year>=2020").invoke("train coast")
     assert [d.id for d in lexical] == ["guides/trains.md"]
+    assert lexical[0].metadata["highlights"] and lexical[0].metadata["snippet"]
+    assert [d.id for d in adapter.invoke("train coast", k=1, mode="lexical")] == ["guides/trains.md"]  # per call
     assert [d.id for d in adapter.batch(["cats sun", "dogs garden"])[1]] == [
         h.doc_id for h in retriever.search("dogs garden", k=2)]
 

@@ -24,6 +24,8 @@ def hit_metadata(hit: Hit) -> dict[str, Any]:
         "start": hit.start,
         "end": hit.end,
         "passage_id": hit.passage_id,
+        "snippet": hit.snippet,  # the best-matching sentence(s), for a citation a person can check
+        "highlights": hit.highlights,  # spans of the query's terms in page_content / the node's text
     }
 
 

@@ -122,17 +122,19 @@ class RetrieverVectorStore(VectorStore):
 
     def _similarity_search_with_relevance_scores(self, query: str, k: int = 4,
                                                  **kwargs: Any) -> list[tuple[Document, float]]:
-        self._select_relevance_score_fn()  # refuses scores that are not on a 0-1 scale
-        return self.similarity_search_with_score(query, k, **kwargs)
+        relevance = self._select_relevance_score_fn()  # refuses scores that are not on a 0-1 scale
+        found = self.similarity_search_with_score(query, k, **kwargs)
+        return [(document, relevance(score)) for document, score in found]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
-        """Scores already are relevance: cosine in dense mode, min-max normalised fusion in hybrid convex mode."""
+        """Scores are relevance already: cosine in dense mode, min-max normalised fusion in hybrid convex mode
+        (relative to the query's best candidates, so a threshold there keeps what is close to the best)."""
         mode = self.search_options.get("mode") or "hybrid"
         fusion = self.search_options.get("fusion") or "convex"
         if mode == "lexical" or (mode == "hybrid" and fusion != "convex"):
             raise RetrieverError(f"{mode} search{'' if mode == 'lexical' else ' with ' + fusion + ' fusion'} has no "
                                  "0-1 relevance score; use mode='dense' or hybrid with fusion='convex'")
-        return _identity
+        return _clipped
 
     def max_marginal_relevance_search(self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5,
                                       **kwargs: Any) -> list[Document]:
@@ -155,5 +157,6 @@ def _stored_document(doc: records.Document) -> Document:
     return Document(page_content=doc.text, metadata=dict(doc.metadata), id=doc.doc_id)
 
 
-def _identity(score: float) -> float:
-    return score
+def _clipped(score: float) -> float:
+    """A cosine as relevance: negative (opposed) counts as 0, and float error above 1 as 1."""
+    return min(1.0, max(0.0, score))
