@@ -205,6 +205,7 @@ def test_llamaindex_mmr_leaves_out_a_near_copy(near_copies: Retriever) -> None:
     pytest.importorskip("llama_index.core", reason="needs the 'llamaindex' extra")
     from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
 
+    from retriever.errors import RetrieverError
     from retriever.integrations.llamaindex import RetrieverVectorStore
 
     store = RetrieverVectorStore(near_copies, mode="dense")
@@ -213,6 +214,10 @@ def test_llamaindex_mmr_leaves_out_a_near_copy(near_copies: Retriever) -> None:
     diverse = store.query(VectorStoreQuery(query_str=STORE_TEXTS[0], similarity_top_k=2,
                                            mode=VectorStoreQueryMode.MMR, mmr_threshold=0.3))
     assert diverse.ids[0] in {"a1", "a2"} and diverse.ids[1] not in {"a1", "a2"}
+    assert store.query(VectorStoreQuery(query_str=STORE_TEXTS[0], similarity_top_k=2, mode="mmr",
+                                        mmr_threshold=0.3)).ids == diverse.ids
+    with pytest.raises(RetrieverError, match="'svm' is not supported"):
+        store.query(VectorStoreQuery(query_str="cats", mode=VectorStoreQueryMode.SVM))
 
 
 def pets_nodes() -> list:

@@ -164,7 +164,8 @@ class RetrieverVectorStore(BasePydanticVectorStore):
             raise RetrieverError("RetrieverVectorStore does not restrict a query to doc_ids or node_ids; "
                                  "use metadata filters")
         if query.mode not in MODES:
-            raise RetrieverError(f"query mode {query.mode.value!r} is not supported; use one of "
+            asked = getattr(query.mode, "value", query.mode)  # the enum, or its value as a string
+            raise RetrieverError(f"query mode {asked!r} is not supported; use one of "
                                  f"{', '.join(mode.value for mode in MODES)}")
         options = {**self._search_options, **MODES[query.mode], **kwargs}
         if query.mode == VectorStoreQueryMode.HYBRID and query.alpha is not None:
