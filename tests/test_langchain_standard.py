@@ -37,6 +37,20 @@ class TestRetrieverVectorStore(VectorStoreIntegrationTests):
             store.searcher.close()
 
 
+class TestRetrieverVectorStoreOverServer(VectorStoreIntegrationTests):
+    """The same suite with the store over a ``Client`` of ``retriever serve`` (a server per test, on a new index)."""
+
+    @pytest.fixture
+    def vectorstore(self, tmp_path: Path, tiny_encoder: Encoder, start_server: Any) -> Iterator[RetrieverVectorStore]:
+        pytest.importorskip("fastapi", reason="needs the 'serve' extra: pip install 'retriever[serve]'")
+        from retriever.client import Client
+        from retriever.serve.app import create_app
+
+        Retriever.create(tmp_path / "index", encoder=tiny_encoder).close()
+        with Client(start_server(create_app(tmp_path / "index"))) as remote:
+            yield RetrieverVectorStore(remote)
+
+
 @pytest.fixture(scope="module")
 def passages_index(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Encoder) -> Iterator[Retriever]:
     records = [{"_id": f"p{i}", "text": text} for i, text in enumerate(PASSAGES)]
