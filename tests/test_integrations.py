@@ -167,6 +167,12 @@ def test_langchain_vector_store_refuses_what_it_cannot_do(lc_store: object, tmp_
     assert not (tmp_path / "other").exists()
 
 
+def test_create_writes_an_empty_index_that_loads(tmp_path: Path, tiny_encoder: object) -> None:
+    Retriever.create(tmp_path / "empty", encoder=tiny_encoder).close()
+    with Retriever.load(tmp_path / "empty") as loaded:
+        assert len(loaded) == 0 and loaded.search("cats", k=3) == [] and loaded.info()["counts"]["documents"] == 0
+
+
 def test_langchain_vector_store_from_texts_makes_an_index_that_loads(tmp_path: Path, tiny_model: str) -> None:
     pytest.importorskip("langchain_core", reason="needs the 'langchain' extra")
     from retriever.integrations.langchain import RetrieverVectorStore
