@@ -42,6 +42,7 @@ from retriever.ingest.chunking import Chunker
 from retriever.ingest.documents import Document, documents_from_records
 from retriever.ingest.pipeline import LocalEmbedder
 from retriever.ingest.sync import IndexReport
+from retriever.search.context import DEFAULT_CONTEXT_TOKENS, token_counter
 from retriever.search.filters import filter_warnings, parse_filters
 from retriever.search.ranking import SearchOptions, search_batch
 from retriever.search.results import Hit
@@ -424,17 +425,20 @@ class Retriever:
         return float(self.manifest.model.get("search_defaults", {}).get("alpha", SearchOptions.alpha))
 
     def search(self, query: str, k: int = 10, passages: bool = False, diversity: float | None = None,
-               fetch_k: int | None = None, **options: Any) -> list[Hit]:
+               fetch_k: int | None = None, context: int | str | None = None, **options: Any) -> list[Hit]:
         """The k best documents for a query (best passage of each), or k passages.
 
         Options: ``mode`` (dense, lexical, hybrid), ``fusion`` (rrf, convex), ``alpha`` (weight of the dense side
         in convex fusion), ``where`` (filters such as ``"year>=2020"``), ``rerank`` (rerank that many top
         candidates with the model's learned metric head). ``diversity``: maximal marginal relevance with this
         lambda (1.0 pure relevance, lower values drop near-copies) over ``fetch_k`` candidates (default
-        ``max(4 * k, 20)``); None (default) ranks by relevance alone.
+        ``max(4 * k, 20)``); None (default) ranks by relevance alone. ``context``: each hit's passage with up to
+        that many neighbouring passages of its document on each side, or ``"document"``: the whole document if it
+        has at most ``context_tokens`` tokens (default 2000), else as many neighbours as fit. Every hit carries
+        ``snippet`` and ``highlights``.
         """
         return self.search_many([query], k=k, passages=passages, diversity=diversity, fetch_k=fetch_k,
-                                **options)[0]
+                                context=context, **options)[0]
 
     def search_many(
         self,
@@ -448,6 +452,8 @@ class Retriever:
         rerank: int = 0,
         diversity: float | None = None,
         fetch_k: int | None = None,
+        context: int | str | None = None,
+        context_tokens: int = DEFAULT_CONTEXT_TOKENS,
     ) -> list[list[Hit]]:
         """Search several queries at once: one encoding call, one search per segment, one text lookup."""
         if isinstance(queries, str):
@@ -462,7 +468,7 @@ class Retriever:
             fusion=defaults.fusion if fusion is None else fusion,
             alpha=self.default_alpha if alpha is None else alpha,
             allowed=snapshot.allowed(conditions) if conditions else None,
-            rerank=rerank, diversity=diversity, fetch_k=fetch_k,
+            rerank=rerank, diversity=diversity, fetch_k=fetch_k, context=context, context_tokens=context_tokens,
         )
         options.validate()
         if conditions and snapshot.available(options.allowed) == 0:
@@ -479,7 +485,11 @@ class Retriever:
                     "train one with 'retriever train --head mlp'"
                 )
         vectors = self.encoder.encode_queries(queries) if options.mode != "lexical" else None
-        return search_batch(queries, vectors, options, snapshot, head)
+        return search_batch(queries, vectors, options, snapshot, head, count_tokens=self._count_tokens)
+
+    def _count_tokens(self, text: str) -> int:
+        """Tokens of a text by the model's tokenizer (context budgets)."""
+        return token_counter(self.encoder.tokenizer)(text)
 
     def _snapshot(self) -> IndexReader:
         if self.closed:

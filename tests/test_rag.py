@@ -18,6 +18,9 @@ RAG_RECORDS = [
     {"_id": "dogs", "title": "Dogs", "text": "dogs love a walk in the garden. a dog can sleep in the sun too."},
     {"_id": "coffee", "title": "Coffee", "text": "grind the coffee before you brew the tea. water for tea."},
     {"_id": "trains", "title": "Trains", "text": "the train to the coast leaves at nine."},
+    {"_id": "river", "title": "River", "text": "the river runs to the sea. boats sail on the river. fish swim "
+     "under the boats. birds fly over the sea. the moon rises at night. stars shine over the water. owls call "
+     "from the trees. the morning comes early."},
 ]
 
 
@@ -162,3 +165,85 @@ def test_cli_marks_matches_in_bold_on_a_terminal_only(rag_index: Any) -> None:
     assert plain.exit_code == 0 and "\x1b[" not in plain.output
     assert "cats sleep in the sun" in plain.output
     assert "\x1b[1mcats\x1b[0m \x1b[1msleep\x1b[0m" in terminal.output
+
+
+# context expansion -------------------------------------------------------------------------------------------
+def river_passages(rag_index: Any) -> list[Any]:
+    keys = rag_index.snapshot.passage_keys("river")
+    return sorted(rag_index.snapshot.hydrate(keys).values(), key=lambda p: p.ordinal)
+
+
+def test_context_widens_a_passage_to_its_neighbours_without_repeating_text(rag_index: Any) -> None:
+    document = rag_index.get("river").text
+    passages = river_passages(rag_index)
+    assert len(passages) >= 5  # the fixture's 16-token passages
+    plain = rag_index.search("moon rises", k=1, mode="lexical", passages=True)[0]
+    at = next(p.ordinal for p in passages if (p.start, p.end) == (plain.start, plain.end))
+    assert 1 <= at < len(passages) - 1  # neighbours on both sides
+    for n in (0, 1, 2):
+        hit = rag_index.search("moon rises", k=1, mode="lexical", passages=True, context=n)[0]
+        window = passages[max(0, at - n): at + n + 1]
+        assert (hit.start, hit.end) == (window[0].start, window[-1].end)
+        assert hit.text == document[hit.start:hit.end]  # one span of the document: overlaps not repeated
+        assert [hit.text[s["start"]:s["end"]] for s in hit.highlights] == ["moon", "rises"]
+        assert hit.snippet == plain.snippet  # the snippet stays the matched passage's
+    whole = rag_index.search("moon rises", k=1, mode="lexical", context=100)[0]
+    assert (whole.start, whole.end, whole.text) == (0, len(document), document)
+
+
+def test_context_document_within_the_token_budget(rag_index: Any) -> None:
+    document = rag_index.get("river").text
+    count = rag_index._count_tokens
+    whole = rag_index.search("moon rises", k=1, mode="lexical", context="document")[0]
+    assert (whole.start, whole.end, whole.text) == (0, len(document), document)
+    budget = count(document) - 10  # the document does not fit: the passage and as many neighbours as fit
+    part = rag_index.search("moon rises", k=1, mode="lexical", context="document", context_tokens=budget)[0]
+    passages = river_passages(rag_index)
+    assert 0 < part.end - part.start < len(document) and count(part.text) <= budget
+    assert sum(p.start >= part.start and p.end <= part.end for p in passages) >= 3
+    tiny = rag_index.search("moon rises", k=1, mode="lexical", passages=True, context="document", context_tokens=1)
+    plain = rag_index.search("moon rises", k=1, mode="lexical", passages=True)
+    assert (tiny[0].start, tiny[0].end) == (plain[0].start, plain[0].end)  # never less than the passage
+
+
+@pytest.mark.parametrize("context", [-1, "page", 1.5, True])
+def test_bad_context_is_one_clear_error(rag_index: Any, context: Any) -> None:
+    with pytest.raises(RetrieverError, match="context must be"):
+        rag_index.search("moon", k=1, context=context)
+
+
+def test_cli_context(rag_index: Any) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from retriever.cli import main
+
+    args = ["search", "moon rises", "--index", str(rag_index.layout.root), "-k", "1", "--mode", "lexical", "--json"]
+    hit = json.loads(CliRunner().invoke(main, [*args, "--context", "1"]).output)
+    here = rag_index.search("moon rises", k=1, mode="lexical", context=1)[0]
+    assert hit == here.to_dict()
+    bad = CliRunner().invoke(main, [*args, "--context", "page"])
+    assert bad.exit_code != 0 and "neither a number of passages nor 'document'" in bad.output
+
+
+# over the server ---------------------------------------------------------------------------------------------
+def test_server_and_client_carry_diversity_context_and_highlights(records_index: Path, start_server: Any) -> None:
+    pytest.importorskip("httpx", reason="the client needs the 'serve' extra")
+    from retriever import Retriever
+    from retriever.client import Client
+    from retriever.serve.app import create_app
+
+    url = start_server(create_app(records_index))
+    options = {"k": 3, "diversity": 0.5, "fetch_k": 4, "context": "document", "context_tokens": 50}
+    with Client(url) as remote, Retriever.load(records_index) as local:
+        for query in ("cats sleep in the sun", "coffee and tea"):
+            got, want = remote.search(query, **options), local.search(query, **options)
+            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
+            assert [{**h.to_dict(), "score": 0} for h in got] == [{**h.to_dict(), "score": 0} for h in want]
+            assert got[0].highlights and got[0].snippet
+        assert remote.search_many(["train coast"], context=1)[0][0].highlights
+        with pytest.raises(Exception, match="fetch_k"):
+            remote.search("cats", k=3, diversity=0.5, fetch_k=2)
+        with pytest.raises(Exception, match="context"):
+            remote.search("cats", context="page")

@@ -42,6 +42,10 @@ class SearchSettings(BaseModel):
                                     "relevance, lower: fewer near-copies); unset: no MMR.")
     fetch_k: int | None = Field(None, ge=1, description="Candidates MMR chooses from (default max(4k, 20); at most "
                                 "the server's maximum k times 4).")
+    context: int | Literal["document"] | None = Field(
+        None, description="Widen each hit's passage by this many neighbouring passages on each side, or "
+        "'document': the whole document when it has at most context_tokens tokens.")
+    context_tokens: int = Field(2000, ge=1, description="context 'document': the most tokens a document may have.")
 
     def filters(self) -> list[str]:
         if self.where is None:
@@ -53,7 +57,8 @@ class SearchSettings(BaseModel):
         return {
             "k": self.k, "passages": self.passages, "mode": self.mode, "fusion": self.fusion,
             "alpha": self.alpha, "where": self.filters(), "rerank": self.rerank,
-            "diversity": self.diversity, "fetch_k": self.fetch_k,
+            "diversity": self.diversity, "fetch_k": self.fetch_k, "context": self.context,
+            "context_tokens": self.context_tokens,
         }
 
 
