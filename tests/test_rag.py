@@ -14,7 +14,7 @@ from retriever.search.diversity import default_fetch_k, mmr_order, rescaled
 # two exact copies (cats, cats-copy), one near-copy in other words and three distinct documents
 RAG_RECORDS = [
     {"_id": "cats", "title": "Cats", "text": "cats sleep in the sun all day. cats hunt at night."},
-    {"_id": "cats-copy", "title": "Cats again", "text": "cats sleep in the sun all day. cats hunt at night."},
+    {"_id": "cats-copy", "title": "Cats", "text": "cats sleep in the sun all day. cats hunt at night."},
     {"_id": "dogs", "title": "Dogs", "text": "dogs love a walk in the garden. a dog can sleep in the sun too."},
     {"_id": "coffee", "title": "Coffee", "text": "grind the coffee before you brew the tea. water for tea."},
     {"_id": "trains", "title": "Trains", "text": "the train to the coast leaves at nine."},
@@ -247,3 +247,45 @@ def test_server_and_client_carry_diversity_context_and_highlights(records_index:
             remote.search("cats", k=3, diversity=0.5, fetch_k=2)
         with pytest.raises(Exception, match="context"):
             remote.search("cats", context="page")
+
+
+# context_for -------------------------------------------------------------------------------------------------
+def test_context_for_ranks_merges_and_keeps_copies_once(rag_index: Any) -> None:
+    from retriever import ContextPassage
+
+    parts = rag_index.context_for("cats sleep in the sun", max_tokens=2000, k=10, context=1)
+    assert parts and all(isinstance(p, ContextPassage) for p in parts)
+    assert parts[0].doc_id in {"cats", "cats-copy"}
+    assert not {"cats", "cats-copy"} <= {p.doc_id for p in parts}  # the copy's passages are near-copies: left out
+    for part in parts:
+        document = rag_index.get(part.doc_id).text
+        assert part.text == document[part.start:part.end]
+        assert part.citation == f'"{part.title}" ({part.doc_id}, characters {part.start}-{part.end})'
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for part in parts:  # passages of one document are merged: no two spans overlap or touch
+        for start, end in spans.get(part.doc_id, []):
+            assert part.end < start or end < part.start
+        spans.setdefault(part.doc_id, []).append((part.start, part.end))
+    river = [p for p in parts if p.doc_id == "river"]
+    assert len(river) <= 1
+
+
+def test_context_for_stays_within_the_token_budget(rag_index: Any) -> None:
+    count = rag_index._count_tokens
+    everything = rag_index.context_for("the river and the sea at night", max_tokens=10_000, k=20)
+    total = sum(count(p.text) for p in everything)
+    for budget in (20, 40, total - 5):
+        parts = rag_index.context_for("the river and the sea at night", max_tokens=budget, k=20)
+        assert parts and sum(count(p.text) for p in parts) <= budget
+        assert all(p.tokens == count(p.text) for p in parts)
+        assert parts[0].doc_id == everything[0].doc_id and parts[0].start >= everything[0].start
+    assert rag_index.context_for("the river", max_tokens=5) == []  # not even a worthwhile piece of one passage
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"max_tokens": 0}, "max_tokens must be a positive integer"),
+    ({"context": "document"}, "context must be a number"),
+])
+def test_context_for_bad_budget_is_one_clear_error(rag_index: Any, options: dict, message: str) -> None:
+    with pytest.raises(RetrieverError, match=message):
+        rag_index.context_for("cats", **options)

@@ -166,6 +166,13 @@ def search_batch(queries: list[str], vectors: np.ndarray | None, options: Search
 
     ``count_tokens``: the model's token count of a text, needed by ``context="document"`` only.
     """
+    ranked = rank(queries, vectors, options, snapshot, head)
+    return [[hit for _, hit in found] for found in hits_of(ranked, queries, options, snapshot, count_tokens)]
+
+
+def rank(queries: list[str], vectors: np.ndarray | None, options: SearchOptions, snapshot: Any,
+         head: Any = None) -> list[list[tuple[Any, float]]]:
+    """The k best (passage key, score) of each query: candidates, fusion, reranking, diversity."""
     depth = options.depth
     allowed = options.allowed
     if options.mode == "dense":
@@ -187,7 +194,12 @@ def search_batch(queries: list[str], vectors: np.ndarray | None, options: Search
     if options.diversity is not None:
         ranked = [diversify(r[: options.candidates], snapshot.vectors_of, options.k, options.diversity)
                   for r in ranked]
-    ranked = [r[: options.k] for r in ranked]
+    return [r[: options.k] for r in ranked]
+
+
+def hits_of(ranked: list[list[tuple[Any, float]]], queries: list[str], options: SearchOptions, snapshot: Any,
+            count_tokens: Callable[[str], int] | None = None) -> list[list[tuple[Any, Hit]]]:
+    """(passage key, hit) of each ranked key: texts loaded in one lookup, context added, matches marked."""
     stored = snapshot.hydrate({key for r in ranked for key, _ in r})
     ranked = [[(key, score) for key, score in r if key in stored] for r in ranked]
     hits = [[Hit.from_passage(stored[key], score) for key, score in r] for r in ranked]
@@ -196,4 +208,6 @@ def search_batch(queries: list[str], vectors: np.ndarray | None, options: Search
         expander = ContextExpander(snapshot, options.context, options.context_tokens, count_tokens)
         for found, r in zip(hits, ranked):
             expander.expand(found, [key for key, _ in r])
-    return [annotate(found, query, texts) for found, query, texts in zip(hits, queries, matched)]
+    for found, query, texts in zip(hits, queries, matched):
+        annotate(found, query, texts)
+    return [[(key, hit) for (key, _), hit in zip(r, found)] for r, found in zip(ranked, hits)]
