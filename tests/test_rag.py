@@ -247,6 +247,10 @@ def test_server_and_client_carry_diversity_context_and_highlights(records_index:
             remote.search("cats", k=3, diversity=0.5, fetch_k=2)
         with pytest.raises(Exception, match="context"):
             remote.search("cats", context="page")
+        for query in ("cats sleep in the sun", "coffee and tea"):
+            got = remote.context_for(query, max_tokens=30, k=4, mode="lexical")
+            assert got == local.context_for(query, max_tokens=30, k=4, mode="lexical")
+            assert got and sum(p.tokens for p in got) <= 30
 
 
 # context_for -------------------------------------------------------------------------------------------------
@@ -289,3 +293,25 @@ def test_context_for_stays_within_the_token_budget(rag_index: Any) -> None:
 def test_context_for_bad_budget_is_one_clear_error(rag_index: Any, options: dict, message: str) -> None:
     with pytest.raises(RetrieverError, match=message):
         rag_index.context_for("cats", **options)
+
+
+def test_rag_example_assembles_its_sources_with_context_for(tmp_path: Path, tiny_model: str,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    import importlib.util
+    import sys
+
+    from retriever import Retriever
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "rag_pipeline.py"
+    spec = importlib.util.spec_from_file_location("rag_pipeline_context", path)
+    example = importlib.util.module_from_spec(spec)
+    sys.modules["rag_pipeline_context"] = example
+    spec.loader.exec_module(example)
+    index, question = tmp_path / "sample", "How long until my parcel arrives?"
+    prompt = example.main([question, "-k", "4", "--index", str(index), "--model", tiny_model, "--max-tokens", "300"])
+    assert prompt == capsys.readouterr().out.rstrip("\n")
+    with Retriever.load(index) as retriever:
+        parts = retriever.context_for(question, max_tokens=300, k=4)
+    assert parts
+    for number, part in enumerate(parts, start=1):
+        assert f"[{number}] " in prompt and f"({part.doc_id}, characters {part.start}-{part.end})" in prompt

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from retriever.search.results import Hit
+from retriever.search.results import ContextPassage, Hit
 
 STRICT = ConfigDict(extra="forbid", strict=True)  # JSON types as declared: no true, "5" or 5.0 for an integer
 
@@ -68,6 +68,30 @@ class SearchRequest(SearchSettings):
 
 class BatchSearchRequest(SearchSettings):
     queries: list[str]
+
+
+class ContextRequest(BaseModel):
+    """``Retriever.context_for``: the passages a prompt should get, within a token budget."""
+
+    model_config = STRICT
+
+    query: str = Field(min_length=1)
+    max_tokens: int = Field(2000, ge=1, le=100_000, description="Token budget (the model's tokenizer).")
+    k: int = Field(10, ge=1, description="Passages considered (at most the server's maximum k).")
+    context: int = Field(1, ge=0, le=100, description="Neighbouring passages added on each side.")
+    mode: Literal["dense", "lexical", "hybrid"] | None = None
+    fusion: Literal["rrf", "convex"] | None = None
+    alpha: float | None = Field(None, ge=0, le=1)
+    where: list[str] | str | None = None
+
+    def filters(self) -> list[str]:
+        if self.where is None:
+            return []
+        return [self.where] if isinstance(self.where, str) else list(self.where)
+
+
+class ContextResponse(BaseModel):
+    passages: list[ContextPassage]
 
 
 class SearchResponse(BaseModel):
