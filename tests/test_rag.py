@@ -14,10 +14,13 @@ from retriever.search.diversity import default_fetch_k, mmr_order, rescaled
 # two exact copies (cats, cats-copy), one near-copy in other words and three distinct documents
 RAG_RECORDS = [
     {"_id": "cats", "title": "Cats", "text": "cats sleep in the sun all day. cats hunt at night."},
-    {"_id": "cats-copy", "title": "Cats again", "text": "cats sleep in the sun all day. cats hunt at night."},
+    {"_id": "cats-copy", "title": "Cats", "text": "cats sleep in the sun all day. cats hunt at night."},
     {"_id": "dogs", "title": "Dogs", "text": "dogs love a walk in the garden. a dog can sleep in the sun too."},
     {"_id": "coffee", "title": "Coffee", "text": "grind the coffee before you brew the tea. water for tea."},
     {"_id": "trains", "title": "Trains", "text": "the train to the coast leaves at nine."},
+    {"_id": "river", "title": "River", "text": "the river runs to the sea. boats sail on the river. fish swim "
+     "under the boats. birds fly over the sea. the moon rises at night. stars shine over the water. owls call "
+     "from the trees. the morning comes early."},
 ]
 
 
@@ -162,3 +165,153 @@ def test_cli_marks_matches_in_bold_on_a_terminal_only(rag_index: Any) -> None:
     assert plain.exit_code == 0 and "\x1b[" not in plain.output
     assert "cats sleep in the sun" in plain.output
     assert "\x1b[1mcats\x1b[0m \x1b[1msleep\x1b[0m" in terminal.output
+
+
+# context expansion -------------------------------------------------------------------------------------------
+def river_passages(rag_index: Any) -> list[Any]:
+    keys = rag_index.snapshot.passage_keys("river")
+    return sorted(rag_index.snapshot.hydrate(keys).values(), key=lambda p: p.ordinal)
+
+
+def test_context_widens_a_passage_to_its_neighbours_without_repeating_text(rag_index: Any) -> None:
+    document = rag_index.get("river").text
+    passages = river_passages(rag_index)
+    assert len(passages) >= 5  # the fixture's 16-token passages
+    plain = rag_index.search("moon rises", k=1, mode="lexical", passages=True)[0]
+    at = next(p.ordinal for p in passages if (p.start, p.end) == (plain.start, plain.end))
+    assert 1 <= at < len(passages) - 1  # neighbours on both sides
+    for n in (0, 1, 2):
+        hit = rag_index.search("moon rises", k=1, mode="lexical", passages=True, context=n)[0]
+        window = passages[max(0, at - n): at + n + 1]
+        assert (hit.start, hit.end) == (window[0].start, window[-1].end)
+        assert hit.text == document[hit.start:hit.end]  # one span of the document: overlaps not repeated
+        assert [hit.text[s["start"]:s["end"]] for s in hit.highlights] == ["moon", "rises"]
+        assert hit.snippet == plain.snippet  # the snippet stays the matched passage's
+    whole = rag_index.search("moon rises", k=1, mode="lexical", context=100)[0]
+    assert (whole.start, whole.end, whole.text) == (0, len(document), document)
+
+
+def test_context_document_within_the_token_budget(rag_index: Any) -> None:
+    document = rag_index.get("river").text
+    count = rag_index._count_tokens
+    whole = rag_index.search("moon rises", k=1, mode="lexical", context="document")[0]
+    assert (whole.start, whole.end, whole.text) == (0, len(document), document)
+    budget = count(document) - 10  # the document does not fit: the passage and as many neighbours as fit
+    part = rag_index.search("moon rises", k=1, mode="lexical", context="document", context_tokens=budget)[0]
+    passages = river_passages(rag_index)
+    assert 0 < part.end - part.start < len(document) and count(part.text) <= budget
+    assert sum(p.start >= part.start and p.end <= part.end for p in passages) >= 3
+    tiny = rag_index.search("moon rises", k=1, mode="lexical", passages=True, context="document", context_tokens=1)
+    plain = rag_index.search("moon rises", k=1, mode="lexical", passages=True)
+    assert (tiny[0].start, tiny[0].end) == (plain[0].start, plain[0].end)  # never less than the passage
+
+
+@pytest.mark.parametrize("context", [-1, "page", 1.5, True])
+def test_bad_context_is_one_clear_error(rag_index: Any, context: Any) -> None:
+    with pytest.raises(RetrieverError, match="context must be"):
+        rag_index.search("moon", k=1, context=context)
+
+
+def test_cli_context(rag_index: Any) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from retriever.cli import main
+
+    args = ["search", "moon rises", "--index", str(rag_index.layout.root), "-k", "1", "--mode", "lexical", "--json"]
+    hit = json.loads(CliRunner().invoke(main, [*args, "--context", "1"]).output)
+    here = rag_index.search("moon rises", k=1, mode="lexical", context=1)[0]
+    assert hit == here.to_dict()
+    bad = CliRunner().invoke(main, [*args, "--context", "page"])
+    assert bad.exit_code != 0 and "neither a number of passages nor 'document'" in bad.output
+
+
+# over the server ---------------------------------------------------------------------------------------------
+def test_server_and_client_carry_diversity_context_and_highlights(records_index: Path, start_server: Any) -> None:
+    pytest.importorskip("httpx", reason="the client needs the 'serve' extra")
+    from retriever import Retriever
+    from retriever.client import Client
+    from retriever.serve.app import create_app
+
+    url = start_server(create_app(records_index))
+    options = {"k": 3, "diversity": 0.5, "fetch_k": 4, "context": "document", "context_tokens": 50}
+    with Client(url) as remote, Retriever.load(records_index) as local:
+        for query in ("cats sleep in the sun", "coffee and tea"):
+            got, want = remote.search(query, **options), local.search(query, **options)
+            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
+            assert [{**h.to_dict(), "score": 0} for h in got] == [{**h.to_dict(), "score": 0} for h in want]
+            assert got[0].highlights and got[0].snippet
+        assert remote.search_many(["train coast"], context=1)[0][0].highlights
+        with pytest.raises(Exception, match="fetch_k"):
+            remote.search("cats", k=3, diversity=0.5, fetch_k=2)
+        with pytest.raises(Exception, match="context"):
+            remote.search("cats", context="page")
+        for query in ("cats sleep in the sun", "coffee and tea"):
+            got = remote.context_for(query, max_tokens=30, k=4, mode="lexical")
+            assert got == local.context_for(query, max_tokens=30, k=4, mode="lexical")
+            assert got and sum(p.tokens for p in got) <= 30
+
+
+# context_for -------------------------------------------------------------------------------------------------
+def test_context_for_ranks_merges_and_keeps_copies_once(rag_index: Any) -> None:
+    from retriever import ContextPassage
+
+    parts = rag_index.context_for("cats sleep in the sun", max_tokens=2000, k=10, context=1)
+    assert parts and all(isinstance(p, ContextPassage) for p in parts)
+    assert parts[0].doc_id in {"cats", "cats-copy"}
+    assert not {"cats", "cats-copy"} <= {p.doc_id for p in parts}  # the copy's passages are near-copies: left out
+    for part in parts:
+        document = rag_index.get(part.doc_id).text
+        assert part.text == document[part.start:part.end]
+        assert part.citation == f'"{part.title}" ({part.doc_id}, characters {part.start}-{part.end})'
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for part in parts:  # passages of one document are merged: no two spans overlap or touch
+        for start, end in spans.get(part.doc_id, []):
+            assert part.end < start or end < part.start
+        spans.setdefault(part.doc_id, []).append((part.start, part.end))
+    river = [p for p in parts if p.doc_id == "river"]
+    assert len(river) <= 1
+
+
+def test_context_for_stays_within_the_token_budget(rag_index: Any) -> None:
+    count = rag_index._count_tokens
+    everything = rag_index.context_for("the river and the sea at night", max_tokens=10_000, k=20)
+    total = sum(count(p.text) for p in everything)
+    for budget in (20, 40, total - 5):
+        parts = rag_index.context_for("the river and the sea at night", max_tokens=budget, k=20)
+        assert parts and sum(count(p.text) for p in parts) <= budget
+        assert all(p.tokens == count(p.text) for p in parts)
+        assert parts[0].doc_id == everything[0].doc_id and parts[0].start >= everything[0].start
+    assert rag_index.context_for("the river", max_tokens=5) == []  # not even a worthwhile piece of one passage
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"max_tokens": 0}, "max_tokens must be a positive integer"),
+    ({"context": "document"}, "context must be a number"),
+])
+def test_context_for_bad_budget_is_one_clear_error(rag_index: Any, options: dict, message: str) -> None:
+    with pytest.raises(RetrieverError, match=message):
+        rag_index.context_for("cats", **options)
+
+
+def test_rag_example_assembles_its_sources_with_context_for(tmp_path: Path, tiny_model: str,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    import importlib.util
+    import sys
+
+    from retriever import Retriever
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "rag_pipeline.py"
+    spec = importlib.util.spec_from_file_location("rag_pipeline_context", path)
+    example = importlib.util.module_from_spec(spec)
+    sys.modules["rag_pipeline_context"] = example
+    spec.loader.exec_module(example)
+    index, question = tmp_path / "sample", "How long until my parcel arrives?"
+    prompt = example.main([question, "-k", "4", "--index", str(index), "--model", tiny_model, "--max-tokens", "300"])
+    assert prompt == capsys.readouterr().out.rstrip("\n")
+    with Retriever.load(index) as retriever:
+        parts = retriever.context_for(question, max_tokens=300, k=4)
+    assert parts
+    for number, part in enumerate(parts, start=1):
+        assert f"[{number}] " in prompt and f"({part.doc_id}, characters {part.start}-{part.end})" in prompt

@@ -1,4 +1,5 @@
-"""What a search returns: ``Hit``, one result with its passage, offsets and metadata."""
+"""What a search returns: ``Hit``, one result with its passage, offsets and metadata; ``ContextPassage``, a span
+of a document for a prompt (``Retriever.context_for``)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,26 @@ class Hit:
             metadata=passage.metadata,
         )
 
+
+@dataclass
+class ContextPassage:
+    """A span of a document for a prompt, with where it comes from."""
+
+    text: str
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    citation: str
+    score: float = 0.0
+    source: str | None = None
+    tokens: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def citation(doc_id: str, title: str, start: int, end: int) -> str:
+    """``"Title" (doc-id, characters 120-890)``: enough for a reader to find the text."""
+    named = f'"{title}" ({doc_id}' if title else f"({doc_id}"
+    return f"{named}, characters {start}-{end})"
