@@ -16,6 +16,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no telemetry calls from the Haystack tests
 # Tests of other concerns encode with exact PyTorch fp32 and need no cached exports; the backends
 # (and the engine default, with this unset) are tested in test_encoding.py.
 os.environ.setdefault("RETRIEVER_BACKEND", "torch")
