@@ -133,11 +133,16 @@ class RetrieverVectorStore(BasePydanticVectorStore):
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Remove every node of the source document ``ref_doc_id``."""
         where = [condition("ref_doc_id", "=", ref_doc_id)]
+        removed: set[str] = set()
         while True:  # each round removes what it found, so the next finds the rest
-            found = self._searcher.search(ref_doc_id, k=DELETE_BATCH, mode="dense", where=where)
+            found = {hit.doc_id for hit in self._searcher.search(ref_doc_id, k=DELETE_BATCH, mode="dense",
+                                                                 where=where)}
             if not found:
                 return
-            self._searcher.remove([hit.doc_id for hit in found])
+            if found & removed:  # a searcher that does not see its own removals would loop for ever
+                raise RetrieverError(f"nodes of {ref_doc_id!r} are still found after their removal")
+            self._searcher.remove(sorted(found))
+            removed |= found
 
     def delete_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None,
                      **delete_kwargs: Any) -> None:
