@@ -263,14 +263,24 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
 @click.option("--alpha", type=click.FloatRange(0, 1), default=None, help="Convex fusion: weight of the dense side.")
 @click.option("--where", multiple=True, help="Metadata filter, e.g. 'year>=2020' or 'source~guides/*'; repeatable.")
 @click.option("--rerank", type=click.IntRange(0), default=0, help="Rerank the top N with the model's learned metric.")
+@click.option("--diversity", type=click.FloatRange(0, 1), default=None,
+              help="Maximal marginal relevance lambda: 1 pure relevance, lower drops near-copies (default: off).")
+@click.option("--fetch-k", type=click.IntRange(1), default=None,
+              help="Candidates --diversity chooses from (default: max(4k, 20)).")
+@click.option("--context", default=None, callback=lambda _ctx, _param, value: context_value(value),
+              help="Widen each passage by N neighbouring passages on each side, or 'document' (whole document "
+                   "if it fits --context-tokens).")
+@click.option("--context-tokens", type=click.IntRange(1), default=2000, show_default=True,
+              help="--context document: the most tokens a whole document may have.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result, for scripts.")
 @click.option("--model", default=None, help="Refuse to search unless the index was built with this model.")
 @backend_option
 @quantize_option
 @device_option
 def search(query: str, index_dir: Path | None, k: int, passages: bool, mode: str | None, fusion: str | None,
-           alpha: float | None, where: tuple[str, ...], rerank: int, as_json: bool, model: str | None,
-           backend: str | None, quantize: str | None, device: str) -> None:
+           alpha: float | None, where: tuple[str, ...], rerank: int, diversity: float | None, fetch_k: int | None,
+           context: int | str | None, context_tokens: int, as_json: bool, model: str | None, backend: str | None,
+           quantize: str | None, device: str) -> None:
     """Search an index for QUERY by meaning."""
     from retriever.errors import RetrieverError
     from retriever.retriever import Retriever
@@ -279,7 +289,8 @@ def search(query: str, index_dir: Path | None, k: int, passages: bool, mode: str
         raise RetrieverError("empty query: give some text to search for")
     retriever = Retriever.load(find_index(index_dir), model=model, backend=backend, quantize=quantize, device=device)
     hits = retriever.search(query, k=k, passages=passages, mode=mode, fusion=fusion, alpha=alpha, where=where,
-                            rerank=rerank)
+                            rerank=rerank, diversity=diversity, fetch_k=fetch_k, context=context,
+                            context_tokens=context_tokens)
     if as_json:
         for hit in hits:
             click.echo(json.dumps(hit.to_dict(), ensure_ascii=False))
@@ -289,12 +300,28 @@ def search(query: str, index_dir: Path | None, k: int, passages: bool, mode: str
     for rank, hit in enumerate(hits, start=1):
         label = hit.title or hit.source or hit.doc_id
         click.echo(f"{rank:>2}. {hit.score:.3f}  {hit.doc_id}  {label}")
-        click.echo(f"    {snippet(hit.text)}")
+        click.echo(f"    {marked(hit.text, hit.highlights)}")
 
 
-def snippet(text: str, width: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+def context_value(value: str | None) -> int | str | None:
+    """--context: a number of neighbouring passages, or "document"."""
+    if value is None or value == "document":
+        return value
+    if value.isdigit():
+        return int(value)
+    raise click.BadParameter(f"{value!r} is neither a number of passages nor 'document'", param_hint="'--context'")
+
+
+def marked(text: str, highlights: list[dict[str, int]]) -> str:
+    """The passage on one line with its matched words in bold (click.echo drops the bold off a terminal)."""
+    pieces, at = [], 0
+    for span in sorted(highlights, key=lambda s: s["start"]):
+        if span["start"] < at:
+            continue
+        pieces += [text[at:span["start"]], click.style(text[span["start"]:span["end"]], bold=True)]
+        at = span["end"]
+    pieces.append(text[at:])
+    return " ".join("".join(pieces).split())  # ANSI codes hold no whitespace: flattening keeps them whole
 
 
 @main.command()

@@ -16,6 +16,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no telemetry calls from the Haystack tests
 # Tests of other concerns encode with exact PyTorch fp32 and need no cached exports; the backends are
 # tested in test_encoding.py, and the engine default (--backend auto, with this unset) in test_auto_backend.py.
 os.environ.setdefault("RETRIEVER_BACKEND", "torch")
@@ -151,3 +152,11 @@ def start_server():  # noqa: ANN201 - returns the starter function
     for server, thread in running:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_model: str) -> Any:
+    """The tiny model loaded once, for tests that make many small indexes (``encoder=`` of build and create)."""
+    from retriever.encoding.encoder import Encoder
+
+    return Encoder(tiny_model)
