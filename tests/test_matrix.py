@@ -12,9 +12,13 @@ seconds of actor start-up, each int8 export seconds of quantization):
 - every backend x {local, Milvus} x {in this process, through the server}: the server serves the index its
   in-process cell played (its answers read back through the Client), then removes a document and adds it back,
   which must leave every answer as it was;
-- every backend x local x Ray: the build encodes on Ray (what the actors load differs per backend);
-- Ray x Milvus once, with the engine's default backend, where the add encodes on Ray too: the Ray embedder hands
-  the same passages and vectors to either writer, so crossing it with Milvus per backend exercises no other code;
+- Ray with the backends whose actors load something different: torch (the model itself), onnx-int8 (an ONNX
+  Runtime export, dynamic int8: vectors depend a little on their batch-mates, and Ray batches differently) and the
+  engine's default, openvino-int8 (an OpenVINO export with a calibration that must be the driver's). fp32 onnx and
+  openvino load their exports through the same code as their int8 siblings. Each is built on Ray and updated in
+  this process (one Ray job each: a Ray add runs the same embedder as a Ray build), but the default backend, which
+  is built into Milvus and added to on Ray: the Ray embedder hands the same passages and vectors to either store,
+  so one Ray x Milvus cell exercises all the code that crossing them per backend would;
 - the server encodes in its own process, never on Ray, so server x Ray would repeat the server cells.
 
 One comparison is left out, by design of Milvus Lite: lexical and hybrid answers after the add and the remove.
@@ -73,10 +77,13 @@ QUERIES = ["cats sleep in the sun", "refund to my card", "coffee and tea", "pass
            encoding_text(SECOND[0]["title"], SECOND[0]["text"]), encoding_text(FIRST[5]["title"], FIRST[5]["text"])]
 VERIFY = [("coffee and tea", "r1"), (QUERIES[4], "r12")]
 
-# How far a cell's scores may be from its reference cell's, per quantization. Measured on this scenario (max
-# |score gap| over every hit of every mode and cell, AVX-512 VNNI + AMX): ... The bounds leave a margin of
-# about four times the measured spread.
-SCORE_TOLERANCE = {"none": 1e-4, "int8": 1e-4}
+# How far a cell's scores may be from its reference cell's, per quantization. Measured on this scenario (largest
+# |score gap| over every hit and verdict of every cell, AVX-512 VNNI + AMX): Milvus 6.1e-6 (BM25 in float32; dense
+# 1.2e-7), Ray 0 with torch and onnx-int8, the server's re-encoding of one document alone 2.1e-5 with onnx-int8
+# (dynamic int8 scales activations per batch) and 0 otherwise. fp32 keeps the margin test_milvus uses; int8 about
+# ten times its spread, for CPUs whose int8 kernels round differently. Both stay well below what a different
+# encoding gives (1.2e-3 and other top-k ids: openvino-int8 on Ray with another calibration than the driver's).
+SCORE_TOLERANCE = {"none": 1e-4, "int8": 2.5e-4}
 
 
 @dataclass
@@ -96,8 +103,8 @@ class Played:
 
 def answers_of(index: Any) -> Answers:
     """Search, verify and count through a ``Retriever`` or a ``Client`` alike."""
-    hits = {(mode, query): [(h.doc_id, h.score) for h in index.search(query, k=K, mode=mode)]
-            for mode in MODES for query in QUERIES}
+    hits = {(mode, query): [(h.doc_id, h.score) for h in found]
+            for mode in MODES for query, found in zip(QUERIES, index.search_many(QUERIES, k=K, mode=mode))}
     verdicts = {(query, doc_id): index.verify(query, doc_id).score for query, doc_id in VERIFY}
     counts = {key: index.info()["counts"][key] for key in ("documents", "passages")}
     return Answers(hits, verdicts, counts)
@@ -112,13 +119,29 @@ def play(index: Any) -> Played:
     return Played(built, answers_of(index))
 
 
+def tie_blocks(scores: list[float], tolerance: float) -> list[range]:
+    """The positions of each run of equal scores, best first (BM25 ties are common on a tiny corpus). The run the
+    top K cuts is left out: which of its ids made the cut is the order of storage, not of relevance."""
+    blocks: list[range] = []
+    for position, score in enumerate(scores):
+        if blocks and abs(scores[blocks[-1].start] - score) <= tolerance:
+            blocks[-1] = range(blocks[-1].start, position + 1)
+        else:
+            blocks.append(range(position, position + 1))
+    if len(scores) == K and blocks and len(blocks[-1]) > 1:
+        blocks.pop()
+    return blocks
+
+
 def assert_same_answers(got: Answers, want: Answers, tolerance: float, modes: tuple[str, ...] = MODES) -> None:
+    """The same counts, verdicts and top K: the same ids in the same order up to ties, scores within tolerance."""
     assert got.counts == want.counts
     for (mode, query), expected in want.hits.items():
         if mode in modes:
             found = got.hits[mode, query]
-            assert [doc_id for doc_id, _ in found] == [doc_id for doc_id, _ in expected], (mode, query)
             assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=tolerance), (mode, query)
+            for block in tie_blocks([score for _, score in expected], tolerance):
+                assert {found[i][0] for i in block} == {expected[i][0] for i in block}, (mode, query, found, expected)
     assert got.verdicts == pytest.approx(want.verdicts, abs=tolerance)
 
 
@@ -234,7 +257,11 @@ def test_milvus_in_process(label: str, played_cells: Callable[[str, str], Played
     reopened(workdir / f"milvus-{label}", played_cells(label, "milvus").updated)
 
 
-@pytest.mark.parametrize(("label", "store"), [(label, "local") for label in BACKENDS] + [(ENGINE_DEFAULT, "milvus")])
+RAY_CELLS = [(label, "local") for label in dict.fromkeys(["torch", "onnx-int8"]) if label != ENGINE_DEFAULT] + \
+    [(ENGINE_DEFAULT, "milvus")]
+
+
+@pytest.mark.parametrize(("label", "store"), RAY_CELLS)
 def test_on_ray(label: str, store: str, played_cells: Callable[[str, str], Played], workdir: Path, tiny_model: str,
                 request: pytest.FixtureRequest) -> None:
     """Built on a local Ray (one encoding actor); the add encodes on Ray in the Ray x Milvus cell only."""
