@@ -33,7 +33,6 @@ and hybrid search still find what they must (a replaced document by its new text
 from __future__ import annotations
 
 import importlib.util
-import logging
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -200,7 +199,6 @@ def local_ray() -> Iterator[None]:
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-job statistics would drown a failure
     yield
     ray.shutdown()
 
