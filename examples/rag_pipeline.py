@@ -46,10 +46,14 @@ def open_searcher(index: Path, server: str | None, model: str | None) -> Any:
 def retrieve(searcher: Any, question: str, k: int, via: str) -> list[dict[str, Any]]:
     """The top k passages as plain dicts (text plus where it came from), whichever way they are fetched."""
     if via == "langchain":
-        documents = searcher.as_langchain(k=k).invoke(question)
+        from retriever.integrations import langchain
+
+        documents = langchain.as_retriever(searcher, k=k).invoke(question)
         return [{"text": d.page_content, **d.metadata} for d in documents]
     if via == "llamaindex":
-        nodes = searcher.as_llamaindex(k=k).retrieve(question)
+        from retriever.integrations import llamaindex
+
+        nodes = llamaindex.as_retriever(searcher, k=k).retrieve(question)
         return [{"text": n.node.get_content(), **n.node.metadata} for n in nodes]
     from retriever.integrations import hit_metadata
 

@@ -91,19 +91,6 @@ class Client:
     def __len__(self) -> int:
         return int(self.info()["counts"].get("documents", 0))
 
-    # RAG frameworks ----------------------------------------------------------------------------------
-    def as_langchain(self, k: int = 4, **search_options: Any) -> Any:
-        """A LangChain ``BaseRetriever`` over the server (``pip install 'retriever[langchain]'``)."""
-        from retriever.integrations.langchain import LangChainRetriever
-
-        return LangChainRetriever(searcher=self, k=k, search_options=search_options)
-
-    def as_llamaindex(self, k: int = 4, **search_options: Any) -> Any:
-        """A LlamaIndex ``BaseRetriever`` over the server (``pip install 'retriever[llamaindex]'``)."""
-        from retriever.integrations.llamaindex import LlamaIndexRetriever
-
-        return LlamaIndexRetriever(self, k=k, **search_options)
-
     # plumbing ------------------------------------------------------------------------------------------
     def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
         import httpx

@@ -614,19 +614,6 @@ class Retriever:
     def closed(self) -> bool:
         return getattr(self, "_closed", False)
 
-    # RAG frameworks ---------------------------------------------------------------------------
-    def as_langchain(self, k: int = 4, **search_options: Any) -> Any:
-        """A LangChain ``BaseRetriever`` over this index (``pip install 'retriever[langchain]'``)."""
-        from retriever.integrations.langchain import LangChainRetriever
-
-        return LangChainRetriever(searcher=self, k=k, search_options=search_options)
-
-    def as_llamaindex(self, k: int = 4, **search_options: Any) -> Any:
-        """A LlamaIndex ``BaseRetriever`` over this index (``pip install 'retriever[llamaindex]'``)."""
-        from retriever.integrations.llamaindex import LlamaIndexRetriever
-
-        return LlamaIndexRetriever(self, k=k, **search_options)
-
     def __enter__(self) -> Retriever:
         return self
 

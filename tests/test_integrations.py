@@ -20,12 +20,25 @@ def retriever(records_index: Path) -> Retriever:
         yield loaded
 
 
+
+def langchain_retriever(searcher: object, **options: object) -> object:
+    from retriever.integrations.langchain import as_retriever
+
+    return as_retriever(searcher, **options)
+
+
+def llamaindex_retriever(searcher: object, **options: object) -> object:
+    from retriever.integrations.llamaindex import as_retriever
+
+    return as_retriever(searcher, **options)
+
+
 def test_langchain_invoke_returns_documents_with_metadata_and_score(retriever: Retriever) -> None:
     pytest.importorskip("langchain_core", reason="needs the 'langchain' extra: pip install 'retriever[langchain]'")
     from langchain_core.documents import Document
     from langchain_core.retrievers import BaseRetriever
 
-    adapter = retriever.as_langchain(k=2)
+    adapter = langchain_retriever(retriever, k=2)
     assert isinstance(adapter, BaseRetriever)
     documents = adapter.invoke("cats in the sun")
     hits = retriever.search("cats in the sun", k=2)
@@ -38,7 +51,7 @@ def test_langchain_invoke_returns_documents_with_metadata_and_score(retriever: R
     assert first.metadata["year"] == hits[0].metadata["year"]
     assert {"start", "end", "passage_id", "source"} <= set(first.metadata)
     assert (first.metadata["snippet"], first.metadata["highlights"]) == (hits[0].snippet, hits[0].highlights)
-    lexical = retriever.as_langchain(k=3, mode="lexical", where="year>=2020").invoke("train coast")
+    lexical = langchain_retriever(retriever, k=3, mode="lexical", where="year>=2020").invoke("train coast")
     assert [d.id for d in lexical] == ["guides/trains.md"]
     assert lexical[0].metadata["highlights"] and lexical[0].metadata["snippet"]
     assert [d.id for d in adapter.invoke("train coast", k=1, mode="lexical")] == ["guides/trains.md"]  # per call
@@ -51,7 +64,7 @@ def test_llamaindex_retrieve_returns_nodes_with_scores(retriever: Retriever) -> 
     from llama_index.core.retrievers import BaseRetriever
     from llama_index.core.schema import NodeWithScore, TextNode
 
-    adapter = retriever.as_llamaindex(k=2)
+    adapter = llamaindex_retriever(retriever, k=2)
     assert isinstance(adapter, BaseRetriever)
     nodes = adapter.retrieve("cats in the sun")
     hits = retriever.search("cats in the sun", k=2)
@@ -61,10 +74,10 @@ def test_llamaindex_retrieve_returns_nodes_with_scores(retriever: Retriever) -> 
     assert nodes[0].node.get_content() == hits[0].text
     assert (nodes[0].node.start_char_idx, nodes[0].node.end_char_idx) == (hits[0].start, hits[0].end)
     assert nodes[0].node.metadata["year"] == hits[0].metadata["year"]
-    lexical = retriever.as_llamaindex(k=3, mode="lexical").retrieve("train coast")
+    lexical = llamaindex_retriever(retriever, k=3, mode="lexical").retrieve("train coast")
     assert lexical[0].node.ref_doc_id == "guides/trains.md"
     with pytest.raises(ValueError):
-        retriever.as_llamaindex(k=0)
+        llamaindex_retriever(retriever, k=0)
 
 
 def test_adapters_work_the_same_over_a_server(retriever: Retriever, tmp_path: Path, start_server: Callable) -> None:
@@ -76,10 +89,10 @@ def test_adapters_work_the_same_over_a_server(retriever: Retriever, tmp_path: Pa
 
     url = start_server(create_app(tmp_path / "idx"))
     with Client(url) as remote:
-        assert [d.id for d in remote.as_langchain(k=2).invoke("dogs garden")] == [
-            d.id for d in retriever.as_langchain(k=2).invoke("dogs garden")]
-        assert [n.node.ref_doc_id for n in remote.as_llamaindex(k=2).retrieve("dogs garden")] == [
-            n.node.ref_doc_id for n in retriever.as_llamaindex(k=2).retrieve("dogs garden")]
+        assert [d.id for d in langchain_retriever(remote, k=2).invoke("dogs garden")] == [
+            d.id for d in langchain_retriever(retriever, k=2).invoke("dogs garden")]
+        assert [n.node.ref_doc_id for n in llamaindex_retriever(remote, k=2).retrieve("dogs garden")] == [
+            n.node.ref_doc_id for n in llamaindex_retriever(retriever, k=2).retrieve("dogs garden")]
 
 
 def load_example() -> object:

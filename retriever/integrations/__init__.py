@@ -1,7 +1,8 @@
 """Adapters for RAG frameworks: ``langchain`` (a LangChain retriever) and ``llamaindex``.
 
 Each wraps anything with ``search(query, k=..., **options) -> list[Hit]``: a ``Retriever`` in this
-process or a ``Client`` of a server. Reach them as ``r.as_langchain(k=4)`` / ``r.as_llamaindex(k=4)``.
+process or a ``Client`` of a server. Reach them as ``langchain.as_retriever(r, k=4)`` (and ``llamaindex.``):
+functions of the adapters, not methods of ``Retriever``, so that imports run one way.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""LangChain interfaces: a retriever (``r.as_langchain()``) and a vector store (``RetrieverVectorStore``).
+"""LangChain interfaces: a retriever (``as_retriever(r)``) and a vector store (``RetrieverVectorStore``).
 
 Needs the ``langchain`` extra (langchain-core). Both search a ``Retriever`` in this process or a ``Client``
 of a server, with the index's own model (LangChain's ``Embeddings`` are not used).
@@ -33,6 +33,14 @@ from retriever.errors import RetrieverError  # noqa: E402
 from retriever.ingest import documents as records  # noqa: E402
 from retriever.integrations import hit_metadata, where_list, where_of  # noqa: E402
 from retriever.search.results import Hit  # noqa: E402
+
+
+def as_retriever(searcher: Any, k: int = 4, **search_options: Any) -> LangChainRetriever:
+    """A LangChain ``BaseRetriever`` over a ``Retriever`` or a ``Client``; ``search_options`` for every search.
+
+    A function here, not a method of ``Retriever``: the engine knows nothing of the frameworks above it.
+    """
+    return LangChainRetriever(searcher=searcher, k=k, search_options=search_options)
 
 
 class LangChainRetriever(BaseRetriever):

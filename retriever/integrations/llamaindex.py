@@ -1,4 +1,4 @@
-"""LlamaIndex interfaces: a retriever (``r.as_llamaindex()``) and a vector store (``RetrieverVectorStore``).
+"""LlamaIndex interfaces: a retriever (``as_retriever(r)``) and a vector store (``RetrieverVectorStore``).
 
 Needs the ``llamaindex`` extra (llama-index-core). Both search a ``Retriever`` in this process or a ``Client``
 of a server, with the index's own model (LlamaIndex's embeddings are neither needed nor used).
@@ -47,6 +47,14 @@ from retriever.errors import RetrieverError  # noqa: E402
 from retriever.ingest import documents as records  # noqa: E402
 from retriever.integrations import condition, hit_metadata, where_list  # noqa: E402
 from retriever.search.results import Hit  # noqa: E402
+
+
+def as_retriever(searcher: Any, k: int = 4, **search_options: Any) -> LlamaIndexRetriever:
+    """A LlamaIndex ``BaseRetriever`` over a ``Retriever`` or a ``Client``; ``search_options`` for every search.
+
+    A function here, not a method of ``Retriever``: the engine knows nothing of the frameworks above it.
+    """
+    return LlamaIndexRetriever(searcher, k=k, **search_options)
 
 
 class LlamaIndexRetriever(BaseRetriever):
