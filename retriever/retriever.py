@@ -462,16 +462,16 @@ class Retriever:
         if conditions and snapshot.available(options.allowed) == 0:
             for message in filter_warnings(conditions, snapshot.field_types):  # say why, when it is a mistake
                 warnings.warn(message, RetrieverWarning, stacklevel=2)
-        if not queries:
-            return []
         head = None
-        if rerank:
+        if rerank:  # refused with no queries too: the same options give the same answer whatever the batch
             head = self.rerank_head
             if head is None:
                 raise RetrieverError(
                     f"model {self.manifest.model['name']!r} has no learned metric head; "
                     "train one with 'retriever train --head mlp'"
                 )
+        if not queries:
+            return []
         vectors = self.encoder.encode_queries(queries) if options.mode != "lexical" else None
         return search_batch(queries, vectors, options, snapshot, head)
 

@@ -188,7 +188,7 @@ def test_limits_give_4xx_with_a_one_line_reason(serve: Callable) -> None:
     assert_error(client.post("/search/batch", json={"queries": ["a", "b", "c", "d"]}), 422, "at most 3")
     assert_error(client.post("/documents/delete", json={"ids": ["a", "b", "c", "d"]}), 422, "at most 3")
     records = [{"_id": str(i), "text": "tea"} for i in range(3)]
-    assert_error(client.post("/documents", json={"documents": records}), 413, "at most 2")
+    assert_error(client.post("/documents", json={"documents": records}), 422, "at most 2")  # as the schema's maxItems
     assert_error(client.post("/search", json={"query": "x", "padding": "y" * 30_000}), 413, "20000 bytes")
 
     def chunks():  # a streamed body, without a declared length
@@ -462,7 +462,7 @@ def test_sources_are_shown_relative_to_the_corpus_root(tmp_path: Path, tiny_mode
             assert str(tmp_path) not in response.text
 
 
-@pytest.mark.parametrize("body", [{"k": True}, {"k": "5"}, {"k": 5.0}, {"passages": "yes"}, {"rerank": 1.0},
+@pytest.mark.parametrize("body", [{"k": True}, {"k": "5"}, {"k": 5.5}, {"passages": "yes"}, {"rerank": 1.5},
                                   {"alpha": "0.5"}, {"where": 3}])
 def test_search_fields_are_strictly_typed(serve: Callable, body: dict) -> None:
     client = serve()
@@ -473,6 +473,8 @@ def test_search_fields_are_strictly_typed(serve: Callable, body: dict) -> None:
 def test_strict_types_elsewhere_and_rerank_has_a_maximum(serve: Callable) -> None:
     client = serve(limits=Limits(max_k=5))
     assert client.post("/search", json={"query": "cats", "k": 5, "alpha": 1}).status_code == 200  # int for float
+    hits = client.post("/search", json={"query": "cats", "k": 2.0, "mode": "dense"}).json()["hits"]
+    assert len(hits) == 2, "JSON Schema's integer includes 2.0"
     assert_error(client.post("/search", json={"query": "cats", "rerank": 6}), 422, "rerank is 6; at most 5")
     assert_error(client.post("/verify", json={"query": "cats", "doc_id": 5}), 422, "doc_id")
     assert_error(client.post("/documents/delete", json={"ids": [1]}), 422, "ids")
@@ -480,7 +482,8 @@ def test_strict_types_elsewhere_and_rerank_has_a_maximum(serve: Callable) -> Non
     for name in ("SearchRequest", "BatchSearchRequest"):
         k = schema[name]["properties"]["k"]["anyOf"][0]
         assert k["type"] == "integer" and k["minimum"] == 1 and k["maximum"] == 5
-        assert schema[name]["properties"]["rerank"]["maximum"] == 5
+        assert schema[name]["properties"]["rerank"]["maximum"] == 0, "the tiny model has no learned metric head"
+    assert_error(client.post("/search/batch", json={"queries": [], "rerank": 1}), 400, "no learned metric head")
 
 
 def test_openapi_declares_the_error_answers(serve: Callable) -> None:
