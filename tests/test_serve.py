@@ -7,11 +7,7 @@ leaving the served version unchanged, concurrent writes all applied.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -379,38 +375,12 @@ def test_a_swapped_out_reader_stays_open_until_its_search_ends(index_dir: Path) 
 
 
 # the command ------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_serve_command_serves_until_interrupted(index_dir: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "RETRIEVER_API_KEY": KEY}
-    command = [str(Path(sys.executable).parent / "retriever"), "serve", "--index", str(index_dir), "--port", str(port),
-               "--read-only"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+def test_serve_command_serves_until_interrupted(index_dir: Path, serve_command: Callable) -> None:
+    with serve_command(index_dir, "--read-only", api_key=KEY) as url:
         assert httpx.post(f"{url}/search", json={"query": "cats"}).status_code == 401
         answer = httpx.post(f"{url}/search", json={"query": "cats sun", "mode": "lexical"}, headers=AUTH)
         assert answer.json()["hits"][0]["doc_id"] == "cats"
         assert httpx.post(f"{url}/documents", json={"documents": []}, headers=AUTH).status_code == 403
-    finally:
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output
-    assert "Traceback" not in output
 
 
 def test_serve_command_refuses_a_missing_index_in_one_line(tmp_path: Path) -> None:
