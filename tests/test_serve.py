@@ -428,6 +428,11 @@ def test_sources_are_shown_relative_to_the_corpus_root(tmp_path: Path, tiny_mode
         batch = client.post("/search/batch", json={"queries": ["cats"], "mode": "lexical"}).json()
         assert batch["results"][0][0]["source"] == "corpus.jsonl"
         assert client.get("/documents/r1").json()["source"] == "corpus.jsonl"
+        for where, ids in {"source~notes/*": {"notes/trains.md"}, "source=corpus.jsonl": {"r1"},
+                           "source!=corpus.jsonl": {"notes/trains.md"}, "source~*.md": {"notes/trains.md"},
+                           "source~srv/*": set(), "source~corpus/*": set()}.items():
+            found = client.post("/search", json={"query": "cats train", "mode": "dense", "where": where}).json()
+            assert {hit["doc_id"] for hit in found["hits"]} == ids, where
         for response in (client.post("/search", json={"query": "cats train"}), client.get("/documents/r1")):
             assert str(tmp_path) not in response.text
 

@@ -9,6 +9,7 @@ without the API key). Searches run on the threadpool; writes on the index's own 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -19,8 +20,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 
+from retriever.errors import RetrieverError
 from retriever.ingest.documents import Document
-from retriever.search.filters import MAX_CONDITION_CHARS
+from retriever.search.filters import MAX_CONDITION_CHARS, parse_condition
 from retriever.search.results import Hit
 from retriever.serve.auth import BearerTokenAuth
 from retriever.serve.body_limit import BodySizeLimit
@@ -108,6 +110,7 @@ def create_app(
             settings.k = min(DEFAULT_K, limits.max_k)
         limits.check_k(settings.k, settings.rerank)
         limits.check_queries(queries, settings.filters())
+        settings.where = [sources.filter(text) for text in settings.filters()]
 
     def check_writable() -> None:
         if read_only:
@@ -242,6 +245,21 @@ class SourcePaths:
             if not relative.startswith(".."):
                 return Path(relative).as_posix()
         return Path(source).name
+
+
+    def filter(self, text: str) -> str:
+        """A ``source`` filter as the client means it: a relative path (as hits show it) is relative to the corpus
+        root, so ``source~notes/*`` is ``ROOT/notes/*``, not any path with a folder ``notes``."""
+        try:
+            condition = parse_condition(text)
+        except RetrieverError:
+            return text  # the search refuses it, with the engine's reason
+        root = self.root() if condition.field == "source" else None
+        if root is None or condition.value.startswith(("/", "*")):
+            return text
+        if condition.op == "~":
+            root = re.sub(r"([*?\[])", r"[\1]", root)  # the root's own glob characters match themselves
+        return f"source{condition.op}{root}/{condition.value}"
 
 
 def _hits(hits: list[Hit], sources: SourcePaths) -> list[dict[str, Any]]:
