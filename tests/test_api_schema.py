@@ -28,7 +28,7 @@ RECORDS = [
     {"_id": "cats", "title": "Cats", "text": "cats sleep in the sun all day", "year": 2021},
     {"_id": "guides/trains.md", "text": "the train to the coast leaves at nine", "year": 2020, "tags": ["travel"]},
 ]
-EXAMPLES = 20  # per operation and phase: about 650 requests, 20-40 s on 2 cores
+EXAMPLES = 15  # per operation and phase: about 550 requests, 20-40 s on 2 cores
 
 
 @pytest.fixture(scope="module")
@@ -50,4 +50,4 @@ def test_schemathesis_finds_no_failure(index_dir: Path, serve_command: Callable,
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     counts = re.search(r"(\d+) generated, (\d+) passed", output)
-    assert counts and counts[1] == counts[2] and int(counts[1]) >= 300, output  # every operation was exercised
+    assert counts and counts[1] == counts[2] and int(counts[1]) >= 250, output  # every operation was exercised
