@@ -49,13 +49,13 @@ def fuzz(examples: int) -> settings:
 # filters against a brute-force evaluation ------------------------------------------------------------------
 BIG = 2**63
 RECORDS = [  # every JSON type, numbers at and past the edges of 64 bits, text that looks like numbers
-    {"_id": "a", "title": "Cats", "text": "cats sleep", "year": 2021, "n": BIG - 1, "label": "1990", "flag": True},
-    {"_id": "b", "title": "Dogs", "text": "dogs walk", "year": 2019, "n": -BIG, "label": "abc", "flag": False},
-    {"_id": "c", "title": "", "text": "trains leave", "year": 2020.5, "n": 1e19, "label": "990", "tags": ["x", "y"]},
-    {"_id": "d/e.md", "text": "coffee brew", "year": "2020", "n": -1e19, "label": "", "tags": {"k": 1}},
-    {"_id": "f", "title": "Tea", "text": "tea water", "year": None, "n": 0, "score": 0.5, "flag": 1},
-    {"_id": "g", "title": "a*b", "text": "sun garden", "year": -5, "n": 2.0**63, "score": -1e300, "label": "a*b"},
-    {"_id": "h", "text": "music song", "n": -(2.0**63), "score": 1e-5},
+    {"_id": "a", "title": "Cats", "text": "cats sleep kiwi", "year": 2021, "n": BIG - 1, "label": "1990", "flag": True},
+    {"_id": "b", "title": "Dogs", "text": "dogs walk kiwi", "year": 2019, "n": -BIG, "label": "abc", "flag": False},
+    {"_id": "c", "title": "", "text": "train kiwi", "year": 2020.5, "n": 1e19, "label": "990", "tags": ["x", "y"]},
+    {"_id": "d/e.md", "text": "coffee brew kiwi", "year": "2020", "n": -1e19, "label": "", "tags": {"k": 1}},
+    {"_id": "f", "title": "Tea", "text": "tea water kiwi", "year": None, "n": 0, "score": 0.5, "flag": 1},
+    {"_id": "g", "title": "a*b", "text": "sun garden kiwi", "year": -5, "n": 2.0**63, "score": -1e300, "label": "a*b"},
+    {"_id": "h", "text": "music song kiwi", "n": -(2.0**63), "score": 1e-5},
 ]
 FIELDS = ["doc_id", "title", "year", "n", "label", "flag", "tags", "score", "missing"]
 OPS = ["=", "!=", ">", ">=", "<", "<=", "~"]
@@ -113,6 +113,11 @@ words = st.text(alphabet="abcdeghxyzCDT019*?./ -_", min_size=1, max_size=8)
 values = st.one_of(numbers.map(str), st.sampled_from(["true", "false", "True", "1990", "a*b", "1e400", "x", "Tea"]),
                    words).filter(lambda v: v == v.strip().strip("'\"") and v[0] not in "<>=!~" and "[" not in v)
 conditions = st.tuples(st.sampled_from(FIELDS), st.sampled_from(OPS), values)
+STORED_NUMBERS = sorted({v for r in RECORDS for v in r.values() if isinstance(v, (int, float)) and v is not True
+                         and v is not False})
+near_stored = st.tuples(st.sampled_from(STORED_NUMBERS), st.integers(-2, 2), st.booleans()).map(
+    lambda t: str(int(t[0]) + t[1]) if t[2] else repr(float(t[0]) + t[1]))  # at and beside each stored number
+numeric_conditions = st.tuples(st.sampled_from(["n", "year", "score"]), st.sampled_from(OPS[:-1]), near_stored)
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +130,7 @@ def records_retriever(tmp_path_factory: pytest.TempPathFactory, tiny_model: str)
 def found(retriever: Retriever, where: list[str]) -> set[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RetrieverWarning)  # "matches nothing" notes
-        hits = retriever.search("cats", k=len(RECORDS), mode="dense", where=where)
+        hits = retriever.search("kiwi", k=len(RECORDS), mode="lexical", where=where)  # a word of every document
     return {hit.doc_id for hit in hits}
 
 
@@ -133,13 +138,27 @@ def test_every_document_is_found_without_a_filter(records_retriever: Retriever) 
     assert found(records_retriever, []) == {r["_id"] for r in RECORDS}  # so the comparisons below are exact
 
 
-@fuzz(60)
-@given(st.lists(conditions, min_size=1, max_size=3))
+@fuzz(200)
+@given(st.lists(st.one_of(conditions, numeric_conditions), min_size=1, max_size=3))
 def test_filters_give_what_a_brute_force_evaluation_gives(records_retriever: Retriever,
                                                           generated: list[tuple[str, str, str]]) -> None:
     where = [f"{field}{op}{value}" for field, op, value in generated]
     wanted = {r["_id"] for r in RECORDS if all(matches(r, f, op, v) for f, op, v in generated)}
     assert found(records_retriever, where) == wanted, where
+
+
+def test_numbers_at_and_beside_the_64_bit_edges_compare_exactly(records_retriever: Retriever) -> None:
+    """Every comparison with each stored number of ``n`` and its neighbours, as integers and as doubles: where
+    64-bit integers and doubles meet, one wrong rounding changes an answer (too rare for random choices)."""
+    wrong = []
+    for stored in sorted({r["n"] for r in RECORDS if "n" in r}):
+        for delta in (-2, -1, 0, 1, 2):
+            for value in (str(int(stored) + delta), repr(float(stored) + delta)):
+                for op in OPS[:-1]:
+                    wanted = {r["_id"] for r in RECORDS if matches(r, "n", op, value)}
+                    if found(records_retriever, [f"n{op}{value}"]) != wanted:
+                        wrong.append(f"n{op}{value}")
+    assert wrong == []
 
 
 @fuzz(50)
