@@ -523,7 +523,7 @@ class Retriever:
             for message in filter_warnings(conditions, snapshot.field_types):  # say why, when it is a mistake
                 warnings.warn(message, RetrieverWarning, stacklevel=3)
         head = None
-        if rerank and queries:
+        if rerank:  # refused with no queries too: the same options give the same answer whatever the batch
             head = self.rerank_head
             if head is None:
                 raise RetrieverError(

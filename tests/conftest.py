@@ -8,7 +8,15 @@ saved in sentence-transformers format, as a user's own model directory would be.
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import string
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +168,47 @@ def tiny_encoder(tiny_model: str) -> Any:
     from retriever.encoding.encoder import Encoder
 
     return Encoder(tiny_model)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def run_serve_command(index_dir: Path, *options: str, api_key: str | None = None) -> Iterator[str]:
+    """Run the real ``retriever serve`` over ``index_dir`` on a free 127.0.0.1 port; yields its base URL.
+
+    On leaving, the server is interrupted (Ctrl-C) and must have stopped cleanly: exit 0, no traceback.
+    """
+    port = free_port()
+    env = {**os.environ, "RETRIEVER_API_KEY": api_key or ""}
+    command = [str(Path(sys.executable).parent / "retriever"), "serve", "--index", str(index_dir),
+               "--port", str(port), *options]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300  # bounds a hang only: importing torch can take minutes on a loaded machine
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output, output
+
+
+@pytest.fixture(scope="session")
+def serve_command():  # noqa: ANN201 - returns the context manager
+    """``with serve_command(index_dir, *options, api_key=KEY) as url``: the real ``retriever serve`` (see
+    ``run_serve_command``)."""
+    return run_serve_command

@@ -118,12 +118,18 @@ def test_filters_compare_as_the_stored_type_as_in_the_local_store(tmp_path: Path
     """Numeric-looking ids are text; a field holding the string "1990" matches year=1990 but not year>=2020."""
     rows = [{"_id": "56486733", "text": "cats sleep at night", "year": 2021, "flag": True},
             {"_id": "7", "text": "dogs walk in the garden", "year": "1990", "flag": False},
-            {"_id": "8", "text": "tea and coffee at night", "year": 1990, "score": 0.25}]
+            {"_id": "8", "text": "tea and coffee at night", "year": 1990, "score": 0.25, "n": 2**63 - 1}]
     local = Retriever.build(rows, index_dir=tmp_path / "local", model=tiny_model)
     milvus = Retriever.build(rows, index_dir=tmp_path / "milvus", model=tiny_model, store=store)
     expected = {"doc_id=56486733": {"56486733"}, "year=1990": {"7", "8"}, "year>=2020": {"56486733"},
                 "year!=1990": {"56486733"}, "flag=true": {"56486733"}, "flag!=true": {"7"}, "score<0.5": {"8"},
-                "year>=abc": set()}
+                "year>=abc": set(),
+                # integers past 64 bits: the same exact comparison as the local store, not a parse error (issue 24);
+                # the string "1990" compares as text ("1990" > "1000...")
+                f"year>={10**20}": {"7"}, f"year<{10**20}": {"56486733", "8"}, f"year={10**20}": set(),
+                f"year!={10**20}": {"56486733", "7", "8"}, f"year>{-10**20}": {"56486733", "7", "8"},
+                f"year<={-2**63 - 1}": set(), f"n={2**63}": set(), f"n<{2**63}": {"8"}, f"n>={2**63}": set(),
+                f"n={2**63 - 1}": {"8"}, f"n>{2**63 + 1}": set()}
     for where, ids in expected.items():
         for retriever in (local, milvus):
             with warnings.catch_warnings():

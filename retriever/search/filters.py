@@ -88,25 +88,38 @@ class Condition:
 
 
 def _numeric_comparison(op: str, number: int | float | None) -> tuple[str, list]:
-    """The SQL that compares a stored number with ``number`` (``op ?`` and its parameter), exactly.
+    """The SQL that compares a stored number with ``number`` (``op ?`` and its parameter), exactly."""
+    if number is None:
+        return f"{SQL_OPS[op]} ?", [None]  # NULL: no number compares with a value that is not one
+    bound = numeric_bound(op, number)
+    if isinstance(bound, bool):
+        return ("IS NOT NULL" if bound else "IS NULL"), []
+    return f"{SQL_OPS[bound[0]]} ?", [bound[1]]
 
-    SQLite binds integers up to 64 bits; a bigger one is compared through the nearest double, with the
-    operator adjusted where that double is not the integer itself (stored numbers are int64 or double).
+
+def numeric_bound(op: str, number: int | float) -> tuple[str, int | float] | bool:
+    """``stored op number`` as a comparison a store can evaluate exactly: ``(op, operand)`` with a 64-bit integer
+    or a double as operand, or True / False where every / no stored number satisfies it.
+
+    Stores hold numbers as 64-bit integers or doubles and cannot take a bigger integer (SQLite: OverflowError,
+    Milvus: a parse error); it is compared through the nearest double, with the operator adjusted where that
+    double is not the integer itself (no stored number lies strictly between the two). Every store uses this, so
+    they agree.
     """
     if not isinstance(number, int) or number in INT64:
-        return f"{SQL_OPS[op]} ?", [number]
+        return op, number
     try:
         near = float(number)
     except OverflowError:
         near = math.inf if number > 0 else -math.inf
     if near == number:
-        return f"{SQL_OPS[op]} ?", [near]
-    below = near < number  # no stored number lies strictly between the double and the integer
-    adjusted = {"=": None, "!=": None, "<": "<=" if below else "<", "<=": "<=" if below else "<",
+        return op, near
+    below = near < number
+    if op in ("=", "!="):  # no stored number equals it
+        return op == "!="
+    adjusted = {"<": "<=" if below else "<", "<=": "<=" if below else "<",
                 ">": ">" if below else ">=", ">=": ">" if below else ">="}[op]
-    if adjusted is None:  # no stored number equals it
-        return ("IS NULL" if op == "=" else "IS NOT NULL"), []
-    return f"{adjusted} ?", [near]
+    return adjusted, near
 
 
 def json_path(field: str) -> str:

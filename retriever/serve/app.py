@@ -9,6 +9,7 @@ without the API key). Searches run on the threadpool; writes on the index's own 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -19,7 +20,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 
+from retriever.errors import RetrieverError
 from retriever.ingest.documents import Document
+from retriever.search.filters import MAX_CONDITION_CHARS, parse_condition
 from retriever.search.results import Hit
 from retriever.serve.auth import BearerTokenAuth
 from retriever.serve.body_limit import BodySizeLimit
@@ -50,7 +53,7 @@ _REASONS = {
     401: "Missing or wrong API key (Authorization: Bearer KEY).",
     403: "The server is read-only.",
     404: "No such document.",
-    413: "Request body, or documents in one request, over the limit.",
+    413: "Request body over the limit.",
     422: "A field of the wrong type, out of range or over a limit.",
     429: "Too many writes queued; retry later.",
     500: "Internal error (the server's log has the details).",
@@ -99,7 +102,9 @@ def create_app(
     if api_key:
         app.add_middleware(BearerTokenAuth, api_key=api_key)  # added last, so it runs first
     app.add_middleware(RequestChecks)  # ambiguous framing is refused before anything reads the body
-    app.openapi = lambda: _openapi(app, limits)  # type: ignore[method-assign]
+    with index.reading() as reader:
+        most_reranked = limits.max_k if reader.rerank_head is not None else 0
+    app.openapi = lambda: _openapi(app, limits, most_reranked)  # type: ignore[method-assign]
     sources = SourcePaths(index)
 
     def check_search(settings: SearchSettings, queries: list[str]) -> None:
@@ -107,6 +112,7 @@ def create_app(
             settings.k = min(DEFAULT_K, limits.max_k)
         limits.check_k(settings.k, settings.rerank, settings.fetch_k)
         limits.check_queries(queries, settings.filters())
+        settings.where = [sources.filter(text) for text in settings.filters()]
 
     def check_writable() -> None:
         if read_only:
@@ -180,6 +186,19 @@ def create_app(
             raise RequestRejected(404, f"no document {doc_id!r}")
         return {**asdict(document), "source": sources(document.source)}
 
+    # /documents/delete is also /documents/{doc_id} for the id "delete": say so, so that the schema lists every
+    # method the path answers (as its Allow header does)
+    @app.get("/documents/delete", response_model=Document, tags=["documents"], responses=_errors(404))
+    def get_document_named_delete() -> dict[str, Any]:
+        """The document whose id is "delete" (``GET /documents/{doc_id}``)."""
+        return get_document("delete")
+
+    @app.delete("/documents/delete", response_model=WriteResponse, tags=["documents"],
+                responses=_errors(400, 403, 404, 429))
+    async def remove_document_named_delete() -> dict[str, Any]:
+        """Remove the document whose id is "delete" (``DELETE /documents/{doc_id}``)."""
+        return await remove_document("delete")
+
     @app.post("/verify", response_model=Verdict, tags=["search"], responses=_errors(400, 404))
     def verify(request: VerifyRequest) -> dict[str, Any]:
         """Is this document a match for the query, at the index's calibrated threshold?"""
@@ -243,29 +262,61 @@ class SourcePaths:
         return Path(source).name
 
 
+    def filter(self, text: str) -> str:
+        """A ``source`` filter as the client means it: a relative path (as hits show it) is relative to the corpus
+        root, so ``source~notes/*`` is ``ROOT/notes/*``, not any path with a folder ``notes``."""
+        try:
+            condition = parse_condition(text)
+        except RetrieverError:
+            return text  # the search refuses it, with the engine's reason
+        root = self.root() if condition.field == "source" else None
+        if root is None or condition.value.startswith(("/", "*")):
+            return text
+        if condition.op == "~":
+            root = re.sub(r"([*?\[])", r"[\1]", root)  # the root's own glob characters match themselves
+        return f"source{condition.op}{root}/{condition.value}"
+
+
 def _hits(hits: list[Hit], sources: SourcePaths) -> list[dict[str, Any]]:
     root = sources.root() if any(hit.source for hit in hits) else None
     return [{**hit.to_dict(), "source": sources(hit.source, root)} for hit in hits]
 
 
-def _openapi(app: FastAPI, limits: Limits) -> dict[str, Any]:
-    """FastAPI's schema, with this server's limits on k and rerank (they are set when it starts)."""
+def _openapi(app: FastAPI, limits: Limits, rerank: int) -> dict[str, Any]:
+    """FastAPI's schema, with the limits this server was started with, so that it states every bound it enforces.
+
+    ``rerank`` is the most candidates a search may rerank: ``max_k``, or 0 for a model without a learned metric head.
+    """
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        models = schema.get("components", {}).get("schemas", {})
+        text = {"maxLength": limits.max_query_chars}
         for name in ("SearchRequest", "BatchSearchRequest", "ContextRequest"):
-            properties = schema.get("components", {}).get("schemas", {}).get(name, {}).get("properties", {})
-            for field in ("k", "rerank"):
-                if field in properties:
-                    _set_maximum(properties[field], limits.max_k)
+            properties = models.get(name, {}).get("properties", {})
+            _bound(properties.get("k", {}), "integer", maximum=limits.max_k)
+            _bound(properties.get("rerank", {}), "integer", maximum=rerank)
+            _bound(properties.get("where", {}), "string",
+                   maxLength=min(limits.max_query_chars, MAX_CONDITION_CHARS))
+            _bound(properties.get("query", {}), "string", **text)
+            _bound(properties.get("queries", {}), "array", maxItems=limits.max_batch)
+            _bound(properties.get("queries", {}), "string", **text)
+        _bound(models.get("VerifyRequest", {}).get("properties", {}).get("query", {}), "string", **text)
+        _bound(models.get("RemoveRequest", {}).get("properties", {}).get("ids", {}), "array",
+               maxItems=limits.max_batch)
+        _bound(models.get("AddRequest", {}).get("properties", {}).get("documents", {}), "array",
+               maxItems=limits.max_documents)
         app.openapi_schema = schema
     return app.openapi_schema
 
 
-def _set_maximum(prop: dict[str, Any], maximum: int) -> None:
-    if prop.get("type") == "integer":
-        prop["maximum"] = maximum
+def _bound(prop: dict[str, Any], kind: str, **keywords: int) -> None:
+    """Set ``keywords`` on every part of a property's schema of JSON type ``kind`` (options and list items too)."""
+    if prop.get("type") == kind:
+        prop.update(keywords)
     for option in prop.get("anyOf", []):
-        _set_maximum(option, maximum)
+        _bound(option, kind, **keywords)
+    if isinstance(prop.get("items"), dict):
+        _bound(prop["items"], kind, **keywords)
 
 
 def _report(report: Any) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Bounds on what one request may ask for, so that no client can tie up the server.
 
-The body size is enforced by FastAPI itself (``max_body_size``, 413) before the body is read;
-the rest is checked here and refused with 422 and a one-line reason naming the limit.
+The body size is enforced before the body is read (``body_limit``, 413); the rest is checked here and
+refused with 422 and a one-line reason naming the limit (``/openapi.json`` states each as maxItems,
+maxLength or maximum).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class Limits:
     def check_documents(self, count: int) -> None:
         if count > self.max_documents:
             raise RequestRejected(
-                413, f"{count} documents in one request; at most {self.max_documents}, send them in batches"
+                422, f"{count} documents in one request; at most {self.max_documents}, send them in batches"
             )
 
     def check_ids(self, count: int) -> None:

@@ -6,13 +6,41 @@ the same fields as ``retriever search --json`` and the client rebuilds the same 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from retriever.search.filters import MAX_CONDITION_CHARS, MAX_CONDITIONS
 from retriever.search.results import ContextPassage, Hit
 
-STRICT = ConfigDict(extra="forbid", strict=True)  # JSON types as declared: no true, "5" or 5.0 for an integer
+STRICT = ConfigDict(extra="forbid", strict=True)  # JSON types as declared: no true, "5" or 5.5 for an integer
+
+# The schema states what the engine refuses (blank text, a malformed filter, a record without an id), so
+# that a client generated from it never sends a request the server turns down; the engine's own checks
+# still answer such a request (400, with the engine's one-line reason).
+NOT_BLANK = r"\S"  # some character that is not whitespace
+FILTER_PATTERN = (  # retriever.search.filters.CONDITION, and a value that is not empty or an operator once unquoted
+    r"^\s*[^\W\d][\w.-]*\s*(?:>=|<=|!=|=|>|<|~)\s*(?:[^\s'\"<>=!~]|['\"]+(?:[^\s'\"<>=!~]|\s+\S))"
+)
+_ID = {"anyOf": [{"type": "string", "pattern": NOT_BLANK}, {"type": "integer"}]}
+RECORD_SCHEMA = {  # retriever.ingest.documents.document_from_record: '_id', else 'id' when '_id' is null or ""
+    "type": "object",
+    "properties": {"text": {"type": ["string", "null"]}, "title": {"type": ["string", "null"]}},
+    "anyOf": [
+        {"required": ["_id"], "properties": {"_id": _ID}},
+        {"required": ["id"], "properties": {"id": _ID, "_id": {"enum": [None, ""]}}},
+    ],
+}
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema's "integer" is a number without a fraction, so 5.0 is one; true and "5" are not."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+PositiveInteger = Annotated[int, Field(ge=1), BeforeValidator(_integral)]
+Count = Annotated[int, Field(ge=0), BeforeValidator(_integral)]
+Filter = Annotated[str, Field(json_schema_extra={"pattern": FILTER_PATTERN, "maxLength": MAX_CONDITION_CHARS})]
 
 
 class ErrorBody(BaseModel):
@@ -30,13 +58,15 @@ class SearchSettings(BaseModel):
 
     model_config = STRICT
 
-    k: int | None = Field(None, ge=1, description="Results per query (default: 10, or the server's maximum if lower).")
+    k: PositiveInteger | None = Field(None, description="Results per query (default: 10, or the server's maximum "
+                                      "if lower).")
     passages: bool = Field(False, description="Raw passages instead of one result per document.")
     mode: Literal["dense", "lexical", "hybrid"] | None = None
     fusion: Literal["rrf", "convex"] | None = None
     alpha: float | None = Field(None, ge=0, le=1, description="Convex fusion: weight of the dense side.")
-    where: list[str] | str | None = Field(None, description="Filters such as 'year>=2020' or 'source~guides/*'.")
-    rerank: int = Field(0, ge=0, description="Rerank this many top candidates with the model's learned metric "
+    where: Annotated[list[Filter], Field(json_schema_extra={"maxItems": MAX_CONDITIONS})] | Filter | None = Field(
+        None, description="Filters such as 'year>=2020' or 'source~guides/*' (a source relative to the corpus root).")
+    rerank: Count = Field(0, description="Rerank this many top candidates with the model's learned metric "
                         "(at most the server's maximum k).")
     diversity: float | None = Field(None, ge=0, le=1, description="Maximal marginal relevance lambda (1: pure "
                                     "relevance, lower: fewer near-copies); unset: no MMR.")
@@ -63,11 +93,11 @@ class SearchSettings(BaseModel):
 
 
 class SearchRequest(SearchSettings):
-    query: str = Field(min_length=1)
+    query: str = Field(min_length=1, json_schema_extra={"pattern": NOT_BLANK})
 
 
 class BatchSearchRequest(SearchSettings):
-    queries: list[str]
+    queries: list[Annotated[str, Field(json_schema_extra={"pattern": NOT_BLANK})]]
 
 
 class ContextRequest(BaseModel):
@@ -105,15 +135,25 @@ class BatchSearchResponse(BaseModel):
 class AddRequest(BaseModel):
     model_config = STRICT
 
-    documents: list[dict[str, Any]] = Field(
+    documents: list[Annotated[dict[str, Any], Field(json_schema_extra=RECORD_SCHEMA)]] = Field(
         description="Records: '_id' (or 'id'), 'text', 'title', any other field kept as metadata."
     )
+
+    @field_validator("documents")
+    @classmethod
+    def integral_ids(cls, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """An id of 5.0 is the integer 5 in JSON Schema, so it is the id "5" as 5 is."""
+        for record in documents:
+            for name in ("_id", "id"):
+                if name in record:
+                    record[name] = _integral(record[name])
+        return documents
 
 
 class RemoveRequest(BaseModel):
     model_config = STRICT
 
-    ids: list[str]
+    ids: list[Annotated[str, Field(json_schema_extra={"pattern": NOT_BLANK})]]
 
 
 class WriteResponse(BaseModel):
@@ -130,8 +170,8 @@ class WriteResponse(BaseModel):
 class VerifyRequest(BaseModel):
     model_config = STRICT
 
-    query: str = Field(min_length=1)
-    doc_id: str
+    query: str = Field(min_length=1, json_schema_extra={"pattern": NOT_BLANK})
+    doc_id: str = Field(json_schema_extra={"pattern": NOT_BLANK})
 
 
 class Health(BaseModel):

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from retriever.errors import RetrieverError
+from retriever.search.filters import numeric_bound
 
 COLUMNS = ("doc_id", "title", "source")
 OPERATORS = {"=": "==", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
@@ -64,16 +65,18 @@ def condition_expression(condition: Any) -> str:
         return f"{target} like {string_literal(_like_pattern(pattern, where))}"
     if condition.field in COLUMNS:
         return f"{target} {OPERATORS[condition.op]} {text}"
-    literals = [text]
+    comparisons = [(condition.op, text)]  # (operator, literal): each document matches through its type's
     number = condition.number
     if number is not None:
-        literals.insert(0, _number_text(number))
+        bound = numeric_bound(condition.op, number)  # an integer past 64 bits, as the local store compares it
+        if not isinstance(bound, bool):  # True/False: every/no number satisfies it, so no number literal
+            comparisons.insert(0, (bound[0], _number_text(bound[1])))
         if condition.value.lower() in ("true", "false") and condition.op in ("=", "!="):
-            literals.insert(0, condition.value.lower())  # a JSON boolean
+            comparisons.insert(0, (condition.op, condition.value.lower()))  # a JSON boolean
     if condition.op == "!=":  # present, and equal through none of the literals (a missing field never matches)
-        equal = " or ".join(f"{target} == {literal}" for literal in literals)
+        equal = " or ".join(f"{target} == {literal}" for _, literal in comparisons)
         return f"exists {target} and not ({equal})"
-    return " or ".join(f"{target} {OPERATORS[condition.op]} {literal}" for literal in literals)
+    return " or ".join(f"{target} {OPERATORS[op]} {literal}" for op, literal in comparisons)
 
 
 def expression(conditions: Sequence[Any]) -> str:
