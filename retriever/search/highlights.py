@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from retriever.index.lexical import query_terms, term_spans
+from retriever.index.lexical import matching_spans, query_terms
 from retriever.search.results import Hit
 
 SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*")  # after . ! ? (and closing quotes), or a line break
@@ -41,9 +41,7 @@ def sentence_spans(text: str) -> list[Span]:
 
 def matches(text: str, terms: set[str]) -> list[tuple[int, int, str]]:
     """(start, end, stem) of every word of ``text`` that is one of the query's terms."""
-    if not terms:
-        return []
-    return [span for span in term_spans(text) if span[2] in terms]
+    return matching_spans(text, terms)
 
 
 def snippet(text: str, found: list[tuple[int, int, str]]) -> str:
