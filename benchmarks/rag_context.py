@@ -3,8 +3,9 @@
 For the judged test claims:
 
 - the share of judged relevant documents whose text reaches a 1,000- and a 2,000-token context, built by
-  ``Retriever.context_for`` (near-copies once, neighbours added, merged) against the plain top passages
-  in rank order in the same budget (the last one cut to fit, as ``context_for`` cuts its last);
+  ``Retriever.context_for`` (near-copies once, one neighbour on each side, merged; and with no neighbours)
+  against the plain top passages in rank order in the same budget (the last one cut to fit, as
+  ``context_for`` cuts its last);
 - nDCG@10 of the default hybrid search and of MMR (``diversity``) at lambda 0.5, 0.7 and 0.9;
 - the time highlights (``annotate``) and context expansion (``context=1``) add to a k=10 search: p50 and
   p95 per query, measured on their own over the same hits.
@@ -58,13 +59,16 @@ def plain_passages(retriever: Retriever, query: str, budget: int, count: object)
 def reach(retriever: Retriever, qids: list[str], texts: list[str], qrels: dict, budget: int) -> dict[str, float]:
     count = token_counter(retriever.encoder.tokenizer)
     relevant = sum(len(qrels[q]) for q in qids)
-    assembled = plain = 0
+    assembled = bare = plain = 0
     for qid, text in zip(qids, texts):
         wanted = set(qrels[qid])
         parts = retriever.context_for(text, max_tokens=budget, k=CANDIDATES)
         assembled += len(wanted & {p.doc_id for p in parts})
+        parts = retriever.context_for(text, max_tokens=budget, k=CANDIDATES, context=0)
+        bare += len(wanted & {p.doc_id for p in parts})
         plain += len(wanted & plain_passages(retriever, text, budget, count))
-    return {"context_for": assembled / relevant, "plain_passages": plain / relevant, "relevant_documents": relevant}
+    return {"context_for": assembled / relevant, "context_for_no_neighbours": bare / relevant,
+            "plain_passages": plain / relevant, "relevant_documents": relevant}
 
 
 def mmr_cost(retriever: Retriever, qids: list[str], texts: list[str], qrels: dict) -> dict[str, float]:
@@ -115,7 +119,8 @@ def main() -> None:
     report = {**provenance(), "model": args.model, "queries": len(qids), "candidates": CANDIDATES}
     report["reach"] = {str(b): reach(retriever, qids, texts, qrels, b) for b in BUDGETS}
     for budget, shares in report["reach"].items():
-        print(f"{budget} tokens: context_for {shares['context_for']:.3f}, plain {shares['plain_passages']:.3f}")
+        print(f"{budget} tokens: context_for {shares['context_for']:.3f} (no neighbours "
+              f"{shares['context_for_no_neighbours']:.3f}), plain {shares['plain_passages']:.3f}")
     report["mmr_ndcg@10"] = mmr_cost(retriever, qids, texts, qrels)
     print("nDCG@10", {name: round(v, 4) for name, v in report["mmr_ndcg@10"].items()})
     retriever.search_many(texts[:20], k=10)  # warm up before timing
