@@ -77,8 +77,14 @@ TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenize's default token_p
 
 
 def query_terms(query: str) -> set[str]:
-    """The stemmed terms BM25 searches for in a query (stopwords and one-letter words left out)."""
-    return set(tokenize([query])[0])
+    """The stemmed terms BM25 searches for in a query (stopwords and one-letter words left out).
+
+    bm25s.tokenize's steps (lowercase, split, drop stopwords, stem) without its per-call set-up, which costs
+    more than the work for one short query.
+    """
+    stopwords = _stopword_set()
+    words = [word for word in TOKEN_PATTERN.findall(query.lower()) if word not in stopwords]
+    return set(_stemmer().stemWords(words))
 
 
 def term_spans(text: str) -> list[tuple[int, int, str]]:

@@ -15,7 +15,7 @@ import re
 from retriever.index.lexical import matching_spans, query_terms
 from retriever.search.results import Hit
 
-SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*")  # after . ! ? (and closing quotes), or a line break
+SENTENCE_END = re.compile(r"[.!?][\"')\]]*(\s+)|\n\s*")  # after . ! ? (and closing quotes), or a line break
 SNIPPET_CHARS = 300  # a longer sentence is cut around its first match
 GAP = " … "
 
@@ -26,16 +26,17 @@ def sentence_spans(text: str) -> list[Span]:
     """Sentences of a text as (start, end) character spans, surrounding whitespace left out."""
     spans, start = [], 0
     for boundary in SENTENCE_END.finditer(text):
-        spans.append((start, boundary.start()))
+        end = boundary.start(1) if boundary.start(1) >= 0 else boundary.start()
+        spans.append((start, end))
         start = boundary.end()
     spans.append((start, len(text)))
     out = []
     for begin, end in spans:
         piece = text[begin:end]
-        stripped = piece.strip()
-        if stripped:
-            begin += len(piece) - len(piece.lstrip())
-            out.append((begin, begin + len(stripped)))
+        if piece.isspace() or not piece:
+            continue
+        left = len(piece) - len(piece.lstrip())
+        out.append((begin + left, end - (len(piece) - len(piece.rstrip()))))
     return out
 
 
