@@ -491,6 +491,25 @@ def auto_backend_table() -> Table:
     return Table(header, [*rows, chosen, first, again, load_average], names)
 
 
+def rag_context_table() -> Table:
+    name = "rag_context.json"
+    reach = load(name)["reach"]
+    rows = [[f"{int(budget):,} tokens", f"{shares['context_for']:.1%}", f"{shares['context_for_no_neighbours']:.1%}",
+             f"{shares['plain_passages']:.1%}"] for budget, shares in reach.items()]
+    return Table(["context budget", "context_for (1 neighbour)", "context_for (no neighbours)",
+                  "plain top passages"], rows, [name])
+
+
+def rag_mmr_table() -> Table:
+    name = "rag_context.json"
+    scores = load(name)["mmr_ndcg@10"]
+    base = scores["relevance"]
+    rows = [["relevance only (default)", f"{base:.4f}", "–"]]
+    rows += [[f"`diversity={key.split('_')[1]}`", f"{value:.4f}", f"{(value - base) * 100:+.1f}"]
+             for key, value in scores.items() if key != "relevance"]
+    return Table(["ranking", "nDCG@10", "points vs default"], rows, [name])
+
+
 TABLES: dict[str, Callable[[], Table]] = {
     "encoding-scifact-test": encoding_table,
     "auto-backend": auto_backend_table,
@@ -511,6 +530,8 @@ TABLES: dict[str, Callable[[], Table]] = {
     "milvus-latency": milvus_latency_table,
     "capacity-memory": capacity_memory_table,
     "capacity-nodes": capacity_nodes_table,
+    "rag-context": rag_context_table,
+    "rag-mmr": rag_mmr_table,
 }
 
 

@@ -315,3 +315,13 @@ def test_rag_example_assembles_its_sources_with_context_for(tmp_path: Path, tiny
     assert parts
     for number, part in enumerate(parts, start=1):
         assert f"[{number}] " in prompt and f"({part.doc_id}, characters {part.start}-{part.end})" in prompt
+
+
+def test_fast_matching_finds_the_words_of_the_full_tokenizer() -> None:
+    from retriever.index.lexical import matching_spans, query_terms, term_spans
+
+    text = ("Cells were dying, or died; the dye dried. Possibility: possibly possible. Skies, sky, "
+            "organizations organized_data İstanbul lying liars tied ties tying 2-dimensional 3D")
+    for query in ("dying cell", "possibility", "sky organization", "lie tie", "istanbul dimensional 3d", "the"):
+        terms = query_terms(query)
+        assert matching_spans(text, terms) == [span for span in term_spans(text) if span[2] in terms], query

@@ -77,8 +77,14 @@ TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenize's default token_p
 
 
 def query_terms(query: str) -> set[str]:
-    """The stemmed terms BM25 searches for in a query (stopwords and one-letter words left out)."""
-    return set(tokenize([query])[0])
+    """The stemmed terms BM25 searches for in a query (stopwords and one-letter words left out).
+
+    bm25s.tokenize's steps (lowercase, split, drop stopwords, stem) without its per-call set-up, which costs
+    more than the work for one short query.
+    """
+    stopwords = _stopword_set()
+    words = [word for word in TOKEN_PATTERN.findall(query.lower()) if word not in stopwords]
+    return set(_stemmer().stemWords(words))
 
 
 def term_spans(text: str) -> list[tuple[int, int, str]]:
@@ -92,6 +98,44 @@ def term_spans(text: str) -> list[tuple[int, int, str]]:
     words = [w for w in words if w[2] not in stopwords]
     stems = _stemmer().stemWords([w[2] for w in words])
     return [(start, end, stem) for (start, end, _), stem in zip(words, stems)]
+
+
+def matching_spans(text: str, terms: set[str]) -> list[tuple[int, int, str]]:
+    """The words of ``text`` whose stems are among ``terms``: (start, end, stem), in text order.
+
+    The same words as filtering ``term_spans``, several times faster: only words that begin like a term are
+    found (``str.find`` on the lowercased text) and stemmed. An English stem keeps the start of its word up to
+    its last letters (sky/skies, die/dying, possibl/possibility), so a word whose stem is a term begins with the
+    term less its last three letters (at least two letters); Snowball's exceptions dying/lying/tying are listed.
+    """
+    if not terms:
+        return []
+    lower = text.lower()
+    if len(lower) != len(text):  # a letter whose lowercase is longer (İ): offsets would differ
+        return [span for span in term_spans(text) if span[2] in terms]
+    candidates: dict[int, int] = {}
+    prefixes = {term[: max(2, len(term) - 3)] for term in terms} | {_IRREGULAR[t] for t in terms if t in _IRREGULAR}
+    for prefix in prefixes:
+        at = lower.find(prefix)
+        while at >= 0:
+            if at == 0 or not _is_word_char(lower[at - 1]):
+                end = at + len(prefix)
+                while end < len(lower) and _is_word_char(lower[end]):
+                    end += 1
+                candidates[at] = end
+            at = lower.find(prefix, at + 1)
+    stopwords = _stopword_set()
+    words = [(start, end, lower[start:end]) for start, end in sorted(candidates.items())]
+    words = [w for w in words if w[1] - w[0] >= 2 and w[2] not in stopwords and TOKEN_PATTERN.fullmatch(w[2])]
+    stems = _stemmer().stemWords([w[2] for w in words])
+    return [(start, end, stem) for (start, end, _), stem in zip(words, stems) if stem in terms]
+
+
+_IRREGULAR = {"die": "dy", "lie": "ly", "tie": "ty"}  # Snowball English: dying -> die, lying -> lie, tying -> tie
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
 
 
 @cache

@@ -54,12 +54,38 @@ class ContextExpander:
         self._keys: dict[str, list[Hashable]] = {}
 
     def expand(self, hits: Sequence[Hit], keys: Sequence[Hashable]) -> None:
-        """Widen each hit (``keys``: its passage key) in place: text, start and end become the span's."""
-        for hit, key in zip(hits, keys):
-            span = self.span(hit.doc_id, key, hit.start, hit.end)
-            if span != (hit.start, hit.end):
-                hit.start, hit.end = span
-                hit.text = self.text(hit.doc_id)[span[0]:span[1]]
+        """Widen each hit (``keys``: its passage key) in place: text, start and end become the span's.
+
+        With N neighbours, the passages of every window are read in one lookup and joined where they overlap
+        (the document's text is read only if two neighbours leave a gap between them).
+        """
+        if self.context == DOCUMENT:
+            for hit, key in zip(hits, keys):
+                self._widen(hit, self.span(hit.doc_id, key, hit.start, hit.end))
+            return
+        windows = [self._window_keys(hit.doc_id, key, int(self.context)) for hit, key in zip(hits, keys)]
+        stored = self.snapshot.hydrate({key for window in windows for key in window})
+        for hit, window in zip(hits, windows):
+            passages = sorted((stored[key] for key in window if key in stored), key=lambda p: p.start)
+            if not passages:
+                continue
+            joined = _joined(passages)
+            if joined is None:
+                self._widen(hit, (passages[0].start, max(p.end for p in passages)))
+            elif (passages[0].start, joined[1]) != (hit.start, hit.end):
+                hit.start, hit.end, hit.text = passages[0].start, joined[1], joined[0]
+
+    def _widen(self, hit: Hit, span: tuple[int, int]) -> None:
+        if span != (hit.start, hit.end):
+            hit.start, hit.end = span
+            hit.text = self.text(hit.doc_id)[span[0]:span[1]]
+
+    def _window_keys(self, doc_id: str, key: Hashable, neighbours: int) -> list[Hashable]:
+        keys = self._passages(doc_id)
+        if key not in keys:
+            return [key]
+        at = keys.index(key)
+        return keys[max(0, at - neighbours): at + neighbours + 1]
 
     def span(self, doc_id: str, key: Hashable, start: int, end: int) -> tuple[int, int]:
         """(start, end) in the document of the passage ``key`` with its context."""
@@ -84,12 +110,7 @@ class ContextExpander:
         return self._keys[doc_id]
 
     def _window(self, doc_id: str, key: Hashable, neighbours: int, start: int, end: int) -> tuple[int, int]:
-        keys = self._passages(doc_id)
-        if key not in keys:
-            return start, end
-        at = keys.index(key)
-        window = keys[max(0, at - neighbours): at + neighbours + 1]
-        stored = self.snapshot.hydrate(window).values()
+        stored = self.snapshot.hydrate(self._window_keys(doc_id, key, neighbours)).values()
         return min([start, *(p.start for p in stored)]), max([end, *(p.end for p in stored)])
 
     def _grown(self, doc_id: str, key: Hashable, start: int, end: int) -> tuple[int, int]:
@@ -101,3 +122,17 @@ class ContextExpander:
                 break
             best, neighbours = span, neighbours + 1
         return best
+
+
+def _joined(passages: Sequence[Any]) -> tuple[str, int] | None:
+    """(text, end) of consecutive passages joined where they overlap; None if two leave a gap (or none given)."""
+    if not passages:
+        return None
+    text, end = passages[0].text, passages[0].end
+    for passage in passages[1:]:
+        if passage.start > end:
+            return None
+        if passage.end > end:
+            text += passage.text[end - passage.start:]
+            end = passage.end
+    return text, end

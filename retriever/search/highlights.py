@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 
-from retriever.index.lexical import query_terms, term_spans
+from retriever.index.lexical import matching_spans, query_terms
 from retriever.search.results import Hit
 
-SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*")  # after . ! ? (and closing quotes), or a line break
+SENTENCE_END = re.compile(r"[.!?][\"')\]]*(\s+)|\n\s*")  # after . ! ? (and closing quotes), or a line break
 SNIPPET_CHARS = 300  # a longer sentence is cut around its first match
 GAP = " … "
 
@@ -26,24 +26,23 @@ def sentence_spans(text: str) -> list[Span]:
     """Sentences of a text as (start, end) character spans, surrounding whitespace left out."""
     spans, start = [], 0
     for boundary in SENTENCE_END.finditer(text):
-        spans.append((start, boundary.start()))
+        end = boundary.start(1) if boundary.start(1) >= 0 else boundary.start()
+        spans.append((start, end))
         start = boundary.end()
     spans.append((start, len(text)))
     out = []
     for begin, end in spans:
         piece = text[begin:end]
-        stripped = piece.strip()
-        if stripped:
-            begin += len(piece) - len(piece.lstrip())
-            out.append((begin, begin + len(stripped)))
+        if piece.isspace() or not piece:
+            continue
+        left = len(piece) - len(piece.lstrip())
+        out.append((begin + left, end - (len(piece) - len(piece.rstrip()))))
     return out
 
 
 def matches(text: str, terms: set[str]) -> list[tuple[int, int, str]]:
     """(start, end, stem) of every word of ``text`` that is one of the query's terms."""
-    if not terms:
-        return []
-    return [span for span in term_spans(text) if span[2] in terms]
+    return matching_spans(text, terms)
 
 
 def snippet(text: str, found: list[tuple[int, int, str]]) -> str:

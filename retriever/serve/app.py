@@ -27,7 +27,7 @@ from retriever.search.results import Hit
 from retriever.serve.auth import BearerTokenAuth
 from retriever.serve.body_limit import BodySizeLimit
 from retriever.serve.errors import CatchAll, Redactor, RequestChecks, install_error_handlers
-from retriever.serve.limits import Limits, RequestRejected
+from retriever.serve.limits import FETCH_PER_K, Limits, RequestRejected
 from retriever.serve.models import (
     AddRequest,
     BatchSearchRequest,
@@ -295,6 +295,7 @@ def _openapi(app: FastAPI, limits: Limits, rerank: int) -> dict[str, Any]:
             properties = models.get(name, {}).get("properties", {})
             _bound(properties.get("k", {}), "integer", maximum=limits.max_k)
             _bound(properties.get("rerank", {}), "integer", maximum=rerank)
+            _bound(properties.get("fetch_k", {}), "integer", maximum=FETCH_PER_K * limits.max_k)
             _bound(properties.get("where", {}), "string",
                    maxLength=min(limits.max_query_chars, MAX_CONDITION_CHARS))
             _bound(properties.get("query", {}), "string", **text)

@@ -41,6 +41,7 @@ def _integral(value: Any) -> Any:
 PositiveInteger = Annotated[int, Field(ge=1), BeforeValidator(_integral)]
 Count = Annotated[int, Field(ge=0), BeforeValidator(_integral)]
 Filter = Annotated[str, Field(json_schema_extra={"pattern": FILTER_PATTERN, "maxLength": MAX_CONDITION_CHARS})]
+Filters = Annotated[list[Filter], Field(json_schema_extra={"maxItems": MAX_CONDITIONS})] | Filter | None
 
 
 class ErrorBody(BaseModel):
@@ -64,18 +65,19 @@ class SearchSettings(BaseModel):
     mode: Literal["dense", "lexical", "hybrid"] | None = None
     fusion: Literal["rrf", "convex"] | None = None
     alpha: float | None = Field(None, ge=0, le=1, description="Convex fusion: weight of the dense side.")
-    where: Annotated[list[Filter], Field(json_schema_extra={"maxItems": MAX_CONDITIONS})] | Filter | None = Field(
+    where: Filters = Field(
         None, description="Filters such as 'year>=2020' or 'source~guides/*' (a source relative to the corpus root).")
     rerank: Count = Field(0, description="Rerank this many top candidates with the model's learned metric "
                         "(at most the server's maximum k).")
     diversity: float | None = Field(None, ge=0, le=1, description="Maximal marginal relevance lambda (1: pure "
                                     "relevance, lower: fewer near-copies); unset: no MMR.")
-    fetch_k: int | None = Field(None, ge=1, description="Candidates MMR chooses from (default max(4k, 20); at most "
-                                "the server's maximum k times 4).")
-    context: int | Literal["document"] | None = Field(
+    fetch_k: PositiveInteger | None = Field(
+        None, description="Candidates MMR chooses from (default max(4k, 20); at most the server's maximum k times 4).")
+    context: Count | Literal["document"] | None = Field(
         None, description="Widen each hit's passage by this many neighbouring passages on each side, or "
         "'document': the whole document when it has at most context_tokens tokens.")
-    context_tokens: int = Field(2000, ge=1, description="context 'document': the most tokens a document may have.")
+    context_tokens: PositiveInteger = Field(
+        2000, description="context 'document': the most tokens a document may have.")
 
     def filters(self) -> list[str]:
         if self.where is None:
@@ -105,14 +107,14 @@ class ContextRequest(BaseModel):
 
     model_config = STRICT
 
-    query: str = Field(min_length=1)
-    max_tokens: int = Field(2000, ge=1, le=100_000, description="Token budget (the model's tokenizer).")
-    k: int = Field(10, ge=1, description="Passages considered (at most the server's maximum k).")
-    context: int = Field(1, ge=0, le=100, description="Neighbouring passages added on each side.")
+    query: str = Field(min_length=1, json_schema_extra={"pattern": NOT_BLANK})
+    max_tokens: PositiveInteger = Field(2000, le=100_000, description="Token budget (the model's tokenizer).")
+    k: PositiveInteger = Field(10, description="Passages considered (at most the server's maximum k).")
+    context: Count = Field(1, le=100, description="Neighbouring passages added on each side.")
     mode: Literal["dense", "lexical", "hybrid"] | None = None
     fusion: Literal["rrf", "convex"] | None = None
     alpha: float | None = Field(None, ge=0, le=1)
-    where: list[str] | str | None = None
+    where: Filters = None
 
     def filters(self) -> list[str]:
         if self.where is None:
