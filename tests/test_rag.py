@@ -89,11 +89,16 @@ def test_diversity_over_passages_and_one_result_per_document(rag_index: Any) -> 
 @pytest.mark.parametrize("options, message", [
     ({"diversity": 1.5}, "diversity must be between 0"),
     ({"diversity": "high"}, "diversity must be a number"),
-    ({"diversity": 0.5, "fetch_k": 1}, "fetch_k (1) must be at least k (2)"),
+    ({"diversity": 0.5, "fetch_k": 0}, "fetch_k must be at least 1, not 0"),
 ])
 def test_bad_diversity_is_one_clear_error(rag_index: Any, options: dict, message: str) -> None:
     with pytest.raises(RetrieverError, match=message.replace("(", r"\(").replace(")", r"\)")):
         rag_index.search("cats", k=2, **options)
+
+
+def test_a_fetch_k_below_k_chooses_among_the_k_best(rag_index: Any) -> None:
+    expected = rag_index.search("cats sun garden", k=3, passages=True, diversity=0.5, fetch_k=3)
+    assert rag_index.search("cats sun garden", k=3, passages=True, diversity=0.5, fetch_k=1) == expected
 
 
 def test_cli_diversity(rag_index: Any) -> None:
@@ -244,7 +249,7 @@ def test_server_and_client_carry_diversity_context_and_highlights(records_index:
             assert got[0].highlights and got[0].snippet
         assert remote.search_many(["train coast"], context=1)[0][0].highlights
         with pytest.raises(Exception, match="fetch_k"):
-            remote.search("cats", k=3, diversity=0.5, fetch_k=2)
+            remote.search("cats", k=3, diversity=0.5, fetch_k=0)
         with pytest.raises(Exception, match="context"):
             remote.search("cats", context="page")
         for query in ("cats sleep in the sun", "coffee and tea"):

@@ -32,8 +32,12 @@ def default_fetch_k(k: int) -> int:
     return max(FETCH_PER_RESULT * k, MIN_FETCH)
 
 
-def check_diversity(diversity: float | None, fetch_k: int | None, k: int) -> None:
-    """One clear error for a lambda outside [0, 1] or a candidate depth below k."""
+def check_diversity(diversity: float | None, fetch_k: int | None) -> None:
+    """One clear error for a lambda outside [0, 1] or a candidate depth below 1.
+
+    A depth below k is not an error: MMR then chooses among the k best (``SearchOptions.candidates``),
+    so that the same request is valid whatever k it is combined with (a server's schema cannot say "at least k").
+    """
     if diversity is not None:
         if isinstance(diversity, bool) or not isinstance(diversity, numbers.Real):
             raise RetrieverError(f"diversity must be a number between 0 and 1, not {type(diversity).__name__}")
@@ -42,8 +46,8 @@ def check_diversity(diversity: float | None, fetch_k: int | None, k: int) -> Non
     if fetch_k is not None:
         if isinstance(fetch_k, bool) or not isinstance(fetch_k, numbers.Integral):
             raise RetrieverError(f"fetch_k must be an integer, not {type(fetch_k).__name__} {fetch_k!r}")
-        if fetch_k < k:
-            raise RetrieverError(f"fetch_k ({fetch_k}) must be at least k ({k})")
+        if fetch_k < 1:
+            raise RetrieverError(f"fetch_k must be at least 1, not {fetch_k}")
 
 
 def rescaled(scores: np.ndarray) -> np.ndarray:

@@ -59,7 +59,7 @@ class SearchOptions:
 
     @property
     def candidates(self) -> int:
-        return self.fetch_k if self.fetch_k is not None else default_fetch_k(self.k)
+        return max(self.fetch_k, self.k) if self.fetch_k is not None else default_fetch_k(self.k)
 
     def validate(self) -> None:
         for name in ("k", "rerank"):
@@ -78,7 +78,7 @@ class SearchOptions:
             raise RetrieverError("alpha must be between 0 and 1")
         if self.rerank < 0:
             raise RetrieverError("rerank must be 0 or more")
-        check_diversity(self.diversity, self.fetch_k, self.k)
+        check_diversity(self.diversity, self.fetch_k)
         check_context(self.context, self.context_tokens)
 
 

@@ -72,7 +72,8 @@ class SearchSettings(BaseModel):
     diversity: float | None = Field(None, ge=0, le=1, description="Maximal marginal relevance lambda (1: pure "
                                     "relevance, lower: fewer near-copies); unset: no MMR.")
     fetch_k: PositiveInteger | None = Field(
-        None, description="Candidates MMR chooses from (default max(4k, 20); at most the server's maximum k times 4).")
+        None, description="Candidates MMR chooses from (default max(4k, 20); below k counts as k; at most the "
+        "server's maximum k times 4).")
     context: Count | Literal["document"] | None = Field(
         None, description="Widen each hit's passage by this many neighbouring passages on each side, or "
         "'document': the whole document when it has at most context_tokens tokens.")
