@@ -107,6 +107,9 @@ def machine_of(name: str) -> str:
     cpu = tidy_cpu(cpu) if cpu and cpu not in ARCHITECTURES else "CPU model not recorded"
     cores = machine.get("cores") or machine.get("cpus") or environment.get("cores") or environment.get("cpus")
     isa = machine.get("isa") or "instruction set not recorded"
+    if machine.get("caps"):  # runtimes capped below the CPU (ONEDNN_MAX_CPU_ISA=AVX2, ...)
+        caps = " ".join(f"{k}={v}" for k, v in machine["caps"].items())
+        isa += f" run as {machine.get('runs_as', '?')} ({caps})"
     return ", ".join([cpu, *([f"{cores} cores"] if cores else []), isa])
 
 
@@ -461,8 +464,36 @@ def capacity_nodes_table() -> Table:
     return Table(["node", "local store, hnsw", "local store, sq8", "local store, ivf-pq"], rows, [name])
 
 
+def auto_backend_table() -> Table:
+    """``--backend auto``'s measurements on each CPU class measured (benchmarks/auto_backend.py), exports cached."""
+    names = sorted((p.name for p in RESULTS.glob("auto-backend-*.json")), reverse=True)  # widest class first
+    runs = [load(name) for name in names]
+    header = ["candidate"]
+    for run in runs:
+        header += [f"{run['cpu']['runs_as']}: docs/s", "min cosine"]
+    labels = list(dict.fromkeys(label for run in runs for label in run["runs"]["exports_cached"]["candidates"]))
+    rows = []
+    for label in labels:
+        row = [label]
+        for run in runs:
+            measured = run["runs"]["exports_cached"]["candidates"].get(label)
+            row += [fmt(measured and measured["docs_per_second"], ".1f"), fmt(measured and measured["min_cosine"],
+                                                                               ".4f")]
+        rows.append(row)
+    chosen, first, again, load_average = ["**chosen**"], ["cost, first use: CPU s / wall s"], \
+        ["cost, exports cached: CPU s / wall s"], ["load average (1 min) during the run"]
+    for run in runs:
+        costs = run["costs"]
+        chosen += [f"**{run['runs']['exports_cached']['chosen']}**", ""]
+        first += [f"{costs['first_use']['cpu_seconds']:.1f} / {costs['first_use']['wall_seconds']:.1f}", ""]
+        again += [f"{costs['exports_cached']['cpu_seconds']:.1f} / {costs['exports_cached']['wall_seconds']:.1f}", ""]
+        load_average += [" to ".join(f"{x:.1f}" for x in run["load_average_1min"]), ""]
+    return Table(header, [*rows, chosen, first, again, load_average], names)
+
+
 TABLES: dict[str, Callable[[], Table]] = {
     "encoding-scifact-test": encoding_table,
+    "auto-backend": auto_backend_table,
     "serve-load": serve_load_table,
     "serve-load-writes": serve_writes_table,
     "serve-load-batching": serve_batching_table,

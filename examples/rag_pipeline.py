@@ -3,11 +3,13 @@
     python examples/rag_pipeline.py "How long until my parcel arrives?"
     python examples/rag_pipeline.py "..." --server http://127.0.0.1:8000   # the same, from 'retriever serve'
     python examples/rag_pipeline.py "..." --via langchain                   # through the LangChain adapter
+    python examples/rag_pipeline.py "..." --max-tokens 1000                 # Retriever.context_for: a budget
 
 It indexes examples/sample-corpus the first time (into indexes/sample-corpus) and prints the prompt
 a language model would be given: numbered sources, each with its document id and the character
-range it was taken from, and the instruction to cite them as [1], [2]. No model is needed to run it;
-send the prompt to the one you use.
+range it was taken from, and the instruction to cite them as [1], [2]. With ``--max-tokens`` the sources
+are ``context_for``'s: the best passages with their neighbours, near-copies once, within that many tokens.
+No model is needed to run it; send the prompt to the one you use.
 """
 
 from __future__ import annotations
@@ -44,14 +46,23 @@ def open_searcher(index: Path, server: str | None, model: str | None) -> Any:
 def retrieve(searcher: Any, question: str, k: int, via: str) -> list[dict[str, Any]]:
     """The top k passages as plain dicts (text plus where it came from), whichever way they are fetched."""
     if via == "langchain":
-        documents = searcher.as_langchain(k=k).invoke(question)
+        from retriever.integrations import langchain
+
+        documents = langchain.as_retriever(searcher, k=k).invoke(question)
         return [{"text": d.page_content, **d.metadata} for d in documents]
     if via == "llamaindex":
-        nodes = searcher.as_llamaindex(k=k).retrieve(question)
+        from retriever.integrations import llamaindex
+
+        nodes = llamaindex.as_retriever(searcher, k=k).retrieve(question)
         return [{"text": n.node.get_content(), **n.node.metadata} for n in nodes]
     from retriever.integrations import hit_metadata
 
     return [{"text": hit.text, **hit_metadata(hit)} for hit in searcher.search(question, k=k)]
+
+
+def assemble(searcher: Any, question: str, k: int, max_tokens: int) -> list[dict[str, Any]]:
+    """Sources from ``context_for``: ranked, widened by a neighbour on each side, de-duplicated, within budget."""
+    return [part.to_dict() for part in searcher.context_for(question, max_tokens=max_tokens, k=k)]
 
 
 def build_prompt(question: str, sources: list[dict[str, Any]]) -> str:
@@ -74,9 +85,15 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--via", choices=["retriever", "langchain", "llamaindex"], default="retriever",
                         help="Retrieve directly or through a RAG framework's retriever.")
     parser.add_argument("--model", default=None, help="Model for a new index (default: all-MiniLM-L6-v2).")
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help="Assemble the sources with context_for within this many tokens (with --via retriever).")
     args = parser.parse_args(argv)
     searcher = open_searcher(args.index, args.server, args.model)
-    prompt = build_prompt(args.question, retrieve(searcher, args.question, args.k, args.via))
+    if args.max_tokens is not None and args.via == "retriever":
+        sources = assemble(searcher, args.question, args.k, args.max_tokens)
+    else:
+        sources = retrieve(searcher, args.question, args.k, args.via)
+    prompt = build_prompt(args.question, sources)
     print(prompt)
     return prompt
 

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Retriever", "Hit", "Document", "RetrieverError"]
+__all__ = ["Retriever", "Hit", "ContextPassage", "Document", "RetrieverError"]
 
 if TYPE_CHECKING:
     from retriever.errors import RetrieverError
     from retriever.ingest.documents import Document
     from retriever.retriever import Retriever
-    from retriever.search.results import Hit
+    from retriever.search.results import ContextPassage, Hit
 
 _HOMES = {
     "Retriever": "retriever.retriever",
     "Hit": "retriever.search.results",
+    "ContextPassage": "retriever.search.results",
     "Document": "retriever.ingest.documents",
     "RetrieverError": "retriever.errors",
 }

@@ -157,8 +157,9 @@ index_option = click.option(
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 # encoding: how texts become vectors (retriever/encoding/); an index records its backend and quantization
 backend_option = click.option(
-    "--backend", type=click.Choice(["torch", "onnx", "openvino"]), default=None,
-    help="Encoder runtime (default: the engine default for a new index, the index's own otherwise).",
+    "--backend", type=click.Choice(["auto", "torch", "onnx", "openvino"]), default=None,
+    help="Encoder runtime. auto (the default for a new index): the fastest on this machine within the quality "
+         "bound, measured once per model and machine ('retriever doctor'); an existing index uses its own.",
 )
 quantize_option = click.option(
     "--quantize", type=click.Choice(["none", "int8"]), default=None,
@@ -199,6 +200,8 @@ def main(debug: bool) -> None:
               help="Where --adapt saves the model (default: models/<name>-adapted).")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Time budget of --adapt [default: 15].")
+@click.option("--pairs", "adapt_pairs", type=click.IntRange(1), default=None,
+              help="With --adapt: train on exactly N pairs (ignores --minutes).")
 @backend_option
 @quantize_option
 @device_option
@@ -214,8 +217,8 @@ def main(debug: bool) -> None:
 @quiet_option
 def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk_tokens: int | None,
           overlap: int | None, wait: float | None, strict: bool, adapt_first: bool, adapt_output: Path | None,
-          minutes: float | None, backend: str | None, quantize: str | None, device: str, store: str | None,
-          ray_address: str | None, workers: int | None, quiet: bool) -> None:
+          minutes: float | None, adapt_pairs: int | None, backend: str | None, quantize: str | None, device: str,
+          store: str | None, ray_address: str | None, workers: int | None, quiet: bool) -> None:
     """Index PATH (a folder, searched recursively, or a file); re-running updates it incrementally.
 
     Unreadable files, records with no text and no title, and duplicate ids are skipped with one
@@ -232,9 +235,9 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
         raise RetrieverError(f"{target} is a file, not an index folder; give a folder with --index")
     if adapt_first:
         model = run_adapt(path, adapt_output or MODEL_HOME / f"{target.name}-adapted", quiet,
-                          model=model, minutes=minutes)
-    elif adapt_output is not None or minutes is not None:
-        raise RetrieverError("--adapt-output and --minutes go with --adapt")
+                          model=model, minutes=minutes, pairs=adapt_pairs)
+    elif adapt_output is not None or minutes is not None or adapt_pairs is not None:
+        raise RetrieverError("--adapt-output, --minutes and --pairs go with --adapt")
     retriever = Retriever.build(path, index_dir=target, model=model, ann=ann, chunk_tokens=chunk_tokens,
                                 overlap=overlap, progress=not quiet, wait=wait, strict=strict, backend=backend,
                                 quantize=quantize, device=device, workers=workers, store=store,
@@ -260,14 +263,24 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
 @click.option("--alpha", type=click.FloatRange(0, 1), default=None, help="Convex fusion: weight of the dense side.")
 @click.option("--where", multiple=True, help="Metadata filter, e.g. 'year>=2020' or 'source~guides/*'; repeatable.")
 @click.option("--rerank", type=click.IntRange(0), default=0, help="Rerank the top N with the model's learned metric.")
+@click.option("--diversity", type=click.FloatRange(0, 1), default=None,
+              help="Maximal marginal relevance lambda: 1 pure relevance, lower drops near-copies (default: off).")
+@click.option("--fetch-k", type=click.IntRange(1), default=None,
+              help="Candidates --diversity chooses from (default: max(4k, 20)).")
+@click.option("--context", default=None, callback=lambda _ctx, _param, value: context_value(value),
+              help="Widen each passage by N neighbouring passages on each side, or 'document' (whole document "
+                   "if it fits --context-tokens).")
+@click.option("--context-tokens", type=click.IntRange(1), default=2000, show_default=True,
+              help="--context document: the most tokens a whole document may have.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result, for scripts.")
 @click.option("--model", default=None, help="Refuse to search unless the index was built with this model.")
 @backend_option
 @quantize_option
 @device_option
 def search(query: str, index_dir: Path | None, k: int, passages: bool, mode: str | None, fusion: str | None,
-           alpha: float | None, where: tuple[str, ...], rerank: int, as_json: bool, model: str | None,
-           backend: str | None, quantize: str | None, device: str) -> None:
+           alpha: float | None, where: tuple[str, ...], rerank: int, diversity: float | None, fetch_k: int | None,
+           context: int | str | None, context_tokens: int, as_json: bool, model: str | None, backend: str | None,
+           quantize: str | None, device: str) -> None:
     """Search an index for QUERY by meaning."""
     from retriever.errors import RetrieverError
     from retriever.retriever import Retriever
@@ -276,7 +289,8 @@ def search(query: str, index_dir: Path | None, k: int, passages: bool, mode: str
         raise RetrieverError("empty query: give some text to search for")
     retriever = Retriever.load(find_index(index_dir), model=model, backend=backend, quantize=quantize, device=device)
     hits = retriever.search(query, k=k, passages=passages, mode=mode, fusion=fusion, alpha=alpha, where=where,
-                            rerank=rerank)
+                            rerank=rerank, diversity=diversity, fetch_k=fetch_k, context=context,
+                            context_tokens=context_tokens)
     if as_json:
         for hit in hits:
             click.echo(json.dumps(hit.to_dict(), ensure_ascii=False))
@@ -286,12 +300,28 @@ def search(query: str, index_dir: Path | None, k: int, passages: bool, mode: str
     for rank, hit in enumerate(hits, start=1):
         label = hit.title or hit.source or hit.doc_id
         click.echo(f"{rank:>2}. {hit.score:.3f}  {hit.doc_id}  {label}")
-        click.echo(f"    {snippet(hit.text)}")
+        click.echo(f"    {marked(hit.text, hit.highlights)}")
 
 
-def snippet(text: str, width: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+def context_value(value: str | None) -> int | str | None:
+    """--context: a number of neighbouring passages, or "document"."""
+    if value is None or value == "document":
+        return value
+    if value.isdigit():
+        return int(value)
+    raise click.BadParameter(f"{value!r} is neither a number of passages nor 'document'", param_hint="'--context'")
+
+
+def marked(text: str, highlights: list[dict[str, int]]) -> str:
+    """The passage on one line with its matched words in bold (click.echo drops the bold off a terminal)."""
+    pieces, at = [], 0
+    for span in sorted(highlights, key=lambda s: s["start"]):
+        if span["start"] < at:
+            continue
+        pieces += [text[at:span["start"]], click.style(text[span["start"]:span["end"]], bold=True)]
+        at = span["end"]
+    pieces.append(text[at:])
+    return " ".join("".join(pieces).split())  # ANSI codes hold no whitespace: flattening keeps them whole
 
 
 @main.command()
@@ -313,6 +343,7 @@ def info(index_dir: Path | None, as_json: bool) -> None:
         ("model", f"{model['name']} ({model['architecture']}, fingerprint {model['fingerprint']})"),
         ("encoder", f"{model.get('backend', 'torch')}, {model.get('quantize', 'none')}"
          + (f", calibration {model['calibration']}" if model.get("calibration") else "")),
+        *([("chosen by", backend_choice_line(model["backend_choice"]))] if model.get("backend_choice") else []),
         ("dimensions", model["dimension"]),
         ("similarity", f"{details['similarity']} (normalised vectors, inner product)"),
         ("ann", f"{ann['requested']} (segments: {kinds or 'none'}); "
@@ -334,6 +365,39 @@ def info(index_dir: Path | None, as_json: bool) -> None:
     ]
     for key, value in lines:
         click.echo(f"{key:>12}: {value}")
+
+
+def backend_choice_line(choice: dict[str, Any]) -> str:
+    """How ``--backend auto`` chose an index's encoder: on which CPU class, and why."""
+    cpu = choice.get("cpu") or {}
+    where = f" on {cpu.get('runs_as', cpu.get('isa'))} ({cpu.get('cpu')}, {cpu.get('cores')} cores)" if cpu else ""
+    return f"--backend auto{where}: {choice.get('reason', '')}"
+
+
+@main.command()
+@click.option("--measure", is_flag=True, help="Measure the backends for --model again (and cache the new choice).")
+@click.option("--model", default=None, help="Model to measure with --measure (default: all-MiniLM-L6-v2).")
+@click.option("--json", "as_json", is_flag=True, help="Print the information as JSON.")
+def doctor(measure: bool, model: str | None, as_json: bool) -> None:
+    """What this machine supports for encoding: CPU class and flags, runtimes, cached --backend auto choices."""
+    from retriever.encoding.doctor import machine_lines, machine_report, measurement_lines
+
+    record = None
+    if measure:
+        from retriever.encoding.auto import auto_choice
+        from retriever.encoding.encoder import DEFAULT_MODEL, Encoder
+
+        record = auto_choice(Encoder(model or DEFAULT_MODEL, device="cpu"), remeasure=True, progress=not as_json)
+    report = machine_report()
+    if as_json:
+        click.echo(json.dumps({**report, "measured": record}, indent=2))
+        return
+    for key, value in machine_lines(report):
+        click.echo(f"{key:>12}: {value}")
+    if record is not None:
+        click.echo("")
+        for line in measurement_lines(record):
+            click.echo(line)
 
 
 @main.command()

@@ -22,7 +22,7 @@ from retriever.errors import RemoteError
 from retriever.extras import require_extra
 from retriever.ingest.documents import Document
 from retriever.ingest.sync import IndexReport
-from retriever.search.results import Hit
+from retriever.search.results import ContextPassage, Hit
 from retriever.verification.verdict import Verdict
 
 _REPORT_FIELDS = {f.name for f in fields(IndexReport)}
@@ -54,6 +54,15 @@ class Client:
         body = self._call("POST", "/search/batch", payload)
         return [[Hit(**hit) for hit in hits] for hits in body["results"]]
 
+    def context_for(self, query: str, max_tokens: int = 2000, k: int = 10, context: int = 1,
+                    **options: Any) -> list[ContextPassage]:
+        """The passages a prompt should get, within ``max_tokens``; as ``Retriever.context_for``."""
+        known = {"mode", "fusion", "alpha", "where"}
+        if set(options) - known:
+            raise TypeError(f"unknown context option(s): {', '.join(sorted(set(options) - known))}")
+        payload = {"query": query, "max_tokens": max_tokens, "k": k, "context": context, **_options(options)}
+        return [ContextPassage(**p) for p in self._call("POST", "/context", payload)["passages"]]
+
     def verify(self, query: str, doc_id: str) -> Verdict:
         return Verdict(**self._call("POST", "/verify", {"query": query, "doc_id": doc_id}))
 
@@ -81,19 +90,6 @@ class Client:
 
     def __len__(self) -> int:
         return int(self.info()["counts"].get("documents", 0))
-
-    # RAG frameworks ----------------------------------------------------------------------------------
-    def as_langchain(self, k: int = 4, **search_options: Any) -> Any:
-        """A LangChain ``BaseRetriever`` over the server (``pip install 'retriever[langchain]'``)."""
-        from retriever.integrations.langchain import LangChainRetriever
-
-        return LangChainRetriever(searcher=self, k=k, search_options=search_options)
-
-    def as_llamaindex(self, k: int = 4, **search_options: Any) -> Any:
-        """A LlamaIndex ``BaseRetriever`` over the server (``pip install 'retriever[llamaindex]'``)."""
-        from retriever.integrations.llamaindex import LlamaIndexRetriever
-
-        return LlamaIndexRetriever(self, k=k, **search_options)
 
     # plumbing ------------------------------------------------------------------------------------------
     def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
@@ -123,7 +119,7 @@ class Client:
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:
     """Search options as the API takes them: unset ones left out, filters as a list."""
-    known = {"mode", "fusion", "alpha", "where", "rerank"}
+    known = {"mode", "fusion", "alpha", "where", "rerank", "diversity", "fetch_k", "context", "context_tokens"}
     unknown = set(options) - known
     if unknown:
         raise TypeError(f"unknown search option(s): {', '.join(sorted(unknown))}")

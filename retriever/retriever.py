@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retriever import validation
-from retriever.encoding.backends import backend_label, resolve_backend
+from retriever.encoding.backends import AUTO, backend_label
 from retriever.encoding.encoder import DEFAULT_MODEL, Encoder, model_fingerprint, resolve_model_path
 from retriever.errors import ModelMismatchError, RetrieverError, RetrieverWarning
 from retriever.index.backend import IndexReader, IndexUpdater, parse_store
@@ -42,9 +42,10 @@ from retriever.ingest.chunking import Chunker
 from retriever.ingest.documents import Document, documents_from_records
 from retriever.ingest.pipeline import LocalEmbedder
 from retriever.ingest.sync import IndexReport
+from retriever.search.context import DEFAULT_CONTEXT_TOKENS, token_counter
 from retriever.search.filters import filter_warnings, parse_filters
 from retriever.search.ranking import SearchOptions, search_batch
-from retriever.search.results import Hit
+from retriever.search.results import ContextPassage, Hit
 
 if TYPE_CHECKING:
     from retriever.verification.verdict import Verdict
@@ -130,10 +131,11 @@ class Retriever:
                                      "build a new index to use another store")
         else:
             layout.check_folder()
-            if encoder is None:  # how a new index is encoded: backend, quantization, device, workers
-                backend, quantize = resolve_backend(backend, quantize)
-                encoder = Encoder(model or DEFAULT_MODEL, backend=backend, quantize=quantize, device=device,
-                                  workers=processes)
+            if encoder is None:  # how a new index is encoded: backend (auto: measured), quantization, device, workers
+                from retriever.encoding.auto import make_encoder
+
+                encoder = make_encoder(model or DEFAULT_MODEL, backend, quantize, device=device, workers=processes,
+                                       progress=progress)
             retriever = cls._new(layout, model or DEFAULT_MODEL, ann, chunk_tokens, overlap, encoder, wait, spec)
             retriever._asked = (chunk_tokens, overlap, store)  # checked if another run creates the index first
         retriever.ray, retriever.workers = ray, workers
@@ -141,6 +143,32 @@ class Retriever:
             retriever.index_folder(Path(source), progress=progress, ann=ann, strict=strict)
         else:
             retriever.add(source, progress=progress, ann=ann, strict=strict)
+        return retriever
+
+    @classmethod
+    def create(cls, index_dir: str | Path, model: str | None = None, ann: str = "auto", chunk_tokens: int | None = None,
+               overlap: int | None = None, encoder: Encoder | None = None, wait: float | None = None,
+               backend: str | None = None, quantize: str | None = None, device: str = "auto",
+               store: str | None = None) -> Retriever:
+        """An empty index in ``index_dir``, written now, for documents added later (a framework's vector store).
+
+        Options as ``build``. An index that already exists there is refused: open it with ``load``.
+        """
+        check_ann(ann)
+        spec = parse_store(store)
+        layout = IndexLayout(index_dir)
+        if layout.exists():
+            raise RetrieverError(f"index {layout.name} already exists; open it with Retriever.load")
+        layout.check_folder()
+        if encoder is None:
+            from retriever.encoding.auto import make_encoder
+
+            encoder = make_encoder(model or DEFAULT_MODEL, backend, quantize, device=device, progress=False)
+        retriever = cls._new(layout, model or DEFAULT_MODEL, ann, chunk_tokens, overlap, encoder, wait, spec)
+        with writing(layout, retriever._template, wait=wait):  # commits the empty first generation
+            if layout.exists():  # another run created it while this one waited for the lock
+                raise RetrieverError(f"index {layout.name} was created meanwhile by another run; open it with load")
+        retriever.refresh()
         return retriever
 
     @classmethod
@@ -418,14 +446,21 @@ class Retriever:
         """Convex fusion weight when a search gives none: the model's own (``retriever adapt``), else 0.5."""
         return float(self.manifest.model.get("search_defaults", {}).get("alpha", SearchOptions.alpha))
 
-    def search(self, query: str, k: int = 10, passages: bool = False, **options: Any) -> list[Hit]:
+    def search(self, query: str, k: int = 10, passages: bool = False, diversity: float | None = None,
+               fetch_k: int | None = None, context: int | str | None = None, **options: Any) -> list[Hit]:
         """The k best documents for a query (best passage of each), or k passages.
 
         Options: ``mode`` (dense, lexical, hybrid), ``fusion`` (rrf, convex), ``alpha`` (weight of the dense side
         in convex fusion), ``where`` (filters such as ``"year>=2020"``), ``rerank`` (rerank that many top
-        candidates with the model's learned metric head).
+        candidates with the model's learned metric head). ``diversity``: maximal marginal relevance with this
+        lambda (1.0 pure relevance, lower values drop near-copies) over ``fetch_k`` candidates (default
+        ``max(4 * k, 20)``); None (default) ranks by relevance alone. ``context``: each hit's passage with up to
+        that many neighbouring passages of its document on each side, or ``"document"``: the whole document if it
+        has at most ``context_tokens`` tokens (default 2000), else as many neighbours as fit. Every hit carries
+        ``snippet`` and ``highlights``.
         """
-        return self.search_many([query], k=k, passages=passages, **options)[0]
+        return self.search_many([query], k=k, passages=passages, diversity=diversity, fetch_k=fetch_k,
+                                context=context, **options)[0]
 
     def search_many(
         self,
@@ -437,38 +472,65 @@ class Retriever:
         alpha: float | None = None,
         where: str | Sequence[str] | None = None,
         rerank: int = 0,
+        diversity: float | None = None,
+        fetch_k: int | None = None,
+        context: int | str | None = None,
+        context_tokens: int = DEFAULT_CONTEXT_TOKENS,
     ) -> list[list[Hit]]:
         """Search several queries at once: one encoding call, one search per segment, one text lookup."""
         if isinstance(queries, str):
             raise TypeError("search_many takes a list of queries; use search() for one")
+        planned = self._plan(queries, k=k, passages=passages, mode=mode, fusion=fusion, alpha=alpha, where=where,
+                             rerank=rerank, diversity=diversity, fetch_k=fetch_k, context=context,
+                             context_tokens=context_tokens)
+        return search_batch(*planned, count_tokens=self._count_tokens) if planned[0] else []
+
+    def context_for(self, query: str, max_tokens: int = DEFAULT_CONTEXT_TOKENS, k: int = 10, context: int = 1,
+                    **options: Any) -> list[ContextPassage]:
+        """The passages a prompt should get for ``query``, within ``max_tokens`` tokens of the model's tokenizer.
+
+        The k best passages (search ``options`` as in ``search``), each widened by ``context`` neighbouring
+        passages on each side, near-copies (cosine >= 0.95) and repeated text kept once, in rank order, each
+        with a citation. See ``retriever.search.assembly``.
+        """
+        from retriever.search.assembly import assemble
+
+        planned = self._plan([query], k=k, passages=True, **options)
+        return assemble(*planned, tokenizer=self.encoder.tokenizer, max_tokens=max_tokens, context=context)
+
+    def _plan(self, queries: Sequence[str], where: str | Sequence[str] | None = None, rerank: int = 0,
+              mode: str | None = None, fusion: str | None = None, alpha: float | None = None,
+              **settings: Any) -> tuple[list[str], np.ndarray | None, SearchOptions, IndexReader, Any]:
+        """What a search needs: checked queries, their vectors (None in lexical mode), options, snapshot, head."""
         queries = [validation.query_text(q) for q in queries]
         defaults = SearchOptions()
         snapshot = self._snapshot()
         conditions = parse_filters(where)
         options = SearchOptions(
-            k=k, passages=passages,
             mode=defaults.mode if mode is None else mode,
             fusion=defaults.fusion if fusion is None else fusion,
             alpha=self.default_alpha if alpha is None else alpha,
             allowed=snapshot.allowed(conditions) if conditions else None,
-            rerank=rerank,
+            rerank=rerank, **settings,
         )
         options.validate()
         if conditions and snapshot.available(options.allowed) == 0:
             for message in filter_warnings(conditions, snapshot.field_types):  # say why, when it is a mistake
-                warnings.warn(message, RetrieverWarning, stacklevel=2)
-        if not queries:
-            return []
+                warnings.warn(message, RetrieverWarning, stacklevel=3)
         head = None
-        if rerank:
+        if rerank and queries:
             head = self.rerank_head
             if head is None:
                 raise RetrieverError(
                     f"model {self.manifest.model['name']!r} has no learned metric head; "
                     "train one with 'retriever train --head mlp'"
                 )
-        vectors = self.encoder.encode_queries(queries) if options.mode != "lexical" else None
-        return search_batch(queries, vectors, options, snapshot, head)
+        vectors = self.encoder.encode_queries(queries) if options.mode != "lexical" and queries else None
+        return queries, vectors, options, snapshot, head
+
+    def _count_tokens(self, text: str) -> int:
+        """Tokens of a text by the model's tokenizer (context budgets)."""
+        return token_counter(self.encoder.tokenizer)(text)
 
     def _snapshot(self) -> IndexReader:
         if self.closed:
@@ -547,19 +609,6 @@ class Retriever:
     def closed(self) -> bool:
         return getattr(self, "_closed", False)
 
-    # RAG frameworks ---------------------------------------------------------------------------
-    def as_langchain(self, k: int = 4, **search_options: Any) -> Any:
-        """A LangChain ``BaseRetriever`` over this index (``pip install 'retriever[langchain]'``)."""
-        from retriever.integrations.langchain import LangChainRetriever
-
-        return LangChainRetriever(searcher=self, k=k, search_options=search_options)
-
-    def as_llamaindex(self, k: int = 4, **search_options: Any) -> Any:
-        """A LlamaIndex ``BaseRetriever`` over this index (``pip install 'retriever[llamaindex]'``)."""
-        from retriever.integrations.llamaindex import LlamaIndexRetriever
-
-        return LlamaIndexRetriever(self, k=k, **search_options)
-
     def __enter__(self) -> Retriever:
         return self
 
@@ -614,6 +663,7 @@ class Retriever:
 def _check_backend(recorded: dict[str, Any], backend: str | None, quantize: str | None, name: str) -> None:
     """Refuse to encode queries differently from the index's documents, naming both ways."""
     built = (recorded.get("backend", "torch"), recorded.get("quantize", "none"))
+    backend = None if backend == AUTO else backend  # an existing index is searched the way it was built
     asked = (backend or built[0], quantize or (built[1] if backend in (None, built[0]) else "none"))
     if asked != built:
         raise ModelMismatchError(

@@ -16,8 +16,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Tests of other concerns encode with exact PyTorch fp32 and need no cached exports; the backends
-# (and the engine default, with this unset) are tested in test_encoding.py.
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no telemetry calls from the Haystack tests
+# Tests of other concerns encode with exact PyTorch fp32 and need no cached exports; the backends are
+# tested in test_encoding.py, and the engine default (--backend auto, with this unset) in test_auto_backend.py.
 os.environ.setdefault("RETRIEVER_BACKEND", "torch")
 
 WORDS = """the a an of to in and or is are was were be for on with by at from as that this it
@@ -63,10 +64,8 @@ def other_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(make_tiny_model(tmp_path_factory.mktemp("other-tiny-model"), seed=1))
 
 
-@pytest.fixture
-def corpus(tmp_path: Path) -> Path:
-    """A small folder with one file of each text format and a JSONL of records."""
-    root = tmp_path / "corpus"
+def write_corpus(root: Path) -> Path:
+    """Write a small folder with one file of each text format and a JSONL of records into ``root``."""
     (root / "sub").mkdir(parents=True)
     (root / "cats.txt").write_text("Cats sleep most of the day and hunt at night.")
     (root / "dogs.md").write_text("# Dogs\n\nDogs love a walk in the garden and a game with a ball.")
@@ -80,6 +79,12 @@ def corpus(tmp_path: Path) -> Path:
         '{"_id": "q2", "title": "Delivery", "text": "Your parcel arrives in two days.", "year": 2019}\n'
     )
     return root
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A small folder with one file of each text format and a JSONL of records."""
+    return write_corpus(tmp_path / "corpus")
 
 
 @pytest.fixture
@@ -136,7 +141,7 @@ def start_server():  # noqa: ANN201 - returns the starter function
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         running.append((server, thread))
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120  # bounds a hang only, generous for a loaded machine
         while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the test server did not start")
@@ -147,3 +152,11 @@ def start_server():  # noqa: ANN201 - returns the starter function
     for server, thread in running:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_model: str) -> Any:
+    """The tiny model loaded once, for tests that make many small indexes (``encoder=`` of build and create)."""
+    from retriever.encoding.encoder import Encoder
+
+    return Encoder(tiny_model)

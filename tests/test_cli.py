@@ -141,11 +141,11 @@ def test_index_dot_from_inside_the_corpus(corpus: Path, tiny_model: str, monkeyp
 
 def test_help_and_version_run_as_a_real_command() -> None:
     command = Path(sys.executable).parent / "retriever"
-    result = subprocess.run([str(command), "--help"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([str(command), "--help"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     for name in ("index", "search", "info"):
         assert name in result.stdout
-    version = subprocess.run([str(command), "--version"], capture_output=True, text=True, timeout=60)
+    version = subprocess.run([str(command), "--version"], capture_output=True, text=True, timeout=300)
     assert version.returncode == 0 and "0.1.0" in version.stdout
 
 

@@ -1,9 +1,10 @@
 """Encoder backends (torch, ONNX Runtime, OpenVINO; int8), their cached exports, devices and workers.
 
 Each backend must load, encode and agree with PyTorch (cosine per vector within the bound measured
-across CPU kernel paths, ``MIN_COSINE``; the same top document) on the tiny model and on a handful of
-texts with the real MiniLM; an index encoded one way refuses queries
-encoded another way. Tests of a backend are skipped only when its extra is not installed.
+across CPU kernel paths, ``retriever.encoding.backends.MIN_COSINE``, which ``--backend auto`` uses too;
+the same top document) on the tiny model and on a handful of texts with the real MiniLM; an index
+encoded one way refuses queries encoded another way. Tests of a backend are skipped only when its
+extra is not installed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 
 from retriever import Retriever
 from retriever.cli import main
-from retriever.encoding.backends import default_backend, parse_backend_label
+from retriever.encoding.backends import MIN_COSINE, parse_backend_label
 from retriever.encoding.calibration import calibration_digest
 from retriever.encoding.devices import resolve_device
 from retriever.encoding.encoder import Encoder
@@ -81,12 +82,6 @@ def test_torch_backend_matches_sentence_transformers_encode(tiny_model: str) -> 
     np.testing.assert_allclose(encoder.encode_queries(QUERIES[:1]), queries[:1], atol=1e-5)
 
 
-# How far each kind of backend may drift from PyTorch fp32, per vector (cosine), on any CPU. fp32 exports differ
-# only in the order of float additions: 1.00000 on every path measured. int8 kernels differ by CPU: MiniLM's
-# worst vector here was 0.9916 (ONNX dynamic) and 0.9936 (OpenVINO static) on AVX-512 VNNI/AMX, with 1 and 2
-# threads alike, and 0.9892 for ONNX on an AVX2-only CPU (no VNNI: u8*s8 products saturate in int16). The bound
-# leaves about four times the spread between those paths below the worst one.
-MIN_COSINE = {"none": 0.9999, "int8": 0.98}
 
 
 @pytest.mark.parametrize("label", BACKENDS)
@@ -355,18 +350,6 @@ def test_search_many_encodes_its_queries_in_one_call(tiny_model: str, tmp_path: 
     assert calls == [len(QUERIES)]
     assert [[h.doc_id for h in hits] for hits in batches] == [
         [h.doc_id for h in retriever.search(q, k=2, mode="dense")] for q in QUERIES]
-
-
-def test_engine_default_is_the_benchmark_winner_when_its_extra_is_installed(tiny_model: str, tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("RETRIEVER_BACKEND", raising=False)
-    expected = ("openvino", "int8") if HAS_OV else ("torch", "none")
-    assert default_backend() == expected
-    built = Retriever.build([{"_id": str(i), "text": t} for i, t in enumerate(DOCS)], index_dir=tmp_path / "i",
-                            model=tiny_model)
-    assert (built.manifest.model["backend"], built.manifest.model["quantize"]) == expected
-    monkeypatch.setenv("RETRIEVER_BACKEND", "onnx-int8")
-    assert default_backend() == ("onnx", "int8")
 
 
 @needs_ort

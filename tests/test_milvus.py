@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import write_corpus
 
 from retriever import Retriever
 from retriever.cli import main
@@ -70,17 +71,30 @@ def assert_same_searches(local: Retriever, milvus: Retriever, queries: list[str]
                 assert scores(a) == pytest.approx(scores(b), abs=1e-4), (mode, extra, options, query)
 
 
-@pytest.fixture
-def pair(tmp_path: Path, corpus: Path, tiny_model: str, store: str) -> tuple[Retriever, Retriever]:
+def build_pair(root: Path, corpus: Path, tiny_model: str, store: str) -> tuple[Retriever, Retriever]:
+    """The same folder (the shared corpus plus a long file of several passages) in a local and a Milvus index."""
     long_text = " ".join(random.Random(1).choice(WORDS) for _ in range(400))
     (corpus / "long.txt").write_text(long_text)
-    local = Retriever.build(corpus, index_dir=tmp_path / "local", model=tiny_model)
-    milvus = Retriever.build(corpus, index_dir=tmp_path / "milvus", model=tiny_model, store=store)
+    local = Retriever.build(corpus, index_dir=root / "local", model=tiny_model)
+    milvus = Retriever.build(corpus, index_dir=root / "milvus", model=tiny_model, store=store)
     return local, milvus
 
 
-def test_a_folder_searches_alike_in_every_mode(pair: tuple[Retriever, Retriever]) -> None:
-    local, milvus = pair
+@pytest.fixture(scope="module")
+def shared_pair(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, store: str) -> tuple[Retriever, Retriever]:
+    """One pair for the tests that only read (built once: each build costs about two seconds)."""
+    root = tmp_path_factory.mktemp("pair")
+    return build_pair(root, write_corpus(root / "corpus"), tiny_model, store)
+
+
+@pytest.fixture
+def pair(tmp_path: Path, corpus: Path, tiny_model: str, store: str) -> tuple[Retriever, Retriever]:
+    """A pair of its own, for a test that changes the indexes."""
+    return build_pair(tmp_path, corpus, tiny_model, store)
+
+
+def test_a_folder_searches_alike_in_every_mode(shared_pair: tuple[Retriever, Retriever]) -> None:
+    local, milvus = shared_pair
     assert milvus.manifest.store.startswith("milvus:") and local.manifest.store == "local"
     assert milvus.manifest.counts == local.manifest.counts
     assert milvus.manifest.counts["passages"] > milvus.manifest.counts["documents"]  # long.txt has several
@@ -94,8 +108,8 @@ def test_a_folder_searches_alike_in_every_mode(pair: tuple[Retriever, Retriever]
 
 @pytest.mark.parametrize("where", [["year>=2020"], ["year<2020"], ["source~sub/*"], ["doc_id=q1"], ["title=Dogs"],
                                    ["title~Co*"], ["title!=Dogs", "source~*.md"], ["nothing=1"]])
-def test_filters_select_the_same_documents(pair: tuple[Retriever, Retriever], where: list[str]) -> None:
-    local, milvus = pair
+def test_filters_select_the_same_documents(shared_pair: tuple[Retriever, Retriever], where: list[str]) -> None:
+    local, milvus = shared_pair
     assert_same_searches(local, milvus, where=where)
 
 
@@ -118,8 +132,8 @@ def test_filters_compare_as_the_stored_type_as_in_the_local_store(tmp_path: Path
             assert found == ids, (where, retriever.manifest.store)
 
 
-def test_a_filter_milvus_cannot_express_is_refused_in_one_line(pair: tuple[Retriever, Retriever]) -> None:
-    _, milvus = pair
+def test_a_filter_milvus_cannot_express_is_refused_in_one_line(shared_pair: tuple[Retriever, Retriever]) -> None:
+    _, milvus = shared_pair
     with pytest.raises(RetrieverError, match=r"cannot be translated for Milvus") as caught:
         milvus.search("cats", where="title~[CD]*")
     assert "\n" not in str(caught.value)

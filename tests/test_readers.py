@@ -102,12 +102,14 @@ def test_jsonl_records_with_ids_titles_and_metadata(tmp_path: Path) -> None:
         '"metadata": {"url": "https://example.org/refunds"}}\n'
         "\n"
         '{"id": 7, "text": "Your parcel arrives in two days."}\n'
+        '{"_id": "d3", "id": 3, "text": "With an _id, a field named id is the record\'s own."}\n'
     )
-    first, second = read_file(path, "ignored")
+    first, second, third = read_file(path, "ignored")
     assert (first.doc_id, first.title, first.text) == ("d1", "Refunds", "A refund is paid to your card.")
     assert first.metadata == {"year": 2021, "metadata": {"url": "https://example.org/refunds"}}
     assert first.source == str(path)
     assert (second.doc_id, second.title, second.metadata) == ("7", "", {})
+    assert (third.doc_id, third.metadata) == ("d3", {"id": 3})  # e.g. a LangChain document's metadata
 
 
 def test_beir_corpus_line_is_read_as_is(tmp_path: Path) -> None:

@@ -112,6 +112,8 @@ class Encoder:
     must still be cached.
     """
 
+    backend_choice: dict[str, Any] | None = None  # how ``--backend auto`` chose this backend (encoding/auto.py)
+
     def __init__(
         self,
         name: str = DEFAULT_MODEL,
@@ -334,6 +336,8 @@ class Encoder:
             "quantize": self.quantize,
             "calibration": self.calibration,
         }
+        if self.backend_choice:
+            entry["backend_choice"] = self.backend_choice
         search_defaults = read_search_defaults(self.path)
         if search_defaults:
             entry["search_defaults"] = search_defaults

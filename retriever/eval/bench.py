@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from retriever.encoding.backends import resolve_backend
+from retriever.encoding.auto import make_encoder
 from retriever.encoding.cache import DEFAULT_CACHE_DIR, CachedEncoder, EmbeddingCache, cache_key
 from retriever.encoding.encoder import DEFAULT_MODEL, Encoder
 from retriever.eval.beir import BeirDataset, load_beir
@@ -241,9 +241,8 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, progress:
     try:
         base = None
         if set(config.systems) - {"bm25"}:
-            backend, quantize = resolve_backend(config.backend, config.quantize)
-            base = CachedEncoder.wrap(Encoder(config.model, backend=backend, quantize=quantize,
-                                              device=config.device), cache)
+            base = CachedEncoder.wrap(make_encoder(config.model, config.backend, config.quantize,
+                                                   device=config.device, progress=progress), cache)
         stores: list[str | None] = [None] + ([config.store] if config.store else [])
         for system in config.systems:
             if system == "bm25":
@@ -299,7 +298,8 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, progress:
         "limits": {"queries": config.limit_queries, "docs": config.limit_docs, "seed": config.seed},
         "store": config.store,
         "systems": {r.name: {"quality": r.quality, "speed": r.speed} for r in results},
-        "encoder": {"backend": base.backend, "quantize": base.quantize} if base is not None else None,
+        "encoder": {"backend": base.backend, "quantize": base.quantize,  # and, for auto, why (measured docs/s)
+                    "backend_choice": base.backend_choice} if base is not None else None,
         "encoding": encoding,
         "command": config.command,
         "environment": environment(),

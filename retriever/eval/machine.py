@@ -8,74 +8,35 @@ two machines with the same marketing name can give different speeds.
 
 from __future__ import annotations
 
-import os
 import platform
 import shlex
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-CPUINFO = Path("/proc/cpuinfo")
+from retriever.machine import capped_class, cores, cpu_flags, cpu_model, cpuinfo, isa_caps, isa_class
 
-
-def _cpuinfo_field(name: str, text: str) -> str | None:
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == name:
-            return value.strip()
-    return None
-
-
-def _cpuinfo() -> str:
-    try:
-        return CPUINFO.read_text()
-    except OSError:
-        return ""
-
-
-def cpu_model(cpuinfo: str | None = None) -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows, else "unknown"."""
-    text = _cpuinfo() if cpuinfo is None else cpuinfo
-    return _cpuinfo_field("model name", text) or platform.processor() or "unknown"
-
-
-def isa_class(flags: set[str], arch: str | None = None) -> str:
-    """The widest vector instruction set the CPU offers, e.g. "AVX-512 VNNI + AMX" or "AVX2".
-
-    These are the classes between which ONNX Runtime, OpenVINO and FAISS switch kernels.
-    """
-    arch = arch or platform.machine()
-    if {"asimd", "neon", "sve"} & flags or arch in ("aarch64", "arm64"):
-        return "SVE" if "sve" in flags else "NEON"
-    if "avx512f" in flags:
-        name = "AVX-512 VNNI" if "avx512_vnni" in flags else "AVX-512"
-        if "amx_int8" in flags or "amx_tile" in flags:
-            name += " + AMX"
-        return name
-    if "avx2" in flags:
-        return "AVX2 VNNI" if "avx_vnni" in flags else "AVX2"
-    if "avx" in flags:
-        return "AVX"
-    return arch or "unknown"
-
-
-def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """The CPU's feature flags (x86 ``flags``, ARM ``Features``); empty where unknown."""
-    text = _cpuinfo() if cpuinfo is None else cpuinfo
-    return set((_cpuinfo_field("flags", text) or _cpuinfo_field("Features", text) or "").split())
+__all__ = ["cpu_flags", "cpu_model", "isa_class", "machine", "provenance"]
 
 
 def machine() -> dict[str, Any]:
-    """CPU model, instruction-set class, cores and platform of this machine."""
-    text = _cpuinfo()
-    return {
+    """CPU model, instruction-set class (and any cap on it), cores and platform of this machine.
+
+    The CPU facts come from ``retriever.machine``, which the encoder's backend choice reads too.
+    """
+    text = cpuinfo()
+    caps = isa_caps()
+    hardware = isa_class(cpu_flags(text))
+    record: dict[str, Any] = {
         "cpu": cpu_model(text),
-        "isa": isa_class(cpu_flags(text)),
-        "cores": os.cpu_count(),
+        "isa": hardware,
+        "cores": cores(),
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
+    if caps:  # runtimes capped below the CPU (ONEDNN_MAX_CPU_ISA=AVX2, ...): the class they ran at
+        record.update(caps=caps, runs_as=capped_class(hardware, caps))
+    return record
 
 
 def provenance(argv: list[str] | None = None) -> dict[str, Any]:

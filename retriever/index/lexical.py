@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -70,6 +71,32 @@ def _stopwords() -> tuple[str, ...]:
     from bm25s.stopwords import STOPWORDS_EN_PLUS
 
     return tuple(STOPWORDS_EN_PLUS)
+
+
+TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenize's default token_pattern
+
+
+def query_terms(query: str) -> set[str]:
+    """The stemmed terms BM25 searches for in a query (stopwords and one-letter words left out)."""
+    return set(tokenize([query])[0])
+
+
+def term_spans(text: str) -> list[tuple[int, int, str]]:
+    """Every word of ``text`` as BM25 sees it: (start, end, stem), stopwords left out.
+
+    Words are found in the original text (not a lowercased copy, whose offsets can differ), then lowercased
+    and stemmed one by one, so that spans point into ``text`` and stems equal those of ``query_terms``.
+    """
+    stopwords = _stopword_set()
+    words = [(m.start(), m.end(), m.group().lower()) for m in TOKEN_PATTERN.finditer(text)]
+    words = [w for w in words if w[2] not in stopwords]
+    stems = _stemmer().stemWords([w[2] for w in words])
+    return [(start, end, stem) for (start, end, _), stem in zip(words, stems)]
+
+
+@cache
+def _stopword_set() -> frozenset[str]:
+    return frozenset(_stopwords())
 
 
 def tokenize(texts: Sequence[str]) -> list[list[str]]:

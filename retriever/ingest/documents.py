@@ -72,12 +72,14 @@ def document_from_record(record: Any, where: str, source: str | None = None) -> 
     """
     if not isinstance(record, dict):
         raise InputFormatError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    doc_id = next((record[f] for f in ID_FIELDS if record.get(f) not in (None, "")), None)
-    if doc_id is None:
+    id_field = next((f for f in ID_FIELDS if record.get(f) not in (None, "")), None)
+    if id_field is None:
         raise InputFormatError(f"{where}: record has no '_id' or 'id' field")
+    doc_id = record[id_field]
     text = "" if record.get("text") is None else record["text"]  # null counts as absent
     title = "" if record.get("title") is None else record["title"]
-    metadata = {k: v for k, v in record.items() if k not in KNOWN_FIELDS}
+    # with an '_id', a field named 'id' is the record's own (a framework's metadata), kept like any other
+    metadata = {k: v for k, v in record.items() if k not in KNOWN_FIELDS or (k == "id" and id_field == "_id")}
     try:
         doc = Document(doc_id=doc_id, text=text, title=title, source=source, metadata=metadata)
     except InputFormatError as exc:

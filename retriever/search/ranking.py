@@ -21,7 +21,10 @@ from typing import Any
 import numpy as np
 
 from retriever.errors import RetrieverError
+from retriever.search.context import DEFAULT_CONTEXT_TOKENS, ContextExpander, check_context
+from retriever.search.diversity import check_diversity, default_fetch_k, diversify
 from retriever.search.fusion import convex_combination, reciprocal_rank_fusion
+from retriever.search.highlights import annotate
 from retriever.search.results import Hit
 
 MODES = ("dense", "lexical", "hybrid")
@@ -43,6 +46,20 @@ class SearchOptions:
     alpha: float = 0.5  # convex fusion: weight of the dense side (best on SciFact train queries)
     allowed: list[np.ndarray | None] | None = None  # per segment, from a metadata filter
     rerank: int = 0  # rerank this many top candidates with the model's learned metric head
+    diversity: float | None = None  # MMR lambda over the candidates (1.0: pure relevance; None: no MMR)
+    fetch_k: int | None = None  # MMR candidates (None: ``default_fetch_k(k)``)
+    context: int | str | None = None  # neighbouring passages on each side of a hit, or "document"
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS  # context="document": the most tokens a whole document may have
+
+    @property
+    def depth(self) -> int:
+        """Candidates each query needs: the k returned, those reranked, those MMR chooses from."""
+        fetch = self.candidates if self.diversity is not None else 0
+        return max(self.k, self.rerank, fetch)
+
+    @property
+    def candidates(self) -> int:
+        return self.fetch_k if self.fetch_k is not None else default_fetch_k(self.k)
 
     def validate(self) -> None:
         for name in ("k", "rerank"):
@@ -61,6 +78,8 @@ class SearchOptions:
             raise RetrieverError("alpha must be between 0 and 1")
         if self.rerank < 0:
             raise RetrieverError("rerank must be 0 or more")
+        check_diversity(self.diversity, self.fetch_k, self.k)
+        check_context(self.context, self.context_tokens)
 
 
 Candidate = tuple[Any, Any, float]  # (passage key, document key, score)
@@ -142,9 +161,19 @@ def rerank(ranked: list[tuple[Any, float]], head: Any, snapshot: Any, query_vect
 
 
 def search_batch(queries: list[str], vectors: np.ndarray | None, options: SearchOptions, snapshot: Any,
-                 head: Any = None) -> list[list[Hit]]:
-    """Ranked hits for a batch of queries (``vectors`` is None in lexical mode: no encoding needed)."""
-    depth = max(options.k, options.rerank)
+                 head: Any = None, count_tokens: Callable[[str], int] | None = None) -> list[list[Hit]]:
+    """Ranked hits for a batch of queries (``vectors`` is None in lexical mode: no encoding needed).
+
+    ``count_tokens``: the model's token count of a text, needed by ``context="document"`` only.
+    """
+    ranked = rank(queries, vectors, options, snapshot, head)
+    return [[hit for _, hit in found] for found in hits_of(ranked, queries, options, snapshot, count_tokens)]
+
+
+def rank(queries: list[str], vectors: np.ndarray | None, options: SearchOptions, snapshot: Any,
+         head: Any = None) -> list[list[tuple[Any, float]]]:
+    """The k best (passage key, score) of each query: candidates, fusion, reranking, diversity."""
+    depth = options.depth
     allowed = options.allowed
     if options.mode == "dense":
         ranked = [[(c[0], c[2]) for c in found]
@@ -162,6 +191,23 @@ def search_batch(queries: list[str], vectors: np.ndarray | None, options: Search
         if vectors is None:
             raise RetrieverError("reranking needs the query vector: use --mode dense or hybrid")
         ranked = [rerank(r, head, snapshot, v, options.rerank) for r, v in zip(ranked, vectors)]
-    ranked = [r[: options.k] for r in ranked]
+    if options.diversity is not None:
+        ranked = [diversify(r[: options.candidates], snapshot.vectors_of, options.k, options.diversity)
+                  for r in ranked]
+    return [r[: options.k] for r in ranked]
+
+
+def hits_of(ranked: list[list[tuple[Any, float]]], queries: list[str], options: SearchOptions, snapshot: Any,
+            count_tokens: Callable[[str], int] | None = None) -> list[list[tuple[Any, Hit]]]:
+    """(passage key, hit) of each ranked key: texts loaded in one lookup, context added, matches marked."""
     stored = snapshot.hydrate({key for r in ranked for key, _ in r})
-    return [[Hit.from_passage(stored[key], score) for key, score in r if key in stored] for r in ranked]
+    ranked = [[(key, score) for key, score in r if key in stored] for r in ranked]
+    hits = [[Hit.from_passage(stored[key], score) for key, score in r] for r in ranked]
+    matched = [[hit.text for hit in found] for found in hits]  # the passages, before any context widens them
+    if options.context:
+        expander = ContextExpander(snapshot, options.context, options.context_tokens, count_tokens)
+        for found, r in zip(hits, ranked):
+            expander.expand(found, [key for key, _ in r])
+    for found, query, texts in zip(hits, queries, matched):
+        annotate(found, query, texts)
+    return [[(key, hit) for (key, _), hit in zip(r, found)] for r, found in zip(ranked, hits)]

@@ -1,4 +1,5 @@
-"""What a search returns: ``Hit``, one result with its passage, offsets and metadata."""
+"""What a search returns: ``Hit``, one result with its passage, offsets and metadata; ``ContextPassage``, a span
+of a document for a prompt (``Retriever.context_for``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from retriever.index.store import StoredPassage
 class Hit:
     """One search result: a document (or passage) with its score and best-matching passage.
 
-    ``text`` is the passage, ``start``/``end`` its character offsets in the document.
+    ``text`` is the passage (with its neighbours when a search asks for context), ``start``/``end`` its
+    character offsets in the document. ``snippet`` is the best-matching sentence(s) of the passage, and
+    ``highlights`` the ``{"start", "end"}`` spans in ``text`` of the words matching the query's terms.
     """
 
     doc_id: str
@@ -24,6 +27,8 @@ class Hit:
     end: int = 0
     passage_id: int = -1
     metadata: dict[str, Any] = field(default_factory=dict)
+    snippet: str = ""
+    highlights: list[dict[str, int]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,3 +47,26 @@ class Hit:
             metadata=passage.metadata,
         )
 
+
+@dataclass
+class ContextPassage:
+    """A span of a document for a prompt, with where it comes from."""
+
+    text: str
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    citation: str
+    score: float = 0.0
+    source: str | None = None
+    tokens: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def citation(doc_id: str, title: str, start: int, end: int) -> str:
+    """``"Title" (doc-id, characters 120-890)``: enough for a reader to find the text."""
+    named = f'"{title}" ({doc_id}' if title else f"({doc_id}"
+    return f"{named}, characters {start}-{end})"

@@ -1,6 +1,6 @@
 """The HTTP API over one index: ``create_app(index_dir)`` returns a FastAPI app for uvicorn.
 
-Endpoints (``/docs`` has the OpenAPI page): ``POST /search``, ``POST /search/batch``,
+Endpoints (``/docs`` has the OpenAPI page): ``POST /search``, ``POST /search/batch``, ``POST /context``,
 ``POST /documents`` (add or update), ``POST /documents/delete`` (several ids), ``DELETE /documents/{id}``,
 ``GET /documents/{id}``, ``POST /verify``, ``GET /info`` and ``GET /health`` (the one endpoint open
 without the API key). Searches run on the threadpool; writes on the index's own writer thread.
@@ -29,6 +29,8 @@ from retriever.serve.models import (
     AddRequest,
     BatchSearchRequest,
     BatchSearchResponse,
+    ContextRequest,
+    ContextResponse,
     ErrorBody,
     Health,
     RemoveRequest,
@@ -103,7 +105,7 @@ def create_app(
     def check_search(settings: SearchSettings, queries: list[str]) -> None:
         if settings.k is None:
             settings.k = min(DEFAULT_K, limits.max_k)
-        limits.check_k(settings.k, settings.rerank)
+        limits.check_k(settings.k, settings.rerank, settings.fetch_k)
         limits.check_queries(queries, settings.filters())
 
     def check_writable() -> None:
@@ -128,6 +130,19 @@ def create_app(
         with index.reading() as reader:
             results = reader.search_many(request.queries, **request.options())
         return {"results": [_hits(hits, sources) for hits in results]}
+
+    @app.post("/context", response_model=ContextResponse, tags=["search"], responses=_errors(400))
+    def context_for(request: ContextRequest) -> dict[str, Any]:
+        """The passages a prompt should get for one query, within a token budget, each with its citation."""
+        limits.check_k(request.k)
+        limits.check_queries([request.query], request.filters())
+        options = {"mode": request.mode, "fusion": request.fusion, "alpha": request.alpha,
+                   "where": request.filters()}
+        with index.reading() as reader:
+            passages = reader.context_for(request.query, max_tokens=request.max_tokens, k=request.k,
+                                          context=request.context, **options)
+        root = sources.root() if any(p.source for p in passages) else None
+        return {"passages": [{**p.to_dict(), "source": sources(p.source, root)} for p in passages]}
 
     @app.post("/documents", response_model=WriteResponse, tags=["documents"], responses=_errors(400, 403, 429))
     async def add_documents(request: AddRequest) -> dict[str, Any]:
@@ -237,7 +252,7 @@ def _openapi(app: FastAPI, limits: Limits) -> dict[str, Any]:
     """FastAPI's schema, with this server's limits on k and rerank (they are set when it starts)."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        for name in ("SearchRequest", "BatchSearchRequest"):
+        for name in ("SearchRequest", "BatchSearchRequest", "ContextRequest"):
             properties = schema.get("components", {}).get("schemas", {}).get(name, {}).get("properties", {})
             for field in ("k", "rerank"):
                 if field in properties:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+FETCH_PER_K = 4  # MMR candidates (fetch_k) may go to this many times max_k
+
 
 class RequestRejected(Exception):
     """A request the server will not serve: an HTTP status and a one-line reason for the client."""
@@ -39,11 +41,13 @@ class Limits:
                     422, f"query or filter of {len(text)} characters; at most {self.max_query_chars}"
                 )
 
-    def check_k(self, k: int, rerank: int = 0) -> None:
+    def check_k(self, k: int, rerank: int = 0, fetch_k: int | None = None) -> None:
         if k > self.max_k:
             raise RequestRejected(422, f"k is {k}; at most {self.max_k}")
         if rerank > self.max_k:
             raise RequestRejected(422, f"rerank is {rerank}; at most {self.max_k}")
+        if fetch_k is not None and fetch_k > FETCH_PER_K * self.max_k:
+            raise RequestRejected(422, f"fetch_k is {fetch_k}; at most {FETCH_PER_K * self.max_k}")
 
     def check_documents(self, count: int) -> None:
         if count > self.max_documents:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from retriever.search.results import Hit
+from retriever.search.results import ContextPassage, Hit
 
 STRICT = ConfigDict(extra="forbid", strict=True)  # JSON types as declared: no true, "5" or 5.0 for an integer
 
@@ -38,6 +38,14 @@ class SearchSettings(BaseModel):
     where: list[str] | str | None = Field(None, description="Filters such as 'year>=2020' or 'source~guides/*'.")
     rerank: int = Field(0, ge=0, description="Rerank this many top candidates with the model's learned metric "
                         "(at most the server's maximum k).")
+    diversity: float | None = Field(None, ge=0, le=1, description="Maximal marginal relevance lambda (1: pure "
+                                    "relevance, lower: fewer near-copies); unset: no MMR.")
+    fetch_k: int | None = Field(None, ge=1, description="Candidates MMR chooses from (default max(4k, 20); at most "
+                                "the server's maximum k times 4).")
+    context: int | Literal["document"] | None = Field(
+        None, description="Widen each hit's passage by this many neighbouring passages on each side, or "
+        "'document': the whole document when it has at most context_tokens tokens.")
+    context_tokens: int = Field(2000, ge=1, description="context 'document': the most tokens a document may have.")
 
     def filters(self) -> list[str]:
         if self.where is None:
@@ -49,6 +57,8 @@ class SearchSettings(BaseModel):
         return {
             "k": self.k, "passages": self.passages, "mode": self.mode, "fusion": self.fusion,
             "alpha": self.alpha, "where": self.filters(), "rerank": self.rerank,
+            "diversity": self.diversity, "fetch_k": self.fetch_k, "context": self.context,
+            "context_tokens": self.context_tokens,
         }
 
 
@@ -58,6 +68,30 @@ class SearchRequest(SearchSettings):
 
 class BatchSearchRequest(SearchSettings):
     queries: list[str]
+
+
+class ContextRequest(BaseModel):
+    """``Retriever.context_for``: the passages a prompt should get, within a token budget."""
+
+    model_config = STRICT
+
+    query: str = Field(min_length=1)
+    max_tokens: int = Field(2000, ge=1, le=100_000, description="Token budget (the model's tokenizer).")
+    k: int = Field(10, ge=1, description="Passages considered (at most the server's maximum k).")
+    context: int = Field(1, ge=0, le=100, description="Neighbouring passages added on each side.")
+    mode: Literal["dense", "lexical", "hybrid"] | None = None
+    fusion: Literal["rrf", "convex"] | None = None
+    alpha: float | None = Field(None, ge=0, le=1)
+    where: list[str] | str | None = None
+
+    def filters(self) -> list[str]:
+        if self.where is None:
+            return []
+        return [self.where] if isinstance(self.where, str) else list(self.where)
+
+
+class ContextResponse(BaseModel):
+    passages: list[ContextPassage]
 
 
 class SearchResponse(BaseModel):
