@@ -55,7 +55,7 @@ def child_verbose(code: str, env_name: str, pattern: str) -> str | None:
 def openvino_kernels(reference: Encoder, label: str, texts: list[str]) -> dict[str, int]:
     """Kernel names OpenVINO's CPU plugin compiled for ``label`` (``jit_avx2_*``, ``brgemm_avx512_amx*``, ...)."""
     encoder = _variant(reference, label)
-    encoder.prepare(texts)
+    encoder.prepare()
     counts: Counter[str] = Counter()
     for compiled in encoder._runtime.compiled.values():
         for op in compiled.get_runtime_model().get_ops():

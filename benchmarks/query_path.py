@@ -40,7 +40,7 @@ def main() -> None:
 
     queries = [json.loads(line)["text"] for line in (args.dataset / "queries.jsonl").open()][: args.queries]
     corpus = [json.loads(line) for _, line in zip(range(300), (args.dataset / "corpus.jsonl").open())]
-    calibration = [f"{d.get('title', '')}\n{d['text']}" for d in corpus]
+    documents = [f"{d.get('title', '')}\n{d['text']}" for d in corpus]
     encoder = Encoder()
     model = encoder.model
     variants = {
@@ -59,8 +59,8 @@ def main() -> None:
 
     for label in (b for b in args.backends.split(",") if b):
         backend, quantize = parse_backend_label(label)
-        other = Encoder(backend=backend, quantize=quantize, calibration_texts=calibration)
-        other.encode_documents(calibration[:4])
+        other = Encoder(backend=backend, quantize=quantize)
+        other.encode_documents(documents[:4])
         variants[f"engine encode_queries ({label})"] = lambda q, e=other: e.encode_queries([q])
     times: dict[str, list[float]] = {name: [] for name in [*variants, "  forward pass alone"]}
     for call in variants.values():

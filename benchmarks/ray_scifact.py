@@ -2,8 +2,10 @@
 
     python benchmarks/ray_scifact.py ../shared/datasets/scifact                 # local Ray, 2 actors
     python benchmarks/ray_scifact.py ../shared/datasets/scifact --address auto --workers 8
+    python benchmarks/ray_scifact.py ../shared/datasets/scifact --backend torch     # another encoder backend
 
-Builds SciFact's 5,183 abstracts twice with all-MiniLM-L6-v2: in this process (through the embedding cache, so a
+Builds SciFact's 5,183 abstracts twice with all-MiniLM-L6-v2 and the engine's default backend (static int8 is
+calibrated on the shipped set, so both builds load one export): in this process (through the embedding cache, so a
 prior ``retriever bench`` pays that encoding) and with ``--ray`` (always encoded). Compares every passage (id,
 offsets, text), every vector (cosine to the single-process one), and the top 10 of the 300 test queries in dense
 and hybrid mode. Writes ``benchmarks/results/ray_scifact.json``.
@@ -39,11 +41,14 @@ def main() -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--address", default="local", help="local, auto or ray://host:10001")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--backend", default=None, help="backend label, e.g. torch or openvino-int8 (default: the "
+                        "engine's default)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/ray_scifact.json"))
     args = parser.parse_args()
 
     import ray
 
+    from retriever.encoding.backends import backend_label, default_backend, parse_backend_label
     from retriever.encoding.cache import CachedEncoder, EmbeddingCache
     from retriever.encoding.encoder import Encoder
     from retriever.eval.beir import load_beir
@@ -54,7 +59,8 @@ def main() -> None:
     queries = [dataset.queries[q] for q in sorted(dataset.qrels) if q in dataset.queries]
     workdir = Path(tempfile.mkdtemp(prefix="ray-scifact-"))
     try:
-        encoder = CachedEncoder.wrap(Encoder(), EmbeddingCache())
+        backend, quantize = parse_backend_label(args.backend) if args.backend else default_backend()
+        encoder = CachedEncoder.wrap(Encoder(backend=backend, quantize=quantize), EmbeddingCache())
         started = time.perf_counter()
         local = Retriever.build(records, index_dir=workdir / "local", encoder=encoder, ann="flat")
         local_seconds = time.perf_counter() - started
@@ -78,6 +84,8 @@ def main() -> None:
         report = {
             "dataset": str(args.dataset), "documents": len(records), "passages": passages,
             "queries": len(queries), "address": args.address, "workers": args.workers,
+            "backend": backend_label(backend, quantize), "fingerprint": distributed.manifest.model["fingerprint"],
+            "same_fingerprint": distributed.manifest.model["fingerprint"] == local.manifest.model["fingerprint"],
             "same_passages": same_passages,
             "min_cosine": float(cosines.min()), "vectors_below_1e-5": int((cosines < 1 - 1e-5).sum()),
             "same_top10_queries": top10,

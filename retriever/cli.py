@@ -163,7 +163,7 @@ backend_option = click.option(
 )
 quantize_option = click.option(
     "--quantize", type=click.Choice(["none", "int8"]), default=None,
-    help="int8 weights (onnx: dynamic; openvino: static, calibrated on the corpus). Default: as the backend.",
+    help="int8 weights (onnx: dynamic; openvino: static, calibrated once on a shipped set). Default: as the backend.",
 )
 device_option = click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,

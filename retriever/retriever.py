@@ -367,7 +367,7 @@ class Retriever:
                 if ann != "auto" and ann != writer.manifest.ann["requested"]:
                     writer.manifest.ann["requested"] = ann
                     writer.rekind = True
-                apply(writer, self._embedder(writer), report, bar)
+                apply(writer, self._embedder(), report, bar)
         finally:
             if bar is not None:
                 bar.close()
@@ -379,7 +379,7 @@ class Retriever:
 
     def _adopt(self, manifest: Manifest) -> None:
         """A first build found, under the writer lock, that another run created the index meanwhile: go on as an
-        update of that index (concurrent runs queue), encoded by the model it records, calibration included.
+        update of that index (concurrent runs queue), encoded by the model it records.
 
         Nothing was encoded yet (encoding happens under the lock), so no document meets another encoder. A build
         that asked for another model, backend or quantization, or other passages or store, is refused.
@@ -408,28 +408,23 @@ class Retriever:
             raise
         encoder = self._encoder
         if encoder is not None and encoder.fingerprint != recorded["fingerprint"]:
-            # the same weights and backend, calibrated (or to be calibrated) on another corpus: use the recorded one
+            # the same weights and backend, but an index an older version calibrated on its corpus: use its export
             options = {key: getattr(encoder, attr) for key, attr in (
                 ("device", "requested_device"), ("workers", "workers"), ("batch_size", "batch_size"),
                 ("threads", "threads"), ("exports", "exports")) if hasattr(encoder, attr)}
             self._encoder = Encoder.from_description(recorded, **options)
 
-    def _embedder(self, writer: IndexUpdater) -> Any:
+    def _embedder(self) -> Any:
         """Where passages are chunked and encoded: in this process, or on Ray when ``ray`` is set.
 
-        Either way the index records the encoder as it was after its first encoding (a static int8 encoder is
-        calibrated on the first documents), and Ray's actors load exactly that encoder.
+        Ray's actors load exactly the encoder the index records, from the export the driver made (once) here.
         """
-        def record() -> None:
-            _record_model(writer, self.encoder)
-
         if self.ray is None:
-            return LocalEmbedder(lambda: self.encoder, self._chunker, on_encoded=record)
+            return LocalEmbedder(lambda: self.encoder, self._chunker)
         from retriever.ingest.ray_embedder import RayEmbedder
 
-        def describe(texts: list[str]) -> dict[str, Any]:
-            self.encoder.prepare(texts)
-            record()
+        def describe() -> dict[str, Any]:
+            self.encoder.prepare()
             return {**self.encoder.describe(), "exports": str(self.encoder.exports)}
 
         return RayEmbedder(describe, self.manifest.chunking, address=self.ray, workers=self.workers)
@@ -663,13 +658,6 @@ class Retriever:
 
     def __len__(self) -> int:
         return self.snapshot.documents if self.snapshot is not None else 0
-
-
-def _record_model(writer: IndexWriter, encoder: Any) -> None:
-    """After an encoding, record the model as it now is in a new index: a static int8 encoder is calibrated by
-    the first documents it encodes, and that calibration is part of its fingerprint."""
-    if not writer.manifest.segments and writer.manifest.model.get("fingerprint") != encoder.fingerprint:
-        writer.manifest.model = encoder.describe()
 
 
 def _check_backend(recorded: dict[str, Any], backend: str | None, quantize: str | None, name: str) -> None:

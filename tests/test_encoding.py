@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from retriever import Retriever
 from retriever.cli import main
 from retriever.encoding.backends import MIN_COSINE, parse_backend_label
+from retriever.encoding.calibration import calibration_digest
 from retriever.encoding.devices import resolve_device
 from retriever.encoding.encoder import Encoder
 from retriever.errors import MissingExtraError, ModelLoadError, ModelMismatchError, RetrieverError
@@ -62,13 +63,9 @@ def _exports_env(exports: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def encoder_for(model: str, label: str, **options: object) -> Encoder:
-    """Static int8 is calibrated on the texts it will encode, as an index calibrates on its own corpus.
-
-    (Calibrated on SciFact abstracts alone, MiniLM's OpenVINO int8 gives cosine >= 0.993 on 200 SciFact
-    queries; calibrated on the ten DOCS alone, an everyday query scores 0.98: too few texts to calibrate on.)
-    """
+    """The encoder a backend label names (static int8: calibrated on the shipped set, as every index is)."""
     backend, quantize = parse_backend_label(label)
-    return Encoder(model, backend=backend, quantize=quantize, calibration_texts=DOCS + QUERIES, **options)
+    return Encoder(model, backend=backend, quantize=quantize, **options)
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -141,20 +138,75 @@ def test_export_is_made_once_and_reused(tiny_model: str, tmp_path: Path) -> None
     assert first.export_dir.name == f"{first.weights_fingerprint}-onnx-int8"
 
 
+OTHER_DOCS = ["Invoices are due within thirty days.", "The museum opens at ten on Sundays.",
+              "Backups run every night at two.", "Cats sleep most of the day and hunt at night."]
+
+
 @needs_ov
-def test_static_int8_is_calibrated_on_the_indexed_corpus_and_reused_by_queries(tiny_model: str,
-                                                                            tmp_path: Path) -> None:
+def test_static_int8_is_calibrated_once_per_model_whatever_the_corpus(tiny_model: str, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issues 18 and 22: static int8 is calibrated on the shipped set, once per model: its fingerprint is known
+    before anything is encoded, a second corpus makes no new export, and a text gets the same vector whichever
+    corpus it was indexed with (it was calibrated on each corpus, one export and fingerprint per corpus)."""
+    monkeypatch.setenv("RETRIEVER_EXPORTS", str(tmp_path / "exports"))
+    fingerprint = Encoder(tiny_model, backend="openvino", quantize="int8").fingerprint
+    assert fingerprint.endswith(f"-openvino-int8-{calibration_digest()}")
+    indexes = {}
+    for name, texts in (("a", DOCS), ("b", OTHER_DOCS)):
+        records = [{"_id": str(i), "text": text} for i, text in enumerate(texts)]
+        indexes[name] = Retriever.build(records, index_dir=tmp_path / name, model=tiny_model, backend="openvino",
+                                        quantize="int8")
+        assert indexes[name].manifest.model["fingerprint"] == fingerprint
+        assert indexes[name].encoder.export_made == (name == "a")  # the second corpus reuses the export
+    assert [p.name for p in (tmp_path / "exports").iterdir()] == [fingerprint]
+    shared = {name: r.snapshot.vectors_of(r.snapshot.passage_keys(str(texts.index(DOCS[0]))))
+              for (name, r), texts in zip(indexes.items(), (DOCS, OTHER_DOCS))}
+    np.testing.assert_allclose(shared["a"], shared["b"], atol=1e-3)  # stored as float16
+    loaded = Retriever.load(tmp_path / "a")
+    assert [h.doc_id for h in loaded.search(QUERIES[0], k=3)] == \
+        [h.doc_id for h in indexes["a"].search(QUERIES[0], k=3)]
+    assert loaded.encoder.backend == "openvino" and not loaded.encoder.export_made
+    loaded.add([{"_id": "new", "text": "Cats and dogs sleep in the sun."}])
+    assert Retriever.load(tmp_path / "a").manifest.model["fingerprint"] == fingerprint
+
+
+def legacy_index(index_dir: Path, digest: str) -> None:
+    """Make ``index_dir`` what an older version wrote: a static int8 fingerprint naming a corpus calibration."""
+    import json
+
+    manifest_path = index_dir / "generations" / f"{(index_dir / 'CURRENT').read_text().strip()}.json"
+    manifest = json.loads(manifest_path.read_text())
+    weights = manifest["model"]["weights_fingerprint"]
+    manifest["model"].update(calibration=digest, fingerprint=f"{weights}-openvino-int8-{digest}")
+    manifest_path.write_text(json.dumps(manifest))
+
+
+@needs_ov
+def test_an_index_calibrated_on_its_corpus_by_an_older_version(tiny_model: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """It opens while its export is cached (its vectors came from that export), else one line asks to rebuild."""
+    import shutil
+
+    exports = tmp_path / "exports"
+    monkeypatch.setenv("RETRIEVER_EXPORTS", str(exports))
     records = [{"_id": str(i), "text": text} for i, text in enumerate(DOCS)]
     built = Retriever.build(records, index_dir=tmp_path / "index", model=tiny_model, backend="openvino",
                             quantize="int8")
-    recorded = built.manifest.model
-    assert recorded["backend"] == "openvino" and recorded["quantize"] == "int8" and recorded["calibration"]
-    assert recorded["fingerprint"].endswith(f"-openvino-int8-{recorded['calibration']}")
-    loaded = Retriever.load(tmp_path / "index")
-    assert [h.doc_id for h in loaded.search(QUERIES[0], k=3)] == [h.doc_id for h in built.search(QUERIES[0], k=3)]
-    assert loaded.encoder.backend == "openvino" and not loaded.encoder.export_made
-    loaded.add([{"_id": "new", "text": "Cats and dogs sleep in the sun."}])  # same calibration, same export
-    assert Retriever.load(tmp_path / "index").manifest.model["fingerprint"] == recorded["fingerprint"]
+    expected = [h.doc_id for h in built.search(QUERIES[0], k=3, mode="dense")]
+    legacy_index(tmp_path / "index", "0123456789ab")
+    shutil.copytree(built.encoder.export_dir, exports / built.encoder.export_dir.name.replace(
+        calibration_digest(), "0123456789ab"))  # the export the older version calibrated (here: a copy)
+    old = Retriever.load(tmp_path / "index")
+    assert old.encoder.fingerprint.endswith("-0123456789ab")
+    assert [h.doc_id for h in old.search(QUERIES[0], k=3, mode="dense")] == expected
+    old.add([{"_id": "new", "text": "Cats and dogs sleep in the sun."}])  # an update encodes with that export
+    assert Retriever.load(tmp_path / "index").get("new") is not None
+    legacy_index(tmp_path / "index", "ba9876543210")  # an export no longer cached
+    with pytest.raises(ModelLoadError, match="calibrated on its corpus by an older version .* rebuild the index"):
+        Retriever.load(tmp_path / "index").search(QUERIES[0], k=3, mode="dense")
+    result = CliRunner().invoke(main, ["search", "cats", "--index", str(tmp_path / "index")])
+    assert result.exit_code != 0 and "rebuild the index" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
 
 
 @needs_ov
@@ -190,6 +242,7 @@ def test_missing_static_export_is_named(tiny_model: str, tmp_path: Path) -> None
     encoder = Encoder(tiny_model, backend="openvino", quantize="int8", calibration="0123456789ab", exports=tmp_path)
     with pytest.raises(ModelLoadError, match="int8 OpenVINO export .* rebuild the index"):
         encoder.encode_queries(QUERIES)
+    assert not any(tmp_path.iterdir())  # nothing is calibrated in its place
 
 
 # an index is searched the way it was built -----------------------------------------------------------

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from retriever import Retriever
+from retriever.encoding.calibration import calibration_digest
 from retriever.errors import CorruptIndexError, IndexNotFoundError, RetrieverError
 from retriever.ingest.chunking import encoding_text
 
@@ -84,6 +85,7 @@ KILL_SCRIPT = """
 import os, signal, sys
 import {module} as target
 from retriever import Retriever
+from retriever.encoding.calibration import calibration_digest
 
 original = target.{owner}{name}
 
@@ -155,6 +157,7 @@ def test_a_writer_waits_for_the_one_writing(built: Retriever, index_dir: Path) -
 CONCURRENT_SCRIPT = """
 import sys
 from retriever import Retriever
+from retriever.encoding.calibration import calibration_digest
 Retriever.build(sys.argv[1], index_dir=sys.argv[2], model=sys.argv[3])
 print("done", flush=True)
 """
@@ -194,6 +197,7 @@ def test_two_concurrent_index_runs_both_apply_and_never_damage(tmp_path: Path, t
 STATIC_INT8_SCRIPT = """
 import sys
 from retriever import Retriever
+from retriever.encoding.calibration import calibration_digest
 Retriever.build(sys.argv[1], index_dir=sys.argv[2], model=sys.argv[3], backend="openvino", quantize="int8")
 print("done", flush=True)
 """
@@ -204,9 +208,8 @@ HAS_OV = all(importlib.util.find_spec(name) is not None for name in ("openvino",
 @pytest.mark.skipif(not HAS_OV, reason="extra not installed: retriever[openvino]")
 def test_concurrent_first_static_int8_builds_queue_and_share_one_encoder(tmp_path: Path, tiny_model: str,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 24.6: three first builds of one new index at once, static int8 (each would calibrate on its own
-    folder): the later ones adopt the index the first created, with its calibrated encoder, instead of failing
-    with "rebuilt with another model"."""
+    """Issue 24.6: three first builds of one new index at once, static int8: the later ones adopt the index the
+    first created, with its encoder, instead of failing with "rebuilt with another model"."""
     index_dir = tmp_path / "index"
     folders = record_folders(tmp_path, ("a", "b", "c"), 20, "{name} {name} record {i} about tea and {name} coffee")
     monkeypatch.setenv("RETRIEVER_EXPORTS", str(tmp_path / "exports"))
@@ -214,11 +217,11 @@ def test_concurrent_first_static_int8_builds_queue_and_share_one_encoder(tmp_pat
     assert all(run.returncode == 0 for run in runs), [o[1][-1500:] for o in outputs]
     r = Retriever.load(index_dir)
     recorded = r.manifest.model
-    assert recorded["calibration"] and recorded["fingerprint"].endswith(f"-openvino-int8-{recorded['calibration']}")
+    assert recorded["fingerprint"].endswith(f"-openvino-int8-{calibration_digest()}")
     assert len(r) == 60 and r.info()["counts"]["passages"] == 60
     ids = [f"{name}{i}" for name in "abc" for i in range(20)]
     assert {h.doc_id for h in r.search("record", k=100, mode="lexical")} == set(ids)
-    # every document was encoded by the one encoder the index records (not one calibrated on another folder)
+    # every document was encoded by the one encoder the index records
     texts = [r.get(doc_id).text for doc_id in ids]
     stored = np.vstack([r.snapshot.vectors_of(r.snapshot.passage_keys(doc_id)) for doc_id in ids])
     again = r.encoder.encode_documents(texts)
@@ -273,6 +276,7 @@ def test_the_lease_of_a_dead_reader_does_not_keep_files(built: Retriever, index_
 READER_LOOP = """
 import sys, time
 from retriever import Retriever
+from retriever.encoding.calibration import calibration_digest
 from retriever.errors import RetrieverError
 errors, searches = [], 0
 deadline = time.time() + float(sys.argv[2])

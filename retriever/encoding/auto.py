@@ -42,6 +42,7 @@ from retriever.encoding.backends import (
     parse_backend_label,
     resolve_backend,
 )
+from retriever.encoding.calibration import calibration_digest
 from retriever.encoding.devices import resolve_device
 from retriever.encoding.encoder import Encoder
 from retriever.encoding.export import exports_root
@@ -186,7 +187,7 @@ def _variant(reference: Encoder, label: str) -> Encoder:
     encoder = copy.copy(reference)
     encoder.backend, encoder.quantize = backend, quantize
     encoder.device = resolve_device(reference.requested_device, backend)
-    encoder.calibration, encoder.calibration_texts = None, None
+    encoder.calibration = calibration_digest() if encoder.needs_calibration else None  # the export indexes use
     encoder._runtime, encoder._pool, encoder.export_made = None, None, False
     return encoder
 
@@ -211,7 +212,7 @@ def measure(reference: Encoder, labels: list[str], texts: list[str], rounds: int
         started = time.perf_counter()
         report(f" {label}")
         try:
-            encoder.prepare(texts)  # export (static int8: calibrated on the probe) unless cached, load, compile
+            encoder.prepare()  # export (static int8: on the shipped calibration set) unless cached, load, compile
             # an untimed first pass: kernels for these shapes are made on first use; its vectors are compared
             vectors[label] = encoder.encode_documents(texts)
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot run is reported, not fatal

@@ -2,7 +2,7 @@
 
 ``torch`` runs the sentence-transformers model itself; ``onnx`` (ONNX Runtime) and ``openvino``
 run a cached export of it (``export.py``). ``int8`` is dynamic for ONNX Runtime and static,
-calibrated on corpus texts, for OpenVINO. A backend whose extra is missing is refused in one line
+calibrated on a shipped set, for OpenVINO. A backend whose extra is missing is refused in one line
 that says what to install. The default, ``auto``, is decided by measurement on this machine (``auto.py``).
 """
 

@@ -66,7 +66,6 @@ class CachedEncoder(Encoder):
         return wrapped
 
     def encode_documents(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        self.prepare(texts)  # a static int8 export is calibrated first: its digest is part of the fingerprint
         key = cache_key(self.fingerprint, texts, "document")
         hit = self.cache.get(key)
         if hit is not None:

@@ -8,7 +8,8 @@ an index so that searching with a different model, or the same model run differe
 
 Backends: ``torch`` (the model itself), ``onnx`` (ONNX Runtime) and ``openvino``, the latter two
 from an export made once and cached (``export.py``); ``quantize="int8"`` is dynamic for ONNX and
-static (calibrated on corpus texts) for OpenVINO.
+static for OpenVINO, calibrated once per model on the set shipped in ``calibration/`` (never on a corpus, so
+the fingerprint is fixed when the encoder is made).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
 from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,15 +25,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retriever.encoding.backends import backend_label, check_backend, require_backend
+from retriever.encoding.calibration import calibration_digest, calibration_texts
 from retriever.encoding.devices import resolve_device
-from retriever.encoding.export import (
-    cached_export,
-    calibration_sample,
-    export_directory,
-    exports_root,
-    is_complete,
-    texts_digest,
-)
+from retriever.encoding.export import cached_export, export_directory, exports_root, is_complete
 from retriever.errors import ModelLoadError, RetrieverError
 
 if TYPE_CHECKING:
@@ -112,10 +106,10 @@ class Encoder:
     longest first, without ``SentenceTransformer.encode``'s per-call set-up.
 
     ``workers`` > 1 encodes documents with a pool of processes (``pool.py``); ``threads`` caps
-    the threads of the ONNX Runtime and OpenVINO backends (default: all cores). For static int8
-    (OpenVINO), ``calibration_texts`` are the texts to calibrate on; without them the first
-    ``encode_documents`` call calibrates on a sample of its own texts, and ``calibration`` names
-    the digest of an existing calibrated export (as recorded by an index).
+    the threads of the ONNX Runtime and OpenVINO backends (default: all cores). Static int8
+    (OpenVINO) is calibrated on the shipped set (``calibration_digest()``); ``calibration`` names
+    another digest only to reopen an index an older version calibrated on its corpus, whose export
+    must still be cached.
     """
 
     backend_choice: dict[str, Any] | None = None  # how ``--backend auto`` chose this backend (encoding/auto.py)
@@ -128,7 +122,6 @@ class Encoder:
         quantize: str = "none",
         device: str = "auto",
         workers: int = 1,
-        calibration_texts: Sequence[str] | None = None,
         calibration: str | None = None,
         threads: int | None = None,
         exports: str | Path | None = None,
@@ -145,8 +138,7 @@ class Encoder:
         self.device = resolve_device(device, backend)
         self.workers = workers
         self.threads = threads
-        self.calibration = calibration
-        self.calibration_texts = list(calibration_texts) if calibration_texts is not None else None
+        self.calibration = (calibration or calibration_digest()) if self.needs_calibration else None
         self.exports = Path(exports) if exports is not None else exports_root()
         self.model = self._load()
         self.export_made = False  # whether this encoder made its export (False: reused from the cache)
@@ -191,7 +183,7 @@ class Encoder:
         """What an index checks: the weights, and how they are run when that changes the vectors."""
         if self.backend == "torch":
             return self.weights_fingerprint
-        suffix = f"-{self.calibration}" if self.calibration else ""
+        suffix = f"-{self.calibration}" if self.calibration else ""  # static int8: which calibration
         return f"{self.weights_fingerprint}-{self.backend}-{self.quantize}{suffix}"
 
     @property
@@ -227,12 +219,8 @@ class Encoder:
             return None
         return export_directory(self.exports, self.weights_fingerprint, self.backend, self.quantize, self.calibration)
 
-    def prepare(self, texts: Sequence[str] = ()) -> None:
-        """Load the backend, making its export first if it is not cached.
-
-        Static int8 calibrates on ``calibration_texts`` or, failing those, on a sample of ``texts``
-        (the documents about to be encoded); the sample's digest becomes part of the fingerprint.
-        """
+    def prepare(self) -> None:
+        """Load the backend, making its export first if it is not cached (static int8: calibrating it)."""
         if self._runtime is not None:
             return
         if self.backend == "torch":
@@ -240,20 +228,14 @@ class Encoder:
 
             self._runtime = TorchRuntime(self.model, self.device)
             return
-        sample: list[str] = []
-        if self.needs_calibration and self.calibration is None:
-            sample = calibration_sample(self.calibration_texts or list(texts))
-            if not sample:
-                raise RetrieverError(
-                    "static int8 (openvino) needs calibration texts: encode documents first, or give calibration_texts"
-                )
-            self.calibration = texts_digest(sample)
+        shipped = self.calibration == calibration_digest()
         directory = self.export_dir
-        if self.needs_calibration and not sample and not is_complete(directory):
+        if self.needs_calibration and not shipped and not is_complete(directory):
             raise ModelLoadError(
-                f"the int8 OpenVINO export of {self.name!r} calibrated as recorded ({self.calibration}) is not in "
-                f"{self.exports}; rebuild the index (its calibration came from the indexed corpus)"
+                f"the int8 OpenVINO export of {self.name!r} calibrated on its corpus by an older version "
+                f"({self.calibration}) is not in {self.exports}; rebuild the index"
             )
+        sample = list(calibration_texts()) if self.needs_calibration else []
         self.export_made = cached_export(directory, lambda staging: self._make_export(staging, sample))
         graphs = json.loads((directory / "export.json").read_text())["graphs"]
         if self.backend == "onnx":
@@ -275,8 +257,7 @@ class Encoder:
 
             details = build_export(self.model, self.quantize, staging, calibration,
                                    lambda texts, task: self._features(texts, task))
-            if calibration:
-                (staging / "calibration.json").write_text(json.dumps(calibration, ensure_ascii=False))
+            details["calibration"] = self.calibration
         details.update(model=str(self.path), fingerprint=self.weights_fingerprint, created_at=time.time())
         return details
 
@@ -294,7 +275,7 @@ class Encoder:
 
     def encode_local(self, texts: list[str], task: str, progress: bool = False) -> np.ndarray:
         """Encode in this process: longest texts first, one batch at a time, unit-normalised."""
-        self.prepare(texts if task == "document" else ())
+        self.prepare()
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
@@ -316,7 +297,7 @@ class Encoder:
     def encode_documents(self, texts: list[str], progress: bool = False) -> np.ndarray:
         texts = list(texts)
         if self.workers > 1 and len(texts) > self.batch_size * self.workers:
-            self.prepare(texts)  # export and calibrate once, here, before the workers load it
+            self.prepare()  # export (and calibrate) once, here, before the workers load it
             return self._worker_pool().encode(texts, "document", self.dimension, progress)
         return self.encode_local(texts, "document", progress)
 

@@ -6,7 +6,8 @@ An export is made once, from the local model directory, and cached under
 export serves every index and every search process that uses the model, the index format stays
 the index's own, and fp32 and dynamically quantized exports are pure functions of the weights,
 so a lost one is simply made again. A statically quantized export also depends on its
-calibration texts: their digest is part of its folder name and of the encoder's fingerprint.
+calibration texts, the set shipped in ``retriever/encoding/calibration/``: their digest is part of its
+folder name and of the encoder's fingerprint, so each model is calibrated once per export cache.
 
 The whole sentence-transformers pipeline (transformer, pooling, dense layers, normalisation)
 is traced as one graph per task, so a fine-tuned model with a metric head or separate query
@@ -15,14 +16,12 @@ and document towers (one graph each) exports the same way as the base model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import random
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
 
 EXPORTS_ENV = "RETRIEVER_EXPORTS"
 COMPLETE = "export.json"  # written last: an export folder without it is not used
-CALIBRATION_SIZE = 300  # NNCF's default subset size; about 10 s of fp32 inference for MiniLM at 256 tokens
 GRAPH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OPSET = 17
 
@@ -99,23 +97,6 @@ def preserved_logging() -> Iterator[None]:
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
-
-
-# calibration ---------------------------------------------------------------------------------
-def calibration_sample(texts: Sequence[str], size: int = CALIBRATION_SIZE, seed: int = 0) -> list[str]:
-    """A reproducible sample of the texts to calibrate static int8 on (independent of their order)."""
-    unique = sorted({t for t in texts if t.strip()})
-    if len(unique) <= size:
-        return unique
-    return sorted(random.Random(seed).sample(unique, size))
-
-
-def texts_digest(texts: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(text.encode("utf-8"))
-        digest.update(b"\0")
-    return digest.hexdigest()[:12]
 
 
 # tracing the model -------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 sentence-transformers' OpenVINO backend goes through optimum-intel, which pulls torchvision (a
 build that breaks beside the CPU torch, "operator torchvision::nms does not exist") and a CUDA
 torch; OpenVINO and NNCF used directly need neither. ``int8`` is NNCF's post-training static
-quantization: activation ranges are measured on calibration texts drawn from the corpus being
-indexed (never downloaded), weights and activations of the matrix multiplications become int8,
+quantization: activation ranges are measured on the calibration set shipped with the package
+(``retriever/encoding/calibration/``; never downloaded, never the corpus, so one export serves every
+index of a model), weights and activations of the matrix multiplications become int8,
 which the CPU runs with VNNI instructions where it has them.
 """
 
@@ -75,7 +76,9 @@ def build_export(model: SentenceTransformer, quantize: str, directory: Path, cal
                                           subset_size=len(samples))
         ov.save_model(converted, str(directory / f"{graph}.xml"), compress_to_fp16=False)
         raw.unlink()
-    return {"backend": "openvino", "quantize": quantize, "graphs": inputs, "calibration_texts": len(calibration)}
+    versions = {"openvino": ov.__version__, **({"nncf": nncf.__version__} if nncf is not None else {})}
+    return {"backend": "openvino", "quantize": quantize, "graphs": inputs, "calibration_texts": len(calibration),
+            "runtime": versions}
 
 
 @lru_cache(maxsize=1)

@@ -6,7 +6,7 @@ Speed is measured on the same texts for every row: a sample of the corpus's docu
 and text, truncated by the model as the reference does), encoded in alternating rounds so that a
 busy moment of the machine does not fall on one row only, best round kept; single-query
 encoding and warm dense and hybrid search latency at the full corpus. Quality comes from a flat
-index of the whole corpus built with each backend (its int8 calibration drawn from that corpus).
+index of the whole corpus built with each backend (static int8 calibrated on the shipped set).
 """
 
 from __future__ import annotations

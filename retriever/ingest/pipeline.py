@@ -31,10 +31,9 @@ class LocalEmbedder:
     """
 
     def __init__(self, encoder: Callable[[], Any], chunker: Callable[[], Chunker],
-                 batch_passages: int = BATCH_PASSAGES, on_encoded: Callable[[], None] | None = None) -> None:
+                 batch_passages: int = BATCH_PASSAGES) -> None:
         self._make_encoder, self._make_chunker, self.batch_passages = encoder, chunker, batch_passages
         self._chunker: Chunker | None = None
-        self.on_encoded = on_encoded  # called after each batch is encoded (the facade records a calibrated model)
 
     def __call__(self, documents: Iterable[tuple[Document, str | None]]) -> Iterator[Embedded]:
         batch: list[tuple[Document, str | None]] = []
@@ -54,8 +53,6 @@ class LocalEmbedder:
         split = self._chunker.split_many([doc for doc, _ in batch])
         texts = [encoding_text(p.title, p.text) for passages in split for p in passages]
         vectors = self._make_encoder().encode_documents(texts)
-        if self.on_encoded is not None:
-            self.on_encoded()
         start = 0
         for (doc, file), passages in zip(batch, split):
             yield doc, file, passages, vectors[start:start + len(passages)]

@@ -6,7 +6,7 @@ Data ``map_batches`` over a pool of ``EncodeActor``s: each actor loads the model
 index's chunker and encodes it (on a GPU when the cluster has them). Only passage offsets and vectors come back;
 the driver yields ``(document, file, passages, vectors)`` in the order the documents came, so the writer (local
 segments or Milvus) sees exactly what a single-process build gives it. The actors load the encoder the index
-records (backend, quantization and, for static int8, the calibrated export the driver made from the first block).
+records (backend, quantization and, for static int8, its calibration): the export the driver made, or found cached.
 
 ``address``: ``"local"`` (or None) starts Ray on this machine, ``"auto"`` joins the cluster this machine belongs
 to, ``"ray://host:10001"`` connects a client to a remote one. Every node needs this package installed (the
@@ -119,11 +119,11 @@ class EncodeActor:
 class RayEmbedder:
     """Chunk and encode with an actor pool on Ray, yielding what ``LocalEmbedder`` yields, in the same order."""
 
-    def __init__(self, describe: Callable[[list[str]], dict[str, Any]], chunking: dict[str, Any],
+    def __init__(self, describe: Callable[[], dict[str, Any]], chunking: dict[str, Any],
                  address: str | None = None, workers: int | None = None, block_documents: int = BLOCK_DOCUMENTS,
                  batch_documents: int = BATCH_DOCUMENTS, progress: bool = False) -> None:
-        """``describe(texts)``: the encoder's manifest entry (``Encoder.describe()`` plus ``exports``), once it is
-        ready to encode ``texts``, the first block's (a static int8 encoder calibrates on them)."""
+        """``describe()``: the encoder's manifest entry (``Encoder.describe()`` plus ``exports``), its export made;
+        called on the first block, so a run with nothing to encode loads no model."""
         check_ray(workers)
         self.describe = describe
         self.recorded: dict[str, Any] | None = None
@@ -147,7 +147,7 @@ class RayEmbedder:
         from ray.data import ActorPoolStrategy
 
         if self.recorded is None:
-            self.recorded = self.describe([encoding_text(doc.title, doc.text) for doc, _ in block])
+            self.recorded = self.describe()
         connect(self.address, self.progress)
         workers = self.workers or default_workers()
         gpus = int(ray.cluster_resources().get("GPU", 0))

@@ -147,8 +147,6 @@ class MilvusWriter:
             self.client.flush(name)  # durable and indexed before the manifest calls them committed
         generation = generation_name(generation_number(manifest.generation) + 1 if manifest.generation else 1)
         manifest.backend["pending"] = pending
-        if self._new:  # a static int8 encoder's fingerprint is known only after its first encoding (calibration)
-            collections.record_model(self.client, manifest.backend, manifest.model)
         if extras:
             manifest.extras.update(extras)
         manifest.base, manifest.generation = manifest.generation or None, generation
