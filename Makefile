@@ -24,7 +24,7 @@ demo: install
 
 test: install
 	$(BIN)/pip install --quiet -e '.[all]'  # every optional extra, so their tests run instead of being skipped
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile  # two workers; a test file stays on one, so its shared fixtures are built once
 	$(BIN)/mkdocs build --strict --site-dir build/site  # the documentation site: broken links and pages missing from the nav fail
 
 docs: install
