@@ -43,25 +43,26 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/milvus_vs_local.json"))
     args = parser.parse_args()
 
-    from retriever.encoding.backends import backend_label, parse_backend_label, resolve_backend
+    from retriever.encoding.auto import make_encoder
     from retriever.encoding.cache import CachedEncoder, EmbeddingCache
-    from retriever.encoding.encoder import Encoder
+    from retriever.encoding.encoder import DEFAULT_MODEL
     from retriever.eval.beir import load_beir
     from retriever.eval.bench import drop_store
     from retriever.eval.metrics import evaluate
     from retriever.retriever import Retriever
 
-    backend, quantize = parse_backend_label(args.backend) if args.backend else resolve_backend(None, None)
     dataset = load_beir(args.dataset, "test")
     records = [{"_id": d.doc_id, "title": d.title, "text": d.text} for d in dataset.corpus.values()]
     qids = [q for q in sorted(dataset.qrels) if q in dataset.queries]
     queries = [dataset.queries[q] for q in qids]
     workdir = Path(tempfile.mkdtemp(prefix="milvus-vs-local-"))
     report: dict[str, Any] = {"dataset": str(args.dataset), "documents": len(records), "queries": len(queries),
-                              "backend": backend_label(backend, quantize), "tolerance_ndcg@10": TOLERANCE,
+                              "backend": None, "tolerance_ndcg@10": TOLERANCE,
                               "build_seconds": {}, "modes": {}}
     try:
-        encoder = CachedEncoder.wrap(Encoder(backend=backend, quantize=quantize), EmbeddingCache())
+        # --backend auto (the default) measures this machine's backends once and keeps the fastest that agrees
+        encoder = CachedEncoder.wrap(make_encoder(DEFAULT_MODEL, args.backend), EmbeddingCache())
+        report["backend"] = encoder.label
         stores = {}
         for name, store in (("local", None), ("milvus", f"milvus:{workdir / 'store.db'}")):
             started = time.perf_counter()
