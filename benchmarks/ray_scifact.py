@@ -48,9 +48,9 @@ def main() -> None:
 
     import ray
 
-    from retriever.encoding.backends import backend_label, default_backend, parse_backend_label
+    from retriever.encoding.auto import make_encoder
     from retriever.encoding.cache import CachedEncoder, EmbeddingCache
-    from retriever.encoding.encoder import Encoder
+    from retriever.encoding.encoder import DEFAULT_MODEL
     from retriever.eval.beir import load_beir
     from retriever.retriever import Retriever
 
@@ -59,8 +59,8 @@ def main() -> None:
     queries = [dataset.queries[q] for q in sorted(dataset.qrels) if q in dataset.queries]
     workdir = Path(tempfile.mkdtemp(prefix="ray-scifact-"))
     try:
-        backend, quantize = parse_backend_label(args.backend) if args.backend else default_backend()
-        encoder = CachedEncoder.wrap(Encoder(backend=backend, quantize=quantize), EmbeddingCache())
+        # --backend auto (the default) measures this machine's backends once and keeps the fastest that agrees
+        encoder = CachedEncoder.wrap(make_encoder(DEFAULT_MODEL, args.backend), EmbeddingCache())
         started = time.perf_counter()
         local = Retriever.build(records, index_dir=workdir / "local", encoder=encoder, ann="flat")
         local_seconds = time.perf_counter() - started
@@ -84,7 +84,7 @@ def main() -> None:
         report = {
             "dataset": str(args.dataset), "documents": len(records), "passages": passages,
             "queries": len(queries), "address": args.address, "workers": args.workers,
-            "backend": backend_label(backend, quantize), "fingerprint": distributed.manifest.model["fingerprint"],
+            "backend": encoder.label, "fingerprint": distributed.manifest.model["fingerprint"],
             "same_fingerprint": distributed.manifest.model["fingerprint"] == local.manifest.model["fingerprint"],
             "same_passages": same_passages,
             "min_cosine": float(cosines.min()), "vectors_below_1e-5": int((cosines < 1 - 1e-5).sum()),

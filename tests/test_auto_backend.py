@@ -9,6 +9,7 @@ and the next build reads the cached choice instead of measuring.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,12 +127,16 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("auto-exports")
 
 
-@pytest.fixture(autouse=True)
-def _auto_env(exports: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RETRIEVER_EXPORTS", str(exports))
-    monkeypatch.delenv("RETRIEVER_BACKEND", raising=False)
-    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS"):
-        monkeypatch.delenv(name, raising=False)
+@pytest.fixture(scope="module", autouse=True)
+def _auto_env(exports: Path) -> Iterator[None]:
+    """For the whole module, so that its index (built once, in a module fixture) is measured in the same
+    environment as every test sees: a run under ONEDNN_MAX_CPU_ISA=AVX2 recorded "AVX2" before this was so."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RETRIEVER_EXPORTS", str(exports))
+        patch.delenv("RETRIEVER_BACKEND", raising=False)
+        for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS"):
+            patch.delenv(name, raising=False)
+        yield
 
 
 @pytest.fixture(scope="module")
