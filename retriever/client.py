@@ -16,12 +16,13 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from retriever.errors import RemoteError
 from retriever.extras import require_extra
 from retriever.ingest.documents import Document
 from retriever.ingest.sync import IndexReport
+from retriever.judgments import Judgment
 from retriever.search.results import ContextPassage, Hit
 from retriever.verification.verdict import Verdict
 
@@ -90,6 +91,20 @@ class Client:
 
     def __len__(self) -> int:
         return int(self.info()["counts"].get("documents", 0))
+
+    # judgments ---------------------------------------------------------------------------------------
+    def judge(self, query: str, doc_id: str, grade: int) -> Judgment:
+        """Grade a document for a query (0, 1 or 2), as ``Retriever.judge``."""
+        return Judgment(**self._call("POST", "/judgments", {"query": query, "doc_id": doc_id, "grade": grade}))
+
+    def judgments(self, query: str | None = None) -> list[Judgment]:
+        body = self._call("GET", "/judgments" + (f"?{urlencode({'query': query})}" if query is not None else ""))
+        return [Judgment(**j) for j in body["judgments"]]
+
+    def judgment_summary(self, query: str | None = None) -> dict[str, Any]:
+        """Judged queries, judgments, and the served engine's nDCG@10 on them (and on ``query``)."""
+        return self._call("GET", "/judgments/summary" + (f"?{urlencode({'query': query})}" if query is not None
+                                                          else ""))
 
     # plumbing ------------------------------------------------------------------------------------------
     def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:

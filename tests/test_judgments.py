@@ -9,14 +9,17 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import SMALL_RECORDS
 
 from retriever import Retriever
-from retriever.errors import RetrieverError, RetrieverWarning
-from retriever.judgments import JudgmentStore
+from retriever.client import Client
+from retriever.errors import RemoteError, RetrieverError, RetrieverWarning
+from retriever.eval.judged import warm_up
+from retriever.judgments import Judgment, JudgmentStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,3 +115,72 @@ def test_two_processes_judging_at_once_lose_nothing(tmp_path: Path) -> None:
     writers = [subprocess.Popen([sys.executable, "-c", script, name], env=env) for name in ("a", "b")]
     assert [w.wait(timeout=120) for w in writers] == [0, 0]
     assert len(JudgmentStore(tmp_path).all()) == 80
+
+
+# the server and the client ------------------------------------------------------------------------------
+KEY = "judge-key"
+
+
+@pytest.fixture
+def served(index: Retriever, start_server: Callable) -> Callable[..., Client]:
+    """A client of a server over ``index`` (started with the given options), with the key."""
+    from retriever.serve.app import create_app
+
+    def start(**options: object) -> Client:
+        index.refresh()
+        return Client(start_server(create_app(index.layout.root, api_key=KEY, **options)), api_key=KEY)
+
+    return start
+
+
+def test_grades_from_the_server_are_the_index_judgments_and_the_summary_scores_them(
+        served: Callable[..., Client], index: Retriever) -> None:
+    client = served()
+    top = index.search("cats in the sun", k=10)  # what a plain search serves: the engine's defaults
+    assert client.judgment_summary() == {"queries": 0, "judgments": 0, "ndcg_at_10": None, "query": None,
+                                         "pending": False}
+    judged = client.judge("  cats in the sun ", top[0].doc_id, 2)
+    assert isinstance(judged, Judgment) and judged.query == "cats in the sun"
+    assert index.judgments() == [judged] == client.judgments("cats in the sun")
+    client.judge("cats in the sun", top[1].doc_id, 0)
+    client.judge("a removed document", "gone", 1)  # relevant, but not in the index: found by no search
+    warm_up().wait()  # ranx loaded (else the summary answers the counts alone, pending)
+    summary = client.judgment_summary("cats in the sun")
+    assert summary == {"queries": 2, "judgments": 3, "ndcg_at_10": pytest.approx(0.5),
+                       "query": {"judged": 2, "ndcg_at_10": pytest.approx(1.0)}, "pending": False}
+    client.judge("cats in the sun", top[0].doc_id, 0)  # a new grade, the same count: scored again
+    assert client.judgment_summary("cats in the sun") == {
+        "queries": 2, "judgments": 3, "ndcg_at_10": 0.0, "query": {"judged": 2, "ndcg_at_10": None},
+        "pending": False}
+    assert client.judgment_summary("never judged")["query"] == {"judged": 0, "ndcg_at_10": None}
+    assert [j.doc_id for j in client.judgments()][-1] == top[0].doc_id  # the latest grade is the newest
+    with pytest.raises(RemoteError, match="422") as caught:
+        client.judge("cats", "cats", 3)
+    assert "grade" in str(caught.value)
+    with pytest.raises(RemoteError, match="422"):
+        client.judge("x" * 2001, "cats", 1)  # the server's query limit
+    client.close()
+    again = served()  # a restarted server finds them
+    assert len(again.judgments()) == 3
+    with Client(again.url) as keyless, pytest.raises(RemoteError, match="401"):
+        keyless.judgments()
+    again.close()
+
+
+def test_a_read_only_server_lists_judgments_and_refuses_new_ones(served: Callable[..., Client],
+                                                                 index: Retriever,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from retriever.serve import judgments as routes
+
+    index.judge("dogs", "dogs", 1)
+    monkeypatch.setattr(routes, "warm_up", threading.Event)  # a scorer still loading: never ready
+    monkeypatch.setattr(routes, "SCORER_WAIT_S", 0.01)
+    client = served(read_only=True)
+    with pytest.raises(RemoteError, match="403"):
+        client.judge("dogs", "cats", 0)
+    assert [(j.query, j.doc_id, j.grade) for j in client.judgments()] == [("dogs", "dogs", 1)]
+    assert client.judgment_summary(" dogs") == {"queries": 1, "judgments": 1, "ndcg_at_10": None,
+                                                "query": {"judged": 1, "ndcg_at_10": None}, "pending": True}
+    client.close()

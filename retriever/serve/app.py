@@ -2,7 +2,8 @@
 
 Endpoints (``/docs`` has the OpenAPI page): ``POST /search``, ``POST /search/batch``, ``POST /context``,
 ``POST /documents`` (add or update), ``POST /documents/delete`` (several ids), ``DELETE /documents/{id}``,
-``GET /documents/{id}``, ``POST /verify``, ``GET /info`` and ``GET /health`` (the one endpoint open
+``GET /documents/{id}``, ``POST /verify``, ``POST /judgments``, ``GET /judgments``, ``GET /judgments/summary``
+(``serve.judgments``), ``GET /info`` and ``GET /health`` (the one endpoint open
 without the API key). Searches run on the threadpool; writes on the index's own writer thread.
 """
 
@@ -27,6 +28,7 @@ from retriever.search.results import Hit
 from retriever.serve.auth import BearerTokenAuth
 from retriever.serve.body_limit import BodySizeLimit
 from retriever.serve.errors import CatchAll, Redactor, RequestChecks, install_error_handlers
+from retriever.serve.judgments import judgments_router
 from retriever.serve.limits import FETCH_PER_K, Limits, RequestRejected
 from retriever.serve.models import (
     AddRequest,
@@ -208,6 +210,8 @@ def create_app(
                 raise RequestRejected(404, f"no document {request.doc_id!r}")
             return reader.verify(request.query, request.doc_id).to_dict()
 
+    app.include_router(judgments_router(index, limits, check_writable, _errors))
+
     @app.get("/info", tags=["server"], responses=_errors())
     def info(http: Request) -> dict[str, Any]:
         """The index (model, counts, ANN, chunking, dates) and the server's state; no server paths."""
@@ -302,6 +306,8 @@ def _openapi(app: FastAPI, limits: Limits, rerank: int) -> dict[str, Any]:
             _bound(properties.get("queries", {}), "array", maxItems=limits.max_batch)
             _bound(properties.get("queries", {}), "string", **text)
         _bound(models.get("VerifyRequest", {}).get("properties", {}).get("query", {}), "string", **text)
+        for field in ("query", "doc_id"):
+            _bound(models.get("JudgeRequest", {}).get("properties", {}).get(field, {}), "string", **text)
         _bound(models.get("RemoveRequest", {}).get("properties", {}).get("ids", {}), "array",
                maxItems=limits.max_batch)
         _bound(models.get("AddRequest", {}).get("properties", {}).get("documents", {}), "array",
