@@ -643,6 +643,86 @@ def verify(query: str, doc_id: str, index_dir: Path | None, as_json: bool) -> No
 
 
 @main.command()
+@click.argument("query")
+@click.argument("doc_id")
+@click.argument("grade", type=click.IntRange(0, 2))
+@index_option
+def judge(query: str, doc_id: str, grade: int, index_dir: Path | None) -> None:
+    """Grade document DOC_ID for QUERY: 0 not relevant, 1 relevant, 2 highly relevant (the latest grade wins)."""
+    from retriever.errors import RetrieverWarning
+    from retriever.judgments import GRADES
+    from retriever.retriever import Retriever
+
+    with Retriever.load(find_index(index_dir)) as retriever:
+        judged = retriever.judge(query, doc_id, grade)
+        if retriever.get(judged.doc_id) is None:
+            warnings.warn(f"document {judged.doc_id!r} is not in index {retriever.layout.name}; judged anyway "
+                          "(a judgment is kept for the query and the id)", RetrieverWarning, stacklevel=1)
+    click.echo(f"{judged.doc_id} graded {judged.grade} ({GRADES[judged.grade]}) for {judged.query!r}")
+
+
+@main.group()
+def judgments() -> None:
+    """List, export and import the relevance judgments kept with an index (judgments.sqlite)."""
+
+
+def judged_index(index_dir: Path | None) -> Path:
+    """The index whose judgments a command reads or writes; refused if it is not an index."""
+    from retriever.index.layout import IndexLayout
+
+    target = find_index(index_dir)
+    IndexLayout(target).current()
+    return target
+
+
+@judgments.command("list")
+@index_option
+@click.option("--query", default=None, help="Only this query's judgments.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per judgment, for scripts.")
+def judgments_list(index_dir: Path | None, query: str | None, as_json: bool) -> None:
+    """The judgments, oldest first: grade, document id, query."""
+    from retriever.judgments import JudgmentStore
+
+    found = JudgmentStore(judged_index(index_dir)).all(query)
+    for judgment in found:
+        click.echo(json.dumps(judgment.to_dict(), ensure_ascii=False) if as_json
+                   else f"{judgment.grade}  {judgment.doc_id}  {judgment.query}")
+    if not found and not as_json:
+        click.echo("no judgments")
+
+
+@judgments.command("export")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@index_option
+def judgments_export(out_dir: Path, index_dir: Path | None) -> None:
+    """Write the judgments and the index's documents as a new BEIR folder OUT_DIR ('retriever bench' and
+    'retriever train' read it)."""
+    from retriever.eval.judged_beir import export_judgments
+    from retriever.retriever import Retriever
+
+    with Retriever.load(judged_index(index_dir)) as retriever:
+        report = export_judgments(retriever, out_dir)
+    missing = (f"; {report.judged_missing} about a document not in the index (in qrels/test.tsv, not in "
+               "qrels/train.tsv)") if report.judged_missing else ""
+    click.echo(f"{report.folder}: {report.judgments} judgments of {report.queries} queries, "
+               f"{report.documents} documents{missing}")
+
+
+@judgments.command("import")
+@click.argument("beir_dir", type=click.Path(path_type=Path))
+@index_option
+@click.option("--split", default="test", show_default=True, help="Qrels split to read (qrels/<split>.tsv).")
+def judgments_import(beir_dir: Path, index_dir: Path | None, split: str) -> None:
+    """Read the judgments of a BEIR folder (queries.jsonl, qrels/<split>.tsv) into the index's; all or none."""
+    from retriever.eval.judged_beir import import_judgments
+    from retriever.judgments import JudgmentStore
+
+    target = judged_index(index_dir)
+    count, queries = import_judgments(JudgmentStore(target), beir_dir, split)
+    click.echo(f"{target}: {count} judgments of {queries} queries imported")
+
+
+@main.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
 @index_option
 @click.option("--split", default="train", show_default=True, help="Qrels split whose pairs are used.")

@@ -3,6 +3,7 @@ writers; graded from the API, the server and the CLI; exported to and imported f
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from conftest import SMALL_RECORDS
 
 from retriever import Retriever
+from retriever.cli import main
 from retriever.client import Client
 from retriever.errors import RemoteError, RetrieverError, RetrieverWarning
 from retriever.eval.judged import warm_up
@@ -184,3 +187,75 @@ def test_a_read_only_server_lists_judgments_and_refuses_new_ones(served: Callabl
     assert client.judgment_summary(" dogs") == {"queries": 1, "judgments": 1, "ndcg_at_10": None,
                                                 "query": {"judged": 1, "ndcg_at_10": None}, "pending": True}
     client.close()
+
+
+# the command line and BEIR folders --------------------------------------------------------------------------
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_the_cli_judges_lists_and_refuses_bad_grades(index: Retriever) -> None:
+    folder = index.layout.root
+    assert cli("judge", " cats in the sun", "cats", "2", "--index", folder).exit_code == 0
+    result = cli("judge", "cats in the sun", "no-such-doc", "0", "--index", folder)
+    assert result.exit_code == 0 and "warning: document 'no-such-doc' is not in index" in result.output
+    assert cli("judge", "cats", "cats", "3", "--index", folder).exit_code == 2  # click's usage error
+    blank = cli("judge", "  ", "cats", "1", "--index", folder)
+    assert blank.exit_code == 1 and blank.output.strip() == "error: a judged query is empty or only whitespace"
+    listed = cli("judgments", "list", "--index", folder, "--query", "cats in the sun", "--json")
+    assert [json.loads(line)["doc_id"] for line in listed.output.splitlines()] == ["cats", "no-such-doc"]
+    assert cli("judgments", "list", "--index", folder).output.splitlines()[0] == "2  cats  cats in the sun"
+    nowhere = cli("judgments", "list", "--index", folder.parent / "nothing")
+    assert nowhere.exit_code == 1 and "no index at" in nowhere.output
+
+
+def test_export_writes_a_beir_folder_that_bench_and_train_read_and_import_reads_back(
+        index: Retriever, tmp_path: Path, tiny_model: str, tiny_encoder: object) -> None:
+    from retriever.eval.beir import load_beir
+    from retriever.training.data import load_training_data
+
+    index.judge("cats in the sun", "cats", 2)
+    index.judge("cats in the sun", "dogs", 0)
+    index.judge("a walk in the garden", "dogs", 1)
+    index.judge("a walk in the garden", "gone", 1)
+    index.remove("gone")  # never indexed; a removed document's judgment is exported all the same
+    out = tmp_path / "judged"
+    exported = cli("judgments", "export", out, "--index", index.layout.root)
+    assert exported.exit_code == 0, exported.output
+    assert "4 judgments of 2 queries, 4 documents; 1 about a document not in the index" in exported.output
+    assert (out / "qrels" / "test.tsv").read_text().splitlines()[0] == "query-id\tcorpus-id\tscore"
+    bench_data = load_beir(out, "test")  # what 'retriever bench' reads
+    assert set(bench_data.corpus) == {r["_id"] for r in SMALL_RECORDS}
+    assert bench_data.corpus["cats"].metadata == {"year": 2021}
+    assert sorted(bench_data.queries.values()) == ["a walk in the garden", "cats in the sun"]
+    training = load_training_data(out)  # what 'retriever train' reads: every judged document has its text
+    assert sum(len(d) for d in (*training.train.values(), *training.dev.values())) == 3
+    ran = cli("train", out, "-o", tmp_path / "model", "--model", tiny_model, "--max-steps", "1", "--batch-size", "2",
+              "--quiet")
+    assert ran.exit_code == 0, ran.output
+    again = cli("judgments", "export", out, "--index", index.layout.root)
+    assert again.exit_code == 1 and "not an empty folder" in again.output
+
+    other = Retriever.build(SMALL_RECORDS, index_dir=tmp_path / "other", encoder=tiny_encoder)
+    imported = cli("judgments", "import", out, "--index", other.layout.root)
+    assert imported.exit_code == 0 and "4 judgments of 2 queries imported" in imported.output
+    assert other.judgment_store.qrels() == index.judgment_store.qrels()
+    assert cli("judgments", "export", tmp_path / "again", "--index", other.layout.root).exit_code == 0
+    assert sorted((tmp_path / "again" / "qrels" / "test.tsv").read_text().splitlines()) == \
+        sorted((out / "qrels" / "test.tsv").read_text().splitlines())  # the same query ids: made from the text
+    other.close()
+
+
+def test_import_refuses_a_folder_it_cannot_read_whole(index: Retriever, tmp_path: Path) -> None:
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "queries.jsonl").write_text('{"_id": "1", "text": "cats"}\n')
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n1\tcats\t1\n1\tdogs\t3\n")
+    result = cli("judgments", "import", folder, "--index", index.layout.root)
+    assert result.exit_code == 1 and "has score 3" in result.output
+    assert index.judgments() == []
+    (folder / "qrels" / "test.tsv").write_text("1\tcats\t1\n2\tdogs\t1\n")
+    assert "query id '2' is not in queries.jsonl" in cli("judgments", "import", folder, "--index",
+                                                           index.layout.root).output
+    assert "qrels/dev.tsv is missing" in cli("judgments", "import", folder, "--index", index.layout.root,
+                                             "--split", "dev").output
