@@ -10,7 +10,8 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,46 @@ def test_bad_judgments_are_refused_with_one_line(tmp_path: Path, query: object, 
         JudgmentStore(tmp_path).judge(query, doc_id, grade)  # type: ignore[arg-type]
     assert "\n" not in str(caught.value)
     assert JudgmentStore(tmp_path).all() == []
+
+
+@contextmanager
+def read_only_view(folder: Path) -> Iterator[Path]:
+    """``folder`` as a read-only index: ``chmod a-w``, or, as root (whom chmod does not stop), a read-only bind
+    mount of it."""
+    if os.geteuid() != 0:
+        paths = [folder, *folder.rglob("*")]
+        for path in paths:
+            path.chmod(path.stat().st_mode & ~0o222)
+        try:
+            yield folder
+        finally:
+            for path in paths:
+                path.chmod(path.stat().st_mode | 0o200)
+        return
+    view = folder.parent / f"{folder.name}-read-only"
+    view.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(view)], capture_output=True).returncode == 0
+    try:
+        if not mounted or subprocess.run(["mount", "-o", "remount,ro,bind", str(view)],
+                                         capture_output=True).returncode != 0:
+            pytest.skip("root ignores chmod, and this machine cannot make a read-only mount")
+        yield view
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(view)], check=True)
+
+
+def test_a_read_only_index_folder_is_read_and_judging_there_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    JudgmentStore(folder).judge("cats", "cats", 1)
+    with read_only_view(folder) as view:
+        store = JudgmentStore(view)
+        assert store.qrels() == {"cats": {"cats": 1}} and store.revision() == 1
+        with pytest.raises(RetrieverError, match="is read-only") as caught:
+            store.judge("cats", "dogs", 0)
+        assert "\n" not in str(caught.value)
+        assert store.qrels() == {"cats": {"cats": 1}}
 
 
 @pytest.fixture

@@ -185,11 +185,12 @@ class JudgmentStore:
 
     def _open_for_reading(self) -> sqlite3.Connection:
         uri = self.path.resolve().as_uri()
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
-            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
             db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
             return db
         except sqlite3.OperationalError:
+            db.close()
             # a WAL database on a read-only folder or mount, its -shm not there to open: nobody can be writing
             # it, so it is read as immutable
             return sqlite3.connect(f"{uri}?immutable=1", uri=True)
