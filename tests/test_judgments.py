@@ -274,6 +274,10 @@ def test_export_writes_a_beir_folder_that_bench_and_train_read_and_import_reads_
     ran = cli("train", out, "-o", tmp_path / "model", "--model", tiny_model, "--max-steps", "1", "--batch-size", "2",
               "--quiet")
     assert ran.exit_code == 0, ran.output
+    benched = cli("bench", out, "--systems", "bm25", "--base-model", tiny_model, "--output", tmp_path / "results",
+                  "--cache", tmp_path / "cache", "--quiet")
+    assert benched.exit_code == 0, benched.output
+    assert json.loads((tmp_path / "results" / "judged-test.json").read_text())["counts"]["queries_scored"] == 2
     again = cli("judgments", "export", out, "--index", index.layout.root)
     assert again.exit_code == 1 and "not an empty folder" in again.output
 
