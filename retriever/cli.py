@@ -273,14 +273,16 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
 @click.option("--context-tokens", type=click.IntRange(1), default=2000, show_default=True,
               help="--context document: the most tokens a whole document may have.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result, for scripts.")
+@click.option("--explain", is_flag=True, help="Say why each hit ranks where it does: each side's score, rank and "
+              "normalised value, the fused score and the alpha used (JSON: field 'explanation').")
 @click.option("--model", default=None, help="Refuse to search unless the index was built with this model.")
 @backend_option
 @quantize_option
 @device_option
 def search(query: str, index_dir: Path | None, k: int, passages: bool, mode: str | None, fusion: str | None,
            alpha: float | None, where: tuple[str, ...], rerank: int, diversity: float | None, fetch_k: int | None,
-           context: int | str | None, context_tokens: int, as_json: bool, model: str | None, backend: str | None,
-           quantize: str | None, device: str) -> None:
+           context: int | str | None, context_tokens: int, as_json: bool, explain: bool, model: str | None,
+           backend: str | None, quantize: str | None, device: str) -> None:
     """Search an index for QUERY by meaning."""
     from retriever.errors import RetrieverError
     from retriever.retriever import Retriever
@@ -290,7 +292,7 @@ def search(query: str, index_dir: Path | None, k: int, passages: bool, mode: str
     retriever = Retriever.load(find_index(index_dir), model=model, backend=backend, quantize=quantize, device=device)
     hits = retriever.search(query, k=k, passages=passages, mode=mode, fusion=fusion, alpha=alpha, where=where,
                             rerank=rerank, diversity=diversity, fetch_k=fetch_k, context=context,
-                            context_tokens=context_tokens)
+                            context_tokens=context_tokens, explain=explain)
     if as_json:
         for hit in hits:
             click.echo(json.dumps(hit.to_dict(), ensure_ascii=False))
@@ -301,6 +303,8 @@ def search(query: str, index_dir: Path | None, k: int, passages: bool, mode: str
         label = hit.title or hit.source or hit.doc_id
         click.echo(f"{rank:>2}. {hit.score:.3f}  {hit.doc_id}  {label}")
         click.echo(f"    {marked(hit.text, hit.highlights)}")
+        if hit.explanation is not None:
+            click.echo(f"    why: {hit.explanation.line()}")
 
 
 def context_value(value: str | None) -> int | str | None:
