@@ -715,3 +715,22 @@ def serve(index_dir: Path | None, host: str, port: int, api_key: str | None, rea
                    "and change the index; set RETRIEVER_API_KEY", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log, server_header=False,
                 http=JsonErrorH11Protocol)  # what uvicorn refuses itself is answered as JSON too
+
+
+@main.command()
+@index_option
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port on 127.0.0.1 (0: any free one).")
+@click.option("--api-key", envvar="RETRIEVER_API_KEY", show_envvar=True, default=None,
+              help="Require this key (the page asks for it once per tab).")
+@click.option("--read-only", is_flag=True, help="Turn writes off, judging from the page included.")
+@click.option("--browser/--no-browser", default=True, show_default=True, help="Open the page in the browser.")
+def ui(index_dir: Path | None, port: int, api_key: str | None, read_only: bool, browser: bool) -> None:
+    """Open the search page of an index: search, see why each hit ranks, read documents, judge results."""
+    from retriever.extras import require_extra
+
+    require_extra("serve", "fastapi", "uvicorn", feature="retriever ui")
+    from retriever.serve.ui import run_ui
+
+    run_ui(find_index(index_dir), port=port, open_browser=browser, api_key=api_key, read_only=read_only,
+           announce=lambda line: click.echo(line))

@@ -3,7 +3,8 @@
 Endpoints (``/docs`` has the OpenAPI page): ``POST /search``, ``POST /search/batch``, ``POST /context``,
 ``POST /documents`` (add or update), ``POST /documents/delete`` (several ids), ``DELETE /documents/{id}``,
 ``GET /documents/{id}``, ``POST /verify``, ``GET /info`` and ``GET /health`` (the one endpoint open
-without the API key). Searches run on the threadpool; writes on the index's own writer thread.
+without the API key), and the search page at ``GET /`` (``page``). Searches run on the threadpool; writes
+on the index's own writer thread.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from retriever.serve.models import (
     VerifyRequest,
     WriteResponse,
 )
+from retriever.serve.page import page_router
 from retriever.serve.served_index import ServedIndex
 from retriever.verification.verdict import Verdict
 
@@ -106,6 +108,7 @@ def create_app(
         most_reranked = limits.max_k if reader.rerank_head is not None else 0
     app.openapi = lambda: _openapi(app, limits, most_reranked)  # type: ignore[method-assign]
     sources = SourcePaths(index)
+    app.include_router(page_router())  # the search page at GET / (serve/page.py)
 
     def check_search(settings: SearchSettings, queries: list[str]) -> None:
         if settings.k is None:
