@@ -45,4 +45,7 @@ def run_ui(index_dir: Path, port: int = 0, open_browser: bool = True, api_key: s
                 webbrowser.open(url)
 
     threading.Thread(target=when_started, name="retriever-ui-open", daemon=True).start()
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: stopping is the normal way out
+        pass
