@@ -1,7 +1,7 @@
 """The search page in a real browser (issue 20): Playwright for Python driving Debian's chromium.
 
-One ``retriever ui --no-browser`` server (writable, no key) and one ``retriever serve --read-only`` with an API
-key, both real processes over a tiny index that holds hostile documents, and one browser, for the whole module.
+Two servers as ``retriever ui`` runs them (one writable without a key, one read-only with an API key and a lower
+``max_k``) over a tiny index that holds hostile documents, and one browser, for the whole module.
 Each test opens a fresh browser context (its own session storage). Playwright's own browser download cannot be
 reached here: the tests use the system's chromium (``RETRIEVER_CHROMIUM`` or ``chromium`` on the PATH).
 """
@@ -9,11 +9,8 @@ reached here: the tests use the system's chromium (``RETRIEVER_CHROMIUM`` or ``c
 from __future__ import annotations
 
 import os
-import select
 import shutil
-import signal
-import subprocess
-import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +25,11 @@ pytestmark = pytest.mark.skipif(not CHROMIUM, reason="no chromium to drive: apt-
                                 "(or set RETRIEVER_CHROMIUM to a Chromium binary)")
 
 import httpx  # noqa: E402
-from conftest import free_port  # noqa: E402
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 from retriever import Retriever  # noqa: E402
+from retriever.serve.limits import Limits  # noqa: E402
+from retriever.serve.ui import page_server  # noqa: E402
 
 KEY = "page-key-42"
 MAX_K = 5  # the locked server's limit, which the page must respect
@@ -63,46 +61,24 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model: str) -> Path
 
 @pytest.fixture(scope="module")
 def servers(index_dir: Path) -> Iterator[dict[str, str]]:
-    """Both servers, started side by side (each imports torch): ``retriever ui --no-browser --port 0``, open and
-    writable, and ``retriever serve --read-only`` with an API key and a lower ``--max-k``."""
-    binary = str(Path(sys.executable).parent / "retriever")
-    port = free_port()
-    ui = subprocess.Popen([binary, "ui", "--index", str(index_dir), "--port", "0", "--no-browser"],
-                          env={**os.environ, "RETRIEVER_API_KEY": ""}, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-    locked = subprocess.Popen([binary, "serve", "--index", str(index_dir), "--port", str(port), "--read-only",
-                               "--max-k", str(MAX_K)], env={**os.environ, "RETRIEVER_API_KEY": KEY},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """The servers ``retriever ui`` runs (``page_server``), in this process (no second torch import): one open
+    and writable, one read-only with an API key and a lower ``max_k``."""
+    made = [page_server(index_dir), page_server(index_dir, api_key=KEY, read_only=True, limits=Limits(max_k=MAX_K))]
+    threads = [threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+               for server, sock, _ in made]
+    for thread in threads:
+        thread.start()
     try:
-        yield {"page": _printed_url(ui), "locked": _healthy(locked, f"http://127.0.0.1:{port}/")}
+        deadline = time.monotonic() + 120  # bounds a hang only
+        while not all(server.started for server, _, _ in made):
+            assert all(t.is_alive() for t in threads) and time.monotonic() < deadline, "a server did not start"
+            time.sleep(0.02)
+        yield {"page": made[0][2], "locked": made[1][2]}
     finally:
-        for process in (ui, locked):
-            process.send_signal(signal.SIGINT)
-        outputs = [process.communicate(timeout=30)[0] for process in (ui, locked)]
-    for process, output in zip((ui, locked), outputs):
-        assert process.returncode == 0 and "Traceback" not in output, output
-
-
-def _printed_url(process: subprocess.Popen) -> str:
-    """The URL ``retriever ui`` prints once it listens."""
-    lines: list[str] = []
-    while not lines or not lines[-1].startswith("search page: "):
-        ready, _, _ = select.select([process.stdout], [], [], 300)  # bounds a hang only
-        assert ready and process.poll() is None, "".join(lines)
-        lines.append(process.stdout.readline())
-    return lines[-1].split()[2]
-
-
-def _healthy(process: subprocess.Popen, url: str) -> str:
-    deadline = time.monotonic() + 300  # bounds a hang only
-    while True:
-        try:
-            if httpx.get(url + "health", timeout=5).status_code == 200:
-                return url
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.1)
+        for server, _, _ in made:
+            server.should_exit = True
+        for thread in threads:
+            thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")

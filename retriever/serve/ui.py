@@ -12,20 +12,26 @@ import time
 import webbrowser
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from retriever.errors import RetrieverError
+from retriever.serve.limits import Limits
 
 HOST = "127.0.0.1"
 
 
-def run_ui(index_dir: Path, port: int = 0, open_browser: bool = True, api_key: str | None = None,
-           read_only: bool = False, announce: Callable[[str], None] = print) -> None:
-    """Serve the index and its page until Ctrl-C; ``port`` 0 takes a free one."""
+def page_server(index_dir: Path, port: int = 0, api_key: str | None = None, read_only: bool = False,
+                limits: Limits | None = None) -> tuple[Any, socket.socket, str]:
+    """A uvicorn server for the index, its listening socket on 127.0.0.1 (``port`` 0: a free one) and the page's URL.
+
+    Run it with ``server.run(sockets=[sock])``; the index and its model are loaded now, so a bad index fails here.
+    """
     import uvicorn
 
-    from retriever.errors import RetrieverError
     from retriever.serve.app import create_app
     from retriever.serve.errors import JsonErrorH11Protocol
 
-    app = create_app(index_dir, api_key=api_key, read_only=read_only)
+    app = create_app(index_dir, api_key=api_key, read_only=read_only, limits=limits)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.bind((HOST, port))
@@ -33,8 +39,14 @@ def run_ui(index_dir: Path, port: int = 0, open_browser: bool = True, api_key: s
         sock.close()
         raise RetrieverError(f"cannot listen on {HOST}:{port} ({exc.strerror}); choose another --port") from None
     url = f"http://{HOST}:{sock.getsockname()[1]}/"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", server_header=False,
-                                           http=JsonErrorH11Protocol))
+    config = uvicorn.Config(app, log_level="warning", server_header=False, http=JsonErrorH11Protocol)
+    return uvicorn.Server(config), sock, url
+
+
+def run_ui(index_dir: Path, port: int = 0, open_browser: bool = True, api_key: str | None = None,
+           read_only: bool = False, announce: Callable[[str], None] = print) -> None:
+    """Serve the index and its page until Ctrl-C, saying where (and opening it) once it listens."""
+    server, sock, url = page_server(index_dir, port, api_key=api_key, read_only=read_only)
 
     def when_started() -> None:
         while not server.started and not server.should_exit:
