@@ -31,13 +31,17 @@ def page_server(index_dir: Path, port: int = 0, api_key: str | None = None, read
     from retriever.serve.app import create_app
     from retriever.serve.errors import JsonErrorH11Protocol
 
-    app = create_app(index_dir, api_key=api_key, read_only=read_only, limits=limits)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.bind((HOST, port))
+        sock.bind((HOST, port))  # before loading anything: a busy port fails at once
     except OSError as exc:
         sock.close()
         raise RetrieverError(f"cannot listen on {HOST}:{port} ({exc.strerror}); choose another --port") from None
+    try:
+        app = create_app(index_dir, api_key=api_key, read_only=read_only, limits=limits)
+    except BaseException:
+        sock.close()
+        raise
     url = f"http://{HOST}:{sock.getsockname()[1]}/"
     config = uvicorn.Config(app, log_level="warning", server_header=False, http=JsonErrorH11Protocol)
     return uvicorn.Server(config), sock, url
