@@ -156,7 +156,9 @@ def test_search_shows_hits_with_highlights_and_explanation(visit: Visit, page_ur
     visit.search("cats", mode="lexical", k=2)
     expect(hits).to_have_count(2)
     assert all(text.startswith("lexical: BM25 ") for text in visit.page.locator(".why").all_text_contents())
-    expect(visit.page.locator("#judging")).to_be_hidden()  # no judgments API on this server yet: no judging UI
+    if httpx.get(page_url + "judgments/summary").status_code == 404:  # a server without judgments: none shown
+        expect(visit.page.locator("#judging")).to_be_hidden()
+        assert visit.page.locator(".grade").count() == 0
 
 
 def test_document_view_marks_the_passage_in_place(visit: Visit, page_url: str) -> None:
@@ -225,3 +227,30 @@ def test_api_key_is_asked_once_and_a_read_only_server_has_no_grading(visit: Visi
     expect(page.locator("#key-form")).to_be_hidden()
     visit.search("dogs garden", k=1)
     expect(page.locator("li.hit")).to_have_count(1)
+
+
+def test_judging_from_the_page(visit: Visit, page_url: str) -> None:
+    if httpx.get(page_url + "judgments/summary").status_code == 404:
+        pytest.skip("the judgments API (POST /judgments) is not on this branch yet")
+    page = visit.page
+    visit.open(page_url)
+    query = "dogs walk in the garden"
+    visit.search(query, k=3)
+    expect(page.locator("#judging")).to_contain_text("This query: 0 judged (0 of these 3 results)")
+    first, second = page.locator("li.hit").nth(0), page.locator("li.hit").nth(1)
+    first_id, second_id = first.get_attribute("data-doc-id"), second.get_attribute("data-doc-id")
+    first.locator(".grade[data-grade='2']").click()
+    expect(first.locator(".grade[data-grade='2']")).to_have_attribute("aria-pressed", "true")
+    page.locator("li.hit").nth(1).locator(".grade[data-grade='0']").click()
+    expect(page.locator("#judging")).to_contain_text("This query: 2 judged (2 of these 3 results)")
+    stored = httpx.get(page_url + "judgments", params={"query": query}).json()["judgments"]
+    assert {(j["doc_id"], j["grade"]) for j in stored} == {(first_id, 2), (second_id, 0)}
+    summary = httpx.get(page_url + "judgments/summary", params={"query": query}).json()
+    expect(page.locator("#judging")).to_contain_text(f"nDCG@10 {summary['query']['ndcg_at_10']:.3f}")
+    page.reload()  # the grades are the server's: shown again on a new search
+    expect(page.locator("body[data-ready=true]")).to_have_count(1)
+    visit.search(query, k=3)
+    expect(page.locator(f"li.hit[data-doc-id='{first_id}'] .grade[data-grade='2']")).to_have_attribute(
+        "aria-pressed", "true")
+    expect(page.locator(f"li.hit[data-doc-id='{second_id}'] .grade[data-grade='1']")).to_have_attribute(
+        "aria-pressed", "false")
