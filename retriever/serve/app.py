@@ -3,8 +3,7 @@
 Endpoints (``/docs`` has the OpenAPI page): ``POST /search``, ``POST /search/batch``, ``POST /context``,
 ``POST /documents`` (add or update), ``POST /documents/delete`` (several ids), ``DELETE /documents/{id}``,
 ``GET /documents/{id}``, ``POST /verify``, ``GET /info`` and ``GET /health`` (the one endpoint open
-without the API key), and the search page at ``GET /`` (``page``). Searches run on the threadpool; writes
-on the index's own writer thread.
+without the API key). Searches run on the threadpool; writes on the index's own writer thread.
 """
 
 from __future__ import annotations
