@@ -202,6 +202,23 @@
       api("GET", `/judgments?query=${q}`), api("GET", `/judgments/summary?query=${q}`)]);
     for (const judgment of list.judgments || []) state.grades.set(judgment.doc_id, judgment.grade);
     state.summary = summary;
+    if (summary && summary.pending) refreshSummaryLater(state.query);
+  }
+
+  // The server's scorer may still be loading (pending: counts right, nDCG null): ask again shortly.
+  function refreshSummaryLater(query, tries = 20) {
+    setTimeout(async () => {
+      if (state.query !== query) return;
+      try {
+        const summary = await api("GET", `/judgments/summary?query=${encodeURIComponent(query)}`);
+        if (state.query !== query) return;
+        state.summary = summary;
+        showJudging();
+        if (summary.pending && tries > 1) refreshSummaryLater(query, tries - 1);
+      } catch (error) {
+        status(error.message, true);
+      }
+    }, 500);
   }
 
   async function judge(hit, grade) {
@@ -229,6 +246,7 @@
       parts.push(`All judged queries: ${state.summary.queries} queries, ${state.summary.judgments} judgments, `
         + `nDCG@10 ${ndcg(state.summary.ndcg_at_10)}`);
     }
+    if (state.summary && state.summary.pending) parts.push("Computing nDCG…");
     if (state.readOnly) parts.push("Read-only server: grading is off.");
     box.replaceChildren(...parts.map((text) => el("p", { text })));
     box.hidden = false;
