@@ -245,8 +245,13 @@ def test_judging_from_the_page(visit: Visit, page_url: str) -> None:
     expect(page.locator("#judging")).to_contain_text("This query: 2 judged (2 of these 3 results)")
     stored = httpx.get(page_url + "judgments", params={"query": query}).json()["judgments"]
     assert {(j["doc_id"], j["grade"]) for j in stored} == {(first_id, 2), (second_id, 0)}
-    summary = httpx.get(page_url + "judgments/summary", params={"query": query}).json()
-    expect(page.locator("#judging")).to_contain_text(f"nDCG@10 {summary['query']['ndcg_at_10']:.3f}")
+    summary = {"pending": True}
+    deadline = time.monotonic() + 60  # the server's scorer loads on its first summary (seconds)
+    while summary.get("pending") and time.monotonic() < deadline:
+        summary = httpx.get(page_url + "judgments/summary", params={"query": query}).json()
+        time.sleep(0.1)
+    expect(page.locator("#judging")).to_contain_text(f"nDCG@10 {summary['query']['ndcg_at_10']:.3f}",
+                                                     timeout=60_000)
     page.reload()  # the grades are the server's: shown again on a new search
     expect(page.locator("body[data-ready=true]")).to_have_count(1)
     visit.search(query, k=3)

@@ -206,7 +206,7 @@
   }
 
   // The server's scorer may still be loading (pending: counts right, nDCG null): ask again shortly.
-  function refreshSummaryLater(query, tries = 20) {
+  function refreshSummaryLater(query, tries = 120) {
     setTimeout(async () => {
       if (state.query !== query) return;
       try {
