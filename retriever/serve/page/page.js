@@ -8,7 +8,7 @@
   const $ = (id) => document.getElementById(id);
   const state = {
     maxK: 100, readOnly: false, judging: false,
-    query: null, hits: [], grades: new Map(), summary: null,
+    query: null, hits: [], grades: new Map(), summary: null, summaryAsked: 0,
   };
 
   // DOM from text only ------------------------------------------------------------------------------------------
@@ -193,32 +193,28 @@
   }
 
   // Judging --------------------------------------------------------------------------------------------------------
+  // The grades first (the buttons show them at once), then the summary, which may take the server a while.
   async function loadJudgments() {
     state.grades = new Map();
     state.summary = null;
     if (!state.judging || state.query === null) return;
-    const q = encodeURIComponent(state.query);
-    const [list, summary] = await Promise.all([
-      api("GET", `/judgments?query=${q}`), api("GET", `/judgments/summary?query=${q}`)]);
+    const list = await api("GET", `/judgments?query=${encodeURIComponent(state.query)}`);
     for (const judgment of list.judgments || []) state.grades.set(judgment.doc_id, judgment.grade);
-    state.summary = summary;
-    if (summary && summary.pending) refreshSummaryLater(state.query);
+    refreshSummary(state.query);
   }
 
   // The server's scorer may still be loading (pending: counts right, nDCG null): ask again shortly.
-  function refreshSummaryLater(query, tries = 120) {
-    setTimeout(async () => {
-      if (state.query !== query) return;
-      try {
-        const summary = await api("GET", `/judgments/summary?query=${encodeURIComponent(query)}`);
-        if (state.query !== query) return;
-        state.summary = summary;
-        showJudging();
-        if (summary.pending && tries > 1) refreshSummaryLater(query, tries - 1);
-      } catch (error) {
-        status(error.message, true);
-      }
-    }, 500);
+  async function refreshSummary(query, tries = 120) {
+    const asked = ++state.summaryAsked; // only the latest answer is shown (an older one may arrive last)
+    try {
+      const summary = await api("GET", `/judgments/summary?query=${encodeURIComponent(query)}`);
+      if (state.query !== query || asked !== state.summaryAsked) return;
+      state.summary = summary;
+      showJudging();
+      if (summary.pending && tries > 1) setTimeout(() => refreshSummary(query, tries - 1), 500);
+    } catch (error) {
+      status(error.message, true);
+    }
   }
 
   async function judge(hit, grade) {
@@ -239,14 +235,14 @@
     const shown = state.hits.filter((hit) => state.grades.has(hit.doc_id)).length;
     const here = state.summary && state.summary.query;
     const parts = [
-      `This query: ${here ? here.judged : 0} judged (${shown} of these ${state.hits.length} results), `
+      `This query: ${state.grades.size} judged (${shown} of these ${state.hits.length} results), `
         + `nDCG@10 ${ndcg(here ? here.ndcg_at_10 : null)}`,
     ];
     if (state.summary) {
       parts.push(`All judged queries: ${state.summary.queries} queries, ${state.summary.judgments} judgments, `
         + `nDCG@10 ${ndcg(state.summary.ndcg_at_10)}`);
     }
-    if (state.summary && state.summary.pending) parts.push("Computing nDCG…");
+    if (!state.summary || state.summary.pending) parts.push("Computing nDCG@10…");
     if (state.readOnly) parts.push("Read-only server: grading is off.");
     box.replaceChildren(...parts.map((text) => el("p", { text })));
     box.hidden = false;
