@@ -222,6 +222,9 @@ def test_api_key_is_asked_once_and_a_read_only_server_has_no_grading(visit: Visi
     expect(page.locator("li.hit")).to_have_count(MAX_K)
     assert page.locator("#k").input_value() == str(MAX_K)
     assert page.locator("li.hit .grade").count() == 0  # read-only: no grade buttons
+    if httpx.get(locked_url + "judgments", params={"query": "x"}, headers={"Authorization": f"Bearer {KEY}"},
+                 timeout=60).status_code != 404:  # a server with judgments shows them, and says why no buttons
+        expect(page.locator("#judging")).to_contain_text("Read-only server: grading is off.")
     page.reload()  # the key is kept for the tab: not asked again
     expect(page.locator("body[data-ready=true]")).to_have_count(1)
     expect(page.locator("#key-form")).to_be_hidden()
@@ -245,13 +248,6 @@ def test_judging_from_the_page(visit: Visit, page_url: str) -> None:
     expect(page.locator("#judging")).to_contain_text("This query: 2 judged (2 of these 3 results)")
     stored = httpx.get(page_url + "judgments", params={"query": query}).json()["judgments"]
     assert {(j["doc_id"], j["grade"]) for j in stored} == {(first_id, 2), (second_id, 0)}
-    summary = {"pending": True}
-    deadline = time.monotonic() + 60  # the server's scorer loads on its first summary (seconds)
-    while summary.get("pending") and time.monotonic() < deadline:
-        summary = httpx.get(page_url + "judgments/summary", params={"query": query}).json()
-        time.sleep(0.1)
-    expect(page.locator("#judging")).to_contain_text(f"nDCG@10 {summary['query']['ndcg_at_10']:.3f}",
-                                                     timeout=60_000)
     page.reload()  # the grades are the server's: shown again on a new search
     expect(page.locator("body[data-ready=true]")).to_have_count(1)
     visit.search(query, k=3)
@@ -259,3 +255,12 @@ def test_judging_from_the_page(visit: Visit, page_url: str) -> None:
         "aria-pressed", "true")
     expect(page.locator(f"li.hit[data-doc-id='{second_id}'] .grade[data-grade='1']")).to_have_attribute(
         "aria-pressed", "false")
+    # the nDCG@10 the server computes (its scorer's first summary can take a minute on a loaded machine: last)
+    summary = httpx.get(page_url + "judgments/summary", params={"query": query}, timeout=300).json()
+    while summary["pending"]:
+        time.sleep(0.2)
+        summary = httpx.get(page_url + "judgments/summary", params={"query": query}, timeout=300).json()
+    assert summary["query"]["judged"] == 2 and summary["judgments"] >= 2
+    expect(page.locator("#judging")).to_contain_text(f"nDCG@10 {summary['query']['ndcg_at_10']:.3f}",
+                                                     timeout=300_000)
+    expect(page.locator("#judging")).not_to_contain_text("Computing")
