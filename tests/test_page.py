@@ -112,6 +112,8 @@ class Visit:
         self.errors: list[str] = []
         self.page.on("dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss()))
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on("console", lambda message: self.errors.append(message.text)  # the page breaks its own CSP
+                     if "Content Security Policy" in message.text else None)
 
     def open(self, url: str) -> Any:
         response = self.page.goto(url)
@@ -134,7 +136,7 @@ def visit(browser: Browser) -> Iterator[Visit]:
     opened = Visit(browser)
     yield opened
     opened.context.close()
-    assert opened.errors == []  # no script error on the page, whatever the documents held
+    assert opened.errors == []  # no script error, no CSP violation, whatever the documents held
 
 
 def test_search_shows_hits_with_highlights_and_explanation(visit: Visit, page_url: str) -> None:
