@@ -1,7 +1,8 @@
 """The screenshot of the search page in the docs (docs/assets/search-page.png), taken in Debian's chromium.
 
 Indexes the sample corpus with the default model into a temporary folder, serves it as ``retriever ui`` does,
-runs one search and takes the picture, so that the docs show the page as it is::
+runs one search (and grades its first hit, when the server has judgments) and takes the picture, so that the
+docs show the page as it is::
 
     python -m benchmarks.page_screenshot            # writes docs/assets/search-page.png
 """
@@ -52,6 +53,9 @@ def main() -> None:
                 page.fill("#k", "4")
                 page.click("#search-form button[type=submit]")
                 page.wait_for_selector("li.hit")
+                if page.locator("li.hit .grade").count():  # a server with judgments: grade the first hit
+                    page.locator("li.hit .grade[data-grade='2']").first.click()
+                    page.wait_for_selector("#judging:not(:has-text('Computing'))", timeout=300_000)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out))
                 browser.close()
