@@ -55,6 +55,7 @@ def main() -> None:
                 page.wait_for_selector("li.hit")
                 if page.locator("li.hit .grade").count():  # a server with judgments: grade the first hit
                     page.locator("li.hit .grade[data-grade='2']").first.click()
+                    page.wait_for_selector("#judging:has-text('1 judged')")
                     page.wait_for_selector("#judging:not(:has-text('Computing'))", timeout=300_000)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out))
