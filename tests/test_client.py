@@ -62,6 +62,8 @@ def test_search_and_search_many_return_the_hits_of_the_local_retriever(client: C
     assert [h.explanation for h in explained] == [h.explanation for h in local_explained]
     assert all(h.explanation.fused == pytest.approx(h.score) for h in explained)
     assert client.search("cats in the sun", k=2)[0].explanation is None
+    batch = client.search_many(["cats in the sun", "dogs garden"], k=2, explain=True)  # POST /search/batch too
+    assert [h.explanation for h in batch[0]] == [h.explanation for h in local_explained]
     with pytest.raises(TypeError, match="unknown search option"):
         client.search("cats", colour="red")
 
