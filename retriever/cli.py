@@ -273,14 +273,16 @@ def index(path: Path, index_dir: Path | None, model: str | None, ann: str, chunk
 @click.option("--context-tokens", type=click.IntRange(1), default=2000, show_default=True,
               help="--context document: the most tokens a whole document may have.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result, for scripts.")
+@click.option("--explain", is_flag=True, help="Say why each hit ranks where it does: each side's score, rank and "
+              "normalised value, the fused score and the alpha used (JSON: field 'explanation').")
 @click.option("--model", default=None, help="Refuse to search unless the index was built with this model.")
 @backend_option
 @quantize_option
 @device_option
 def search(query: str, index_dir: Path | None, k: int, passages: bool, mode: str | None, fusion: str | None,
            alpha: float | None, where: tuple[str, ...], rerank: int, diversity: float | None, fetch_k: int | None,
-           context: int | str | None, context_tokens: int, as_json: bool, model: str | None, backend: str | None,
-           quantize: str | None, device: str) -> None:
+           context: int | str | None, context_tokens: int, as_json: bool, explain: bool, model: str | None,
+           backend: str | None, quantize: str | None, device: str) -> None:
     """Search an index for QUERY by meaning."""
     from retriever.errors import RetrieverError
     from retriever.retriever import Retriever
@@ -290,7 +292,7 @@ def search(query: str, index_dir: Path | None, k: int, passages: bool, mode: str
     retriever = Retriever.load(find_index(index_dir), model=model, backend=backend, quantize=quantize, device=device)
     hits = retriever.search(query, k=k, passages=passages, mode=mode, fusion=fusion, alpha=alpha, where=where,
                             rerank=rerank, diversity=diversity, fetch_k=fetch_k, context=context,
-                            context_tokens=context_tokens)
+                            context_tokens=context_tokens, explain=explain)
     if as_json:
         for hit in hits:
             click.echo(json.dumps(hit.to_dict(), ensure_ascii=False))
@@ -301,6 +303,8 @@ def search(query: str, index_dir: Path | None, k: int, passages: bool, mode: str
         label = hit.title or hit.source or hit.doc_id
         click.echo(f"{rank:>2}. {hit.score:.3f}  {hit.doc_id}  {label}")
         click.echo(f"    {marked(hit.text, hit.highlights)}")
+        if hit.explanation is not None:
+            click.echo(f"    why: {hit.explanation.line()}")
 
 
 def context_value(value: str | None) -> int | str | None:
@@ -791,3 +795,22 @@ def serve(index_dir: Path | None, host: str, port: int, api_key: str | None, rea
                    "and change the index; set RETRIEVER_API_KEY", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log, server_header=False,
                 http=JsonErrorH11Protocol)  # what uvicorn refuses itself is answered as JSON too
+
+
+@main.command()
+@index_option
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port on 127.0.0.1 (0: any free one).")
+@click.option("--api-key", envvar="RETRIEVER_API_KEY", show_envvar=True, default=None,
+              help="Require this key (the page asks for it once per tab).")
+@click.option("--read-only", is_flag=True, help="Turn writes off, judging from the page included.")
+@click.option("--browser/--no-browser", default=True, show_default=True, help="Open the page in the browser.")
+def ui(index_dir: Path | None, port: int, api_key: str | None, read_only: bool, browser: bool) -> None:
+    """Open the search page of an index: search, see why each hit ranks, read documents, judge results."""
+    from retriever.extras import require_extra
+
+    require_extra("serve", "fastapi", "uvicorn", feature="retriever ui")
+    from retriever.serve.ui import run_ui
+
+    run_ui(find_index(index_dir), port=port, open_browser=browser, api_key=api_key, read_only=read_only,
+           announce=lambda line: click.echo(line))

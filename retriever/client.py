@@ -134,7 +134,8 @@ class Client:
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:
     """Search options as the API takes them: unset ones left out, filters as a list."""
-    known = {"mode", "fusion", "alpha", "where", "rerank", "diversity", "fetch_k", "context", "context_tokens"}
+    known = {"mode", "fusion", "alpha", "where", "rerank", "diversity", "fetch_k", "context", "context_tokens",
+             "explain"}
     unknown = set(options) - known
     if unknown:
         raise TypeError(f"unknown search option(s): {', '.join(sorted(unknown))}")

@@ -458,7 +458,8 @@ class Retriever:
         ``max(4 * k, 20)``); None (default) ranks by relevance alone. ``context``: each hit's passage with up to
         that many neighbouring passages of its document on each side, or ``"document"``: the whole document if it
         has at most ``context_tokens`` tokens (default 2000), else as many neighbours as fit. Every hit carries
-        ``snippet`` and ``highlights``.
+        ``snippet`` and ``highlights``; ``explain=True`` adds its ``explanation``: each side's score, rank and
+        normalised value, and the fused score with the fusion and alpha used.
         """
         return self.search_many([query], k=k, passages=passages, diversity=diversity, fetch_k=fetch_k,
                                 context=context, **options)[0]
@@ -477,13 +478,17 @@ class Retriever:
         fetch_k: int | None = None,
         context: int | str | None = None,
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+        explain: bool = False,
     ) -> list[list[Hit]]:
-        """Search several queries at once: one encoding call, one search per segment, one text lookup."""
+        """Search several queries at once: one encoding call, one search per segment, one text lookup.
+
+        ``explain``: attach to each hit its ``explanation`` (``retriever.search.explain``).
+        """
         if isinstance(queries, str):
             raise TypeError("search_many takes a list of queries; use search() for one")
         planned = self._plan(queries, k=k, passages=passages, mode=mode, fusion=fusion, alpha=alpha, where=where,
                              rerank=rerank, diversity=diversity, fetch_k=fetch_k, context=context,
-                             context_tokens=context_tokens)
+                             context_tokens=context_tokens, explain=explain)
         return search_batch(*planned, count_tokens=self._count_tokens) if planned[0] else []
 
     def context_for(self, query: str, max_tokens: int = DEFAULT_CONTEXT_TOKENS, k: int = 10, context: int = 1,

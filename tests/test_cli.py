@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +107,16 @@ def test_search_json_lines(indexed: Path) -> None:
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     q1 = next(h for h in hits if h["doc_id"] == "q1")
     assert q1["metadata"] == {"year": 2021} and q1["title"] == "Refunds"
+
+
+
+def test_ui_refuses_a_busy_port_in_one_line_before_loading_anything(indexed: Path) -> None:
+    with socket.socket() as busy:  # issue 20: 'retriever ui' serves the search page on 127.0.0.1
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert_error(run("ui", "--port", str(port), "--no-browser"), f"cannot listen on 127.0.0.1:{port}")
+    assert_error(run("ui", "--index", "no-such-index", "--no-browser"), "no-such-index")
 
 
 def test_search_passages_mode(indexed: Path) -> None:

@@ -49,6 +49,7 @@ def same_hits(remote: list[Hit], local: list[Hit]) -> None:
 def test_search_and_search_many_return_the_hits_of_the_local_retriever(client: Client, index_dir: Path) -> None:
     with Retriever.load(index_dir) as local:
         same_hits(client.search("cats in the sun", k=2), local.search("cats in the sun", k=2))
+        local_explained = local.search("cats in the sun", k=2, explain=True)
         options = {"mode": "lexical", "where": ["year>=2020"]}
         same_hits(client.search("train coast", **options), local.search("train coast", **options))
         queries = ["cats sun", "dogs garden"]
@@ -57,6 +58,12 @@ def test_search_and_search_many_return_the_hits_of_the_local_retriever(client: C
             same_hits(remote, here)
     with pytest.raises(TypeError):
         client.search_many("one query")
+    explained = client.search("cats in the sun", k=2, explain=True)  # the explanation comes through (issue 20)
+    assert [h.explanation for h in explained] == [h.explanation for h in local_explained]
+    assert all(h.explanation.fused == pytest.approx(h.score) for h in explained)
+    assert client.search("cats in the sun", k=2)[0].explanation is None
+    batch = client.search_many(["cats in the sun", "dogs garden"], k=2, explain=True)  # POST /search/batch too
+    assert [h.explanation for h in batch[0]] == [h.explanation for h in local_explained]
     with pytest.raises(TypeError, match="unknown search option"):
         client.search("cats", colour="red")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,74 @@ def test_bad_filter_and_bad_mode_are_clear_errors(tmp_path: Path, tiny_model: st
     assert result.exit_code == 1 and result.output.startswith("error: bad filter")
     result = runner.invoke(main, ["search", "cats", "--index", str(tmp_path / "i"), "--rerank", "5"])
     assert result.exit_code == 1 and "no learned metric head" in result.output
+
+
+# explanations (issue 20) -------------------------------------------------------------------------------------------
+EXPLAINED = RECORDS + [
+    {"_id": "sun", "title": "Sun", "text": "the sun warms cats and zebras alike", "year": 2019},
+    {"_id": "garden", "title": "Garden", "text": "a quiet garden where the zebra sleeps", "year": 2020},
+    {"_id": "rock", "title": "Rock", "text": "quartz crystals in granite rock", "year": 2017},
+]
+QUERY = "zebra sleeps in the sun"
+
+
+@pytest.fixture(scope="module")
+def explained_index(tmp_path_factory: pytest.TempPathFactory, tiny_model: str) -> Path:
+    folder = tmp_path_factory.mktemp("explain") / "i"
+    Retriever.build(EXPLAINED, index_dir=folder, model=tiny_model).close()
+    return folder
+
+
+def _side(r: Retriever, mode: str) -> dict[str, tuple[int, float]]:
+    """Each document's (1-based rank, score) on one side alone."""
+    return {h.doc_id: (rank, h.score) for rank, h in enumerate(r.search(QUERY, k=10, mode=mode), start=1)}
+
+
+def test_explanation_of_convex_fusion_is_what_the_ranking_computed(explained_index: Path) -> None:
+    r = Retriever.load(explained_index)
+    hits = r.search(QUERY, k=6, mode="hybrid", fusion="convex", alpha=0.3, explain=True)
+    dense, lexical = _side(r, "dense"), _side(r, "lexical")
+    assert len(hits) == 6 and {h.doc_id for h in hits} == set(dense)
+    for hit in hits:
+        e = hit.explanation
+        assert (e.mode, e.fusion, e.alpha, e.reranked) == ("hybrid", "convex", 0.3, None)
+        assert e.fused == hit.score
+        assert (e.dense_rank, e.dense_score) == pytest.approx(dense[hit.doc_id])
+        if hit.doc_id in lexical:
+            assert (e.lexical_rank, e.lexical_score) == pytest.approx(lexical[hit.doc_id])
+        else:  # BM25 did not find it: no rank, and it contributed nothing
+            assert (e.lexical_rank, e.lexical_score, e.lexical_normalized) == (None, None, None)
+        assert hit.score == pytest.approx(0.3 * e.dense_normalized + 0.7 * (e.lexical_normalized or 0.0), abs=1e-12)
+    assert {h.explanation.dense_normalized for h in hits if h.explanation.dense_rank == 1} == {1.0}
+    assert {h.explanation.dense_normalized for h in hits if h.explanation.dense_rank == len(dense)} == {0.0}
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_explanation_of_rrf_and_of_one_side(explained_index: Path) -> None:
+    r = Retriever.load(explained_index)
+    for hit in r.search(QUERY, k=6, mode="hybrid", fusion="rrf", explain=True):
+        e = hit.explanation
+        assert e.fusion == "rrf" and e.alpha is None
+        ranks = [rank for rank in (e.dense_rank, e.lexical_rank) if rank is not None]
+        assert hit.score == e.fused == pytest.approx(sum(1 / (60 + rank) for rank in ranks), abs=1e-12)
+        assert e.dense_normalized == pytest.approx(1 / (60 + e.dense_rank))
+    for mode in ("dense", "lexical"):
+        hits = r.search(QUERY, k=3, mode=mode, explain=True)
+        for rank, hit in enumerate(hits, start=1):
+            e = hit.explanation
+            own = (e.dense_rank, e.dense_score) if mode == "dense" else (e.lexical_rank, e.lexical_score)
+            other = e.lexical_rank if mode == "dense" else e.dense_rank
+            assert (e.mode, e.fusion, other, e.fused) == (mode, None, None, hit.score)
+            assert own == (rank, hit.score)
+    assert all(hit.explanation is None for hit in r.search(QUERY, k=3))  # not asked: not computed
+
+
+def test_explain_in_the_cli(explained_index: Path) -> None:
+    runner = CliRunner()
+    args = ["search", QUERY, "--index", str(explained_index), "-k", "2", "--explain"]
+    lines = runner.invoke(main, args).output.splitlines()
+    why = [line for line in lines if line.startswith("    why: ")]
+    assert len(why) == 2 and all(line.startswith("    why: hybrid convex alpha=0.50: dense ") for line in why)
+    rows = [json.loads(line) for line in runner.invoke(main, [*args, "--json"]).output.splitlines()]
+    assert [row["explanation"]["fused"] for row in rows] == [row["score"] for row in rows]
+    assert "why:" not in runner.invoke(main, args[:-1]).output

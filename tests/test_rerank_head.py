@@ -54,6 +54,11 @@ def test_search_rerank_uses_the_head_saved_with_the_model(tmp_path: Path, tiny_m
     reloaded = Retriever.load(tmp_path / "index")  # the head does not change the model's fingerprint
     reranked = reloaded.search(query, k=3, mode="dense", rerank=len(WORDS))
     assert reranked[0].doc_id == target
+    explained = reloaded.search(query, k=3, mode="dense", rerank=len(WORDS), explain=True)  # issue 20
+    for hit in explained:  # the head's score is the hit's; the dense side's own rank and score stay as searched
+        e = hit.explanation
+        assert e.reranked == hit.score and e.dense_rank == dense.index(hit.doc_id) + 1
+    assert explained[0].explanation.dense_rank == len(WORDS)
     assert [h.doc_id for h in reloaded.search(query, k=3, mode="dense")] == dense[:3]
 
 

@@ -87,7 +87,8 @@ def test_search_answers_with_the_fields_and_scores_of_hit(serve: Callable, index
     assert [h["doc_id"] for h in hits] == [h["doc_id"] for h in expected]
     for got, want in zip(hits, expected):
         assert set(got) == set(want) == {"doc_id", "score", "text", "title", "source", "start", "end",
-                                         "passage_id", "metadata", "snippet", "highlights"}
+                                         "passage_id", "metadata", "snippet", "highlights", "explanation"}
+        assert got["explanation"] is None  # computed only when asked for (explain: true)
         assert got["score"] == pytest.approx(want["score"], abs=1e-5)
         assert {k: v for k, v in got.items() if k != "score"} == {k: v for k, v in want.items() if k != "score"}
 

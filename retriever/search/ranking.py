@@ -23,6 +23,7 @@ import numpy as np
 from retriever.errors import RetrieverError
 from retriever.search.context import DEFAULT_CONTEXT_TOKENS, ContextExpander, check_context
 from retriever.search.diversity import check_diversity, default_fetch_k, diversify
+from retriever.search.explain import Explanation, explain_fusion, explain_single
 from retriever.search.fusion import convex_combination, reciprocal_rank_fusion
 from retriever.search.highlights import annotate
 from retriever.search.results import Hit
@@ -50,6 +51,7 @@ class SearchOptions:
     fetch_k: int | None = None  # MMR candidates (None: ``default_fetch_k(k)``)
     context: int | str | None = None  # neighbouring passages on each side of a hit, or "document"
     context_tokens: int = DEFAULT_CONTEXT_TOKENS  # context="document": the most tokens a whole document may have
+    explain: bool = False  # attach an ``Explanation`` (the scores behind its rank) to each hit
 
     @property
     def depth(self) -> int:
@@ -78,6 +80,8 @@ class SearchOptions:
             raise RetrieverError("alpha must be between 0 and 1")
         if self.rerank < 0:
             raise RetrieverError("rerank must be 0 or more")
+        if not isinstance(self.explain, bool):
+            raise RetrieverError(f"explain must be true or false, not {self.explain!r}")
         check_diversity(self.diversity, self.fetch_k)
         check_context(self.context, self.context_tokens)
 
@@ -134,8 +138,12 @@ def lexical_candidates(snapshot: Any, queries: list[str], depth: int, passages: 
                      passages, total)
 
 
-def fuse(dense: list[Candidate], lexical: list[Candidate], options: SearchOptions) -> list[tuple[Any, float]]:
-    """One ranking of (passage key, score); a document keeps its best dense passage, else its best lexical one."""
+def fuse(dense: list[Candidate], lexical: list[Candidate], options: SearchOptions,
+         explained: dict[Any, Explanation] | None = None) -> list[tuple[Any, float]]:
+    """One ranking of (passage key, score); a document keeps its best dense passage, else its best lexical one.
+
+    ``explained``, if given, receives the ``Explanation`` of each fused passage key.
+    """
     slot = 0 if options.passages else 1  # fuse passages by passage key, documents by document key
     passage_of = {c[slot]: c[0] for c in lexical}
     passage_of.update({c[slot]: c[0] for c in dense})
@@ -145,6 +153,9 @@ def fuse(dense: list[Candidate], lexical: list[Candidate], options: SearchOption
         fused = reciprocal_rank_fusion([dense_ranked, lexical_ranked])
     else:
         fused = convex_combination(dense_ranked, lexical_ranked, options.alpha)
+    if explained is not None:
+        explained.update(explain_fusion(dense_ranked, lexical_ranked, fused, options.fusion, options.alpha,
+                                        passage_of))
     return [(passage_of[item], float(score)) for item, score in fused]
 
 
@@ -166,13 +177,22 @@ def search_batch(queries: list[str], vectors: np.ndarray | None, options: Search
 
     ``count_tokens``: the model's token count of a text, needed by ``context="document"`` only.
     """
-    ranked = rank(queries, vectors, options, snapshot, head)
-    return [[hit for _, hit in found] for found in hits_of(ranked, queries, options, snapshot, count_tokens)]
+    explained: list[dict[Any, Explanation]] | None = [] if options.explain else None
+    ranked = rank(queries, vectors, options, snapshot, head, explained)
+    found = hits_of(ranked, queries, options, snapshot, count_tokens)
+    if explained is not None:
+        for pairs, explanations in zip(found, explained):
+            for key, hit in pairs:
+                hit.explanation = explanations[key]
+    return [[hit for _, hit in pairs] for pairs in found]
 
 
 def rank(queries: list[str], vectors: np.ndarray | None, options: SearchOptions, snapshot: Any,
-         head: Any = None) -> list[list[tuple[Any, float]]]:
-    """The k best (passage key, score) of each query: candidates, fusion, reranking, diversity."""
+         head: Any = None, explained: list[dict[Any, Explanation]] | None = None) -> list[list[tuple[Any, float]]]:
+    """The k best (passage key, score) of each query: candidates, fusion, reranking, diversity.
+
+    ``explained``, if given (a list), receives per query the ``Explanation`` of each passage key ranked.
+    """
     depth = options.depth
     allowed = options.allowed
     if options.mode == "dense":
@@ -186,11 +206,19 @@ def rank(queries: list[str], vectors: np.ndarray | None, options: SearchOptions,
         lexical_side = _LEXICAL_SIDE.submit(lexical_candidates, snapshot, queries, wide, options.passages, allowed)
         dense = dense_candidates(snapshot, vectors, wide, options.passages, allowed)
         lexical = lexical_side.result()
-        ranked = [fuse(d, lx, options) for d, lx in zip(dense, lexical)]
+        if explained is not None:
+            explained.extend({} for _ in queries)
+        ranked = [fuse(d, lx, options, explained[q] if explained is not None else None)
+                  for q, (d, lx) in enumerate(zip(dense, lexical))]
+    if explained is not None and options.mode != "hybrid":
+        explained.extend(explain_single(options.mode, r) for r in ranked)
     if options.rerank and head is not None:
         if vectors is None:
             raise RetrieverError("reranking needs the query vector: use --mode dense or hybrid")
         ranked = [rerank(r, head, snapshot, v, options.rerank) for r, v in zip(ranked, vectors)]
+        for q, r in enumerate(ranked if explained is not None else []):
+            for key, score in r[: options.rerank]:
+                explained[q][key].reranked = score
     if options.diversity is not None:
         ranked = [diversify(r[: options.candidates], snapshot.vectors_of, options.k, options.diversity)
                   for r in ranked]

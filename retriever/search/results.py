@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from retriever.index.store import StoredPassage
+from retriever.search.explain import Explanation
 
 
 @dataclass
@@ -29,6 +30,11 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
     snippet: str = ""
     highlights: list[dict[str, int]] = field(default_factory=list)
+    explanation: Explanation | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.explanation, dict):  # a hit rebuilt from JSON (the client)
+            self.explanation = Explanation(**self.explanation)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

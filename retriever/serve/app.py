@@ -45,6 +45,7 @@ from retriever.serve.models import (
     VerifyRequest,
     WriteResponse,
 )
+from retriever.serve.page import page_router
 from retriever.serve.served_index import ServedIndex
 from retriever.verification.verdict import Verdict
 
@@ -108,6 +109,7 @@ def create_app(
         most_reranked = limits.max_k if reader.rerank_head is not None else 0
     app.openapi = lambda: _openapi(app, limits, most_reranked)  # type: ignore[method-assign]
     sources = SourcePaths(index)
+    app.include_router(page_router())  # the search page at GET / (serve/page.py)
 
     def check_search(settings: SearchSettings, queries: list[str]) -> None:
         if settings.k is None:

@@ -1,4 +1,4 @@
-"""The bearer token: with an API key set, every request but ``GET /health`` must carry it.
+"""The bearer token: with an API key set, every request but ``GET /health`` (and the search page's files) must carry it.
 
 A plain ASGI middleware rather than a per-route dependency, so that nothing is left open by
 accident: the OpenAPI schema and ``/docs`` need the key too, and so do unknown paths.
@@ -11,7 +11,9 @@ import hmac
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-OPEN_PATHS = frozenset({"/health"})
+from retriever.serve.page import PAGE_PATHS
+
+OPEN_PATHS = frozenset({"/health"}) | PAGE_PATHS  # the search page's files hold no data; it asks for the key
 
 
 class BearerTokenAuth:

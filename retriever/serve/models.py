@@ -79,6 +79,8 @@ class SearchSettings(BaseModel):
         "'document': the whole document when it has at most context_tokens tokens.")
     context_tokens: PositiveInteger = Field(
         2000, description="context 'document': the most tokens a document may have.")
+    explain: bool = Field(False, description="Give each hit an 'explanation': each side's score, rank and "
+                          "normalised value, the fused score, the fusion and the alpha used.")
 
     def filters(self) -> list[str]:
         if self.where is None:
@@ -91,7 +93,7 @@ class SearchSettings(BaseModel):
             "k": self.k, "passages": self.passages, "mode": self.mode, "fusion": self.fusion,
             "alpha": self.alpha, "where": self.filters(), "rerank": self.rerank,
             "diversity": self.diversity, "fetch_k": self.fetch_k, "context": self.context,
-            "context_tokens": self.context_tokens,
+            "context_tokens": self.context_tokens, "explain": self.explain,
         }
 
 
