@@ -330,3 +330,106 @@ def test_fast_matching_finds_the_words_of_the_full_tokenizer() -> None:
     for query in ("dying cell", "possibility", "sky organization", "lie tie", "istanbul dimensional 3d", "the"):
         terms = query_terms(query)
         assert matching_spans(text, terms) == [span for span in term_spans(text) if span[2] in terms], query
+
+
+# the fast highlights and expansion return what the simple implementations they replaced returned ---------------
+# A varied corpus: unicode (accents, ß, İ whose lowercase is longer, CJK, non-breaking and em spaces), stems and
+# irregular stems, words inside words, closing quotes and brackets, runs of punctuation, line breaks, blank text.
+VARIED_TEXTS = [
+    "", "   ", "\n\n", "cats", "Cats.", "…", "No sentence end", " leading and trailing spaces. ",
+    "The Cats were sleeping; CATS sleep. Nothing here. A dog barks.",
+    'He said "dying cells died." Then (the dye dried.) [Lying ties!] tying? tied... "Possibly!" possibility',
+    "Über-große Straße. İstanbul's skies?! Sky\u00a0high.\u2003Organizations\norganized_data 2-dimensional 3D.",
+    "细胞死亡。Cells die. 猫は寝る! cats' naps\n\n  \n  Sleeping cat.",
+    "incapacitated inca capacity. reactivation re-activation reactive; preactivated. ceLLs cellular",
+    "a.b.c. e.g. i.e. 0.5 mg. Fig. 1) results.' \"quoted.\" end.)\n" * 3,
+    "x" * 400 + " coffee " + "y " * 200,
+]
+VARIED_QUERIES = ["sleeping cats and the dogs", "dying cell", "possibility lie tie", "istanbul sky organization",
+                  "cellular reactivation capacity", "the a of", "", "coffee mg results", "猫 细胞", "3d 2-dimensional"]
+
+
+def reference_sentence_spans(text: str) -> list[tuple[int, int]]:
+    import re
+
+    spans, start = [], 0
+    for boundary in re.finditer(r"[.!?][\"')\]]*(\s+)|\n\s*", text):
+        end = boundary.start(1) if boundary.start(1) >= 0 else boundary.start()
+        spans.append((start, end))
+        start = boundary.end()
+    spans.append((start, len(text)))
+    out = []
+    for begin, end in spans:
+        piece = text[begin:end]
+        if piece and not piece.isspace():
+            out.append((begin + len(piece) - len(piece.lstrip()), end - (len(piece) - len(piece.rstrip()))))
+    return out
+
+
+def reference_snippet(text: str, found: list[tuple[int, int, str]]) -> str:
+    from retriever.search.highlights import GAP, _cut
+
+    sentences = reference_sentence_spans(text)
+    if not sentences:
+        return ""
+    stems_in = [{stem for start, _, stem in found if begin <= start < finish} for begin, finish in sentences]
+    counts = [sum(1 for start, _, _ in found if begin <= start < finish) for begin, finish in sentences]
+    best = max(range(len(sentences)), key=lambda i: (len(stems_in[i]), counts[i], -i))
+    chosen = [best]
+    more = [i for i in range(len(sentences)) if stems_in[i] - stems_in[best]]
+    if more:
+        chosen.append(max(more, key=lambda i: (len(stems_in[i] - stems_in[best]), counts[i], -i)))
+    pieces = [_cut(text, sentences[i], found) for i in sorted(chosen)]
+    return (" " if len(chosen) == 2 and abs(chosen[0] - chosen[1]) == 1 else GAP).join(pieces)
+
+
+def varied_texts() -> list[str]:
+    """The fixed texts, and random ones built from their pieces, punctuation and whitespace."""
+    import random
+
+    rng = random.Random(21)
+    pieces = " ".join(VARIED_TEXTS).split() + [".", "!", "?", '."', ".)", "\n", "\n \n", "  ", "\u00a0", "\t",
+                                               "'", ")", "]", "?!"]
+    made = ["".join(rng.choice(pieces) + rng.choice(["", " ", " ", "\n"]) for _ in range(rng.randint(0, 60)))
+            for _ in range(300)]
+    return VARIED_TEXTS + made
+
+
+def test_fast_highlights_and_snippets_equal_the_simple_implementation() -> None:
+    from retriever.index.lexical import matching_spans, query_terms, term_spans
+    from retriever.search.highlights import annotate, sentence_spans, snippet
+    from retriever.search.results import Hit
+
+    texts = varied_texts()
+    for text in texts:
+        assert sentence_spans(text) == reference_sentence_spans(text), repr(text)
+    for query in VARIED_QUERIES:
+        terms = query_terms(query)
+        hits = annotate([Hit("d", 1.0, text) for text in texts], query)
+        for text, hit in zip(texts, hits):
+            found = [span for span in term_spans(text) if span[2] in terms]
+            assert matching_spans(text, terms) == found, (query, text)
+            assert snippet(text, found) == reference_snippet(text, found), (query, text)
+            assert (hit.snippet, hit.highlights) == (reference_snippet(text, found),
+                                                     [{"start": a, "end": b} for a, b, _ in found]), (query, text)
+
+
+def test_fast_expansion_equals_the_document_span_of_each_window(rag_index: Any) -> None:
+    from retriever.search.context import ContextExpander
+    from retriever.search.results import Hit
+
+    snapshot = rag_index.snapshot
+    by_doc = {record["_id"]: snapshot.passage_keys(record["_id"]) for record in RAG_RECORDS}
+    keys = [key for doc_keys in by_doc.values() for key in doc_keys]  # several hits of one document too
+    stored = snapshot.hydrate(keys)
+    assert len(by_doc["river"]) >= 5
+    for neighbours in (1, 2, 100):
+        hits = [Hit.from_passage(stored[key], 1.0) for key in keys]
+        ContextExpander(snapshot, neighbours).expand(hits, keys)
+        for key, hit in zip(keys, hits):
+            doc_keys = by_doc[hit.doc_id]
+            at = doc_keys.index(key)
+            window = [stored[k] for k in doc_keys[max(0, at - neighbours): at + neighbours + 1]]
+            start, end = min(p.start for p in window), max(p.end for p in window)
+            assert (hit.start, hit.end, hit.text) == (start, end, snapshot.document(hit.doc_id).text[start:end])
+    assert snapshot.passage_keys_of(["river", "no-such-document"]) == {"river": by_doc["river"]}

@@ -30,7 +30,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from itertools import chain
 from pathlib import Path
 
@@ -100,7 +100,7 @@ def term_spans(text: str) -> list[tuple[int, int, str]]:
     return [(start, end, stem) for (start, end, _), stem in zip(words, stems)]
 
 
-def matching_spans(text: str, terms: set[str]) -> list[tuple[int, int, str]]:
+def matching_spans(text: str, terms: set[str] | frozenset[str]) -> list[tuple[int, int, str]]:
     """The words of ``text`` whose stems are among ``terms``: (start, end, stem), in text order.
 
     The same words as filtering ``term_spans``, several times faster: only words that begin like a term are
@@ -114,15 +114,11 @@ def matching_spans(text: str, terms: set[str]) -> list[tuple[int, int, str]]:
     if len(lower) != len(text):  # a letter whose lowercase is longer (İ): offsets would differ
         return [span for span in term_spans(text) if span[2] in terms]
     candidates: dict[int, int] = {}
-    prefixes = {term[: max(2, len(term) - 3)] for term in terms} | {_IRREGULAR[t] for t in terms if t in _IRREGULAR}
-    for prefix in prefixes:
+    for prefix in _word_prefixes(frozenset(terms)):
         at = lower.find(prefix)
         while at >= 0:
             if at == 0 or not _is_word_char(lower[at - 1]):
-                end = at + len(prefix)
-                while end < len(lower) and _is_word_char(lower[end]):
-                    end += 1
-                candidates[at] = end
+                candidates[at] = _WORD_REST.match(lower, at + len(prefix)).end()
             at = lower.find(prefix, at + 1)
     stopwords = _stopword_set()
     words = [(start, end, lower[start:end]) for start, end in sorted(candidates.items())]
@@ -132,6 +128,14 @@ def matching_spans(text: str, terms: set[str]) -> list[tuple[int, int, str]]:
 
 
 _IRREGULAR = {"die": "dy", "lie": "ly", "tie": "ty"}  # Snowball English: dying -> die, lying -> lie, tying -> tie
+_WORD_REST = re.compile(r"\w*")  # \w is exactly str.isalnum() or "_", TOKEN_PATTERN's word characters
+
+
+@lru_cache(maxsize=1024)
+def _word_prefixes(terms: frozenset[str]) -> tuple[str, ...]:
+    """What a word whose stem is one of ``terms`` begins with (see ``matching_spans``): once per query."""
+    prefixes = {term[: max(2, len(term) - 3)] for term in terms} | {_IRREGULAR[t] for t in terms if t in _IRREGULAR}
+    return tuple(sorted(prefixes))
 
 
 def _is_word_char(char: str) -> bool:

@@ -174,11 +174,16 @@ class Snapshot:
         return self._segment(found.segment).store.document(found.stored.ord)
 
     def passage_keys(self, doc_id: str) -> list[Key]:
-        found = self.live_documents([doc_id]).get(doc_id)
-        if found is None:
-            return []
-        index = self._index(found.segment)
-        return [(index, int(row)) for row in found.rows]
+        return self.passage_keys_of([doc_id]).get(doc_id, [])
+
+    def passage_keys_of(self, doc_ids: Iterable[str]) -> dict[str, list[Key]]:
+        """Each live document's passage keys in passage order, in one lookup per segment (missing ones left out)."""
+        out: dict[str, list[Key]] = {}
+        for doc_id, found in self.live_documents(doc_ids).items():
+            index = self._index(found.segment)
+            out[doc_id] = [(index, row) for row in range(found.stored.first_row,
+                                                         found.stored.first_row + found.stored.rows)]
+        return out
 
     def _index(self, name: str) -> int:
         return next(i for i, s in enumerate(self.segments) if s.name == name)

@@ -56,24 +56,38 @@ class ContextExpander:
     def expand(self, hits: Sequence[Hit], keys: Sequence[Hashable]) -> None:
         """Widen each hit (``keys``: its passage key) in place: text, start and end become the span's.
 
-        With N neighbours, the passages of every window are read in one lookup and joined where they overlap
-        (the document's text is read only if two neighbours leave a gap between them).
+        Each hit must still be its key's passage, as ``hits_of`` makes it (its text, start and end are not read
+        again). With N neighbours, every document's passage list is read in one lookup, then the neighbours of
+        every window in another, and joined where they overlap (the document's text is read only if two
+        neighbours leave a gap between them).
         """
         if self.context == DOCUMENT:
             for hit, key in zip(hits, keys):
                 self._widen(hit, self.span(hit.doc_id, key, hit.start, hit.end))
             return
-        windows = [self._window_keys(hit.doc_id, key, int(self.context)) for hit, key in zip(hits, keys)]
-        stored = self.snapshot.hydrate({key for window in windows for key in window})
-        for hit, window in zip(hits, windows):
-            passages = sorted((stored[key] for key in window if key in stored), key=lambda p: p.start)
-            if not passages:
-                continue
+        neighbours = int(self.context)
+        if not neighbours:
+            return
+        self._read_passage_lists([hit.doc_id for hit in hits])
+        windows = [self._window_keys(hit.doc_id, key, neighbours) for hit, key in zip(hits, keys)]
+        stored = self.snapshot.hydrate({other for window, key in zip(windows, keys) for other in window
+                                        if other != key})
+        for hit, key, window in zip(hits, keys, windows):
+            if len(window) == 1:
+                continue  # the passage alone: nothing to widen
+            passages = sorted((hit if other == key else stored[other] for other in window
+                               if other == key or other in stored), key=lambda p: p.start)
             joined = _joined(passages)
             if joined is None:
                 self._widen(hit, (passages[0].start, max(p.end for p in passages)))
             elif (passages[0].start, joined[1]) != (hit.start, hit.end):
                 hit.start, hit.end, hit.text = passages[0].start, joined[1], joined[0]
+
+    def _read_passage_lists(self, doc_ids: Sequence[str]) -> None:
+        missing = [doc_id for doc_id in dict.fromkeys(doc_ids) if doc_id not in self._keys]
+        if missing:
+            found = self.snapshot.passage_keys_of(missing)
+            self._keys.update({doc_id: list(found.get(doc_id, [])) for doc_id in missing})
 
     def _widen(self, hit: Hit, span: tuple[int, int]) -> None:
         if span != (hit.start, hit.end):

@@ -250,10 +250,11 @@ class MilvusReader:
         return out
 
     def passage_keys(self, doc_id: str) -> list[Hashable]:
-        found = self.live_documents([doc_id]).get(doc_id)
-        if found is None:
-            return []
-        return list(range(found.stored.first_row, found.stored.first_row + found.stored.rows))
+        return self.passage_keys_of([doc_id]).get(doc_id, [])
+
+    def passage_keys_of(self, doc_ids: Iterable[str]) -> dict[str, list[Hashable]]:
+        return {doc_id: list(range(found.stored.first_row, found.stored.first_row + found.stored.rows))
+                for doc_id, found in self.live_documents(doc_ids).items()}
 
     def _documents(self, condition: str, many: bool = False) -> list[LiveDocument]:
         """Live documents matching a condition; of two versions of one id (mid-update) the newer wins.
