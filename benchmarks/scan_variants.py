@@ -1,0 +1,139 @@
+"""Exploration (issue 18, item 4): ways to score one segment's vectors exactly or near-exactly, per CPU class.
+
+    python benchmarks/scan_variants.py --sizes 10000,100000 --queries 200
+
+Each class runs in a child process with the instruction-set caps of ``benchmarks/cpu_caps.py`` set before
+any library loads; every variant is timed one query at a time (as a search serves them), variants
+interleaved per query, so machine load hits them alike. Recall@10 is against exact search over the float16
+values. Prints one JSON line per (class, size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.cpu_caps import CLASS_CAPS, confirm_caps  # noqa: E402
+
+
+def corpus(size: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
+    from benchmarks.scale import passages, queries_for
+    from retriever.encoding.synthetic import SyntheticEncoder
+
+    encoder = SyntheticEncoder()
+    records = passages(size)
+    vectors = encoder.encode_documents([r["text"] for r in records]).astype(np.float16)
+    asked = encoder.encode_queries(queries_for(records[:5_000])[:queries])
+    return vectors, np.ascontiguousarray(asked, dtype=np.float32)
+
+
+def child(size: int, queries: int) -> dict:
+    import faiss
+
+    from retriever.index import vectors as vec
+
+    caps = confirm_caps()
+    vectors16, asked = corpus(size, queries)
+    tmp = Path(os.environ["SCAN_TMP"])
+    built: dict[str, vec.SegmentVectors] = {}
+    for kind, params in (("flat", None), ("sq8", {"depth": 10}), ("hnsw", None)):
+        meta = vec.SegmentVectors.write(tmp / f"{kind}-{size}", vectors16, kind, params)
+        built[kind] = vec.SegmentVectors.open(tmp / f"{kind}-{size}", meta)
+    flat = built["flat"]
+    d = vectors16.shape[1]
+    faiss_flat = faiss.IndexFlatIP(d)
+    faiss_flat.add(vectors16.astype(np.float32))
+    sq_fp16 = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    sq_fp16.train(vectors16[:1000].astype(np.float32))
+    sq_fp16.add(vectors16.astype(np.float32))
+    sq8u = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit_uniform, faiss.METRIC_INNER_PRODUCT)
+    sq8u.train(vectors16.astype(np.float32))
+    sq8u.add(vectors16.astype(np.float32))
+    faiss.omp_set_num_threads(1)
+
+    def rescored(index, fetch):
+        def run(q, k):
+            _, rows = index.search(q, fetch)
+            return vec.best_first(vec.exact_scores(q, vectors16, rows), rows, k)
+        return run
+
+    def fp16_upcast(q, k):
+        return flat._exact.__func__(_NoFlat(flat), q, k, None)
+
+    variants = {
+        "fp32-numpy (current flat)": lambda q, k: flat.search(q, k),
+        "fp16-upcast-numpy": fp16_upcast,
+        "fp32-faiss-flat": rescored(faiss_flat, 18),
+        "fp16-faiss-sq": rescored(sq_fp16, 18),
+        "sq8-faiss+rescore100": lambda q, k: built["sq8"].search(q, k),
+        "sq8u-faiss+rescore100": rescored(sq8u, 100),
+        "hnsw32-ef128": lambda q, k: built["hnsw"].search(q, k),
+    }
+    truth = flat.search(asked, 10, exact=True)[1]
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    hits: dict[str, float] = {name: 0.0 for name in variants}
+    for name, run in variants.items():  # warm-up
+        run(asked[:1], 10)
+    for i in range(len(asked)):
+        q = asked[i:i + 1]
+        for name, run in variants.items():
+            t0 = time.perf_counter()
+            _, rows = run(q, 10)
+            times[name].append((time.perf_counter() - t0) * 1000)
+            hits[name] += len(set(rows[0]) & set(truth[i])) / 10
+    return {
+        "size": size, "caps": caps,
+        "variants": {name: {"p50_ms": float(np.median(t)), "p95_ms": float(np.percentile(t, 95)),
+                            "recall_at_10": hits[name] / len(asked)} for name, t in times.items()},
+    }
+
+
+class _NoFlat:
+    """A view of a flat segment without its float32 copy: exact search then upcasts float16 blocks."""
+
+    def __init__(self, segment) -> None:
+        self._segment = segment
+        self._flat = None
+        self._vectors16 = segment._vectors16
+
+    def __len__(self) -> int:
+        return len(self._segment)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--classes", default="AVX2,native")
+    parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.queries)))
+        return
+    import tempfile
+
+    for size in (int(s) for s in args.sizes.split(",")):
+        for name in args.classes.split(","):
+            with tempfile.TemporaryDirectory() as tmp:
+                env = {**os.environ, **CLASS_CAPS.get(name, {}), "SCAN_TMP": tmp}
+                out = subprocess.run([sys.executable, __file__, "--child", str(size), "--queries",
+                                      str(args.queries)], env=env, capture_output=True, text=True)
+                if out.returncode:
+                    print(out.stderr[-3000:], file=sys.stderr)
+                    continue
+                record = json.loads(out.stdout.strip().splitlines()[-1])
+                record["class"] = name
+                print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":
+    main()
