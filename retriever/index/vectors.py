@@ -37,6 +37,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from retriever.errors import CorruptIndexError
+from retriever.index import scan
 
 VECTORS_FILE = "vectors.f16.npy"
 ANN_FILE = "ann.faiss"
@@ -269,7 +270,8 @@ class SegmentVectors:
     per-call FAISS ``SearchParameters``).
     """
 
-    def __init__(self, folder: Path, meta: dict[str, Any], vectors16: np.ndarray, ann: Any, flat: Any) -> None:
+    def __init__(self, folder: Path, meta: dict[str, Any], vectors16: np.ndarray, ann: Any, flat: Any,
+                 sq8: Any = None) -> None:
         self.folder = folder
         self.meta = meta
         self.kind: str = meta["kind"]
@@ -277,7 +279,9 @@ class SegmentVectors:
         self.dimension: int = meta["dimension"]
         self._vectors16 = vectors16
         self._ann = ann  # FAISS index over row numbers, or None for "flat"
-        self._flat = flat  # "flat": the float32 upcast of the float16 vectors, in RAM
+        self._flat = flat  # "flat" scanned in float32: the float32 upcast of the float16 vectors, in RAM
+        self._sq8 = sq8  # "flat" scanned in 8 bits: FAISS scalar-quantizer codes of every row (see scan.py)
+        self.scan = "sq8" if sq8 is not None else "fp32" if flat is not None else None
         self._ann_bytes = int(meta["files"].get(ANN_FILE, {}).get("bytes", 0))
 
     # ------------------------------------------------------------------ writing and opening
@@ -321,16 +325,22 @@ class SegmentVectors:
 
     @classmethod
     def open(cls, folder: Path, meta: dict) -> SegmentVectors:
-        """Memory-map the float16 file and read the ANN into RAM; ``SegmentFileError`` if either is damaged."""
+        """Memory-map the float16 file and read the ANN into RAM; ``SegmentFileError`` if either is damaged.
+
+        A flat segment also gets the structure its scan reads (``scan.scan_for``: this CPU's class, the
+        rows, ``RETRIEVER_FLAT_SCAN``), derived here from the float16 file: nothing on disk depends on it.
+        """
         folder = Path(folder)
         rows, dimension = int(meta["rows"]), int(meta["dimension"])
         vectors16 = _open_vectors(folder / VECTORS_FILE, meta["files"][VECTORS_FILE], rows, dimension)
-        ann = flat = None
-        if meta["kind"] == "flat":
-            flat = np.ascontiguousarray(vectors16, dtype=np.float32)
-        else:
+        ann = flat = sq8 = None
+        if meta["kind"] != "flat":
             ann = _read_ann(folder / ANN_FILE, meta, rows, dimension)
-        return cls(folder, meta, vectors16, ann, flat)
+        elif scan.scan_for(_isa(), rows, os.environ.get(scan.SCAN_ENV)) == "sq8":
+            sq8 = scan.build_sq8(vectors16)
+        else:
+            flat = np.ascontiguousarray(vectors16, dtype=np.float32)
+        return cls(folder, meta, vectors16, ann, flat, sq8)
 
     @staticmethod
     def verify_files(folder: Path, meta: dict) -> None:
@@ -355,7 +365,10 @@ class SegmentVectors:
     @property
     def ram_bytes(self) -> int:
         """Bytes held in RAM: the ANN (codes, graph, ids, centroids; FAISS holds what it serialized) or,
-        for "flat", the float32 copy. Memory-mapped float16 pages are not counted (they are page cache)."""
+        for "flat", the float32 copy or the 8-bit codes. Memory-mapped float16 pages are not counted (they
+        are page cache)."""
+        if self._sq8 is not None:
+            return int(self._sq8.sa_code_size()) * len(self)
         return int(self._flat.nbytes) if self._flat is not None else self._ann_bytes
 
     def get(self, rows: np.ndarray) -> np.ndarray:
@@ -390,6 +403,8 @@ class SegmentVectors:
                 allowed = None
         if k == 0 or q == 0 or count == 0:
             return empty
+        if self._sq8 is not None and not exact:
+            return self._scanned(queries, k, allowed)
         if exact or self._ann is None or (allowed is not None and self._selective(count, k)):
             rows = None if allowed is None else np.flatnonzero(allowed)
             return self._exact(queries, k, rows)
@@ -432,6 +447,11 @@ class SegmentVectors:
                 np.hstack([best_scores, scores]), np.hstack([best_rows, candidates]), keep
             )
         return best_first(exact_scores(queries, self._vectors16, best_rows), best_rows, k)
+
+    def _scanned(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Flat search through the 8-bit scan: its top ``sq8_fetch(k)`` allowed rows, rescored exactly."""
+        candidates = scan.sq8_candidates(self._sq8, queries, scan.sq8_fetch(k, len(self)), allowed)
+        return best_first(exact_scores(queries, self._vectors16, candidates), candidates, k)
 
     # ------------------------------------------------------------------ ANN search
 
@@ -511,6 +531,14 @@ class SegmentVectors:
         if selector is not None:
             params.sel = selector
         return params
+
+
+@lru_cache(maxsize=1)
+def _isa() -> str:
+    """This CPU's instruction-set class, read once (what ``scan.scan_for`` decides by)."""
+    from retriever.machine import cpu_flags, isa_class
+
+    return isa_class(cpu_flags())
 
 
 @lru_cache(maxsize=1)
