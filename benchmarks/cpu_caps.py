@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-AVX512_TARGETS = "X86_V4 AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
+# NumPy 2.4 x86 wheels dispatch to X86_V3 (AVX2 + FMA), X86_V4 (AVX-512 F/CD/BW/DQ/VL), AVX512_ICL and AVX512_SPR;
+# removing the last three leaves AVX2 (naming a feature it has no kernels for only draws a warning).
+AVX512_TARGETS = "X86_V4 AVX512_ICL AVX512_SPR"
 CLASS_CAPS: dict[str, dict[str, str]] = {
     "AVX2": {
         "FAISS_SIMD_LEVEL": "AVX2",
@@ -37,13 +39,13 @@ def confirm_caps() -> dict[str, Any]:
     """What FAISS, NumPy and each loaded OpenBLAS dispatch to in this process (after the caps)."""
     import faiss
     import numpy as np
-    from numpy._core._multiarray_umath import __cpu_features__
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
     from threadpoolctl import threadpool_info
 
     np.ones(4) @ np.ones(4)  # loads NumPy's BLAS, so threadpoolctl sees it
     return {
         "faiss_simd_level": faiss.SIMDConfig.get_level_name(),
         "faiss_compile_options": faiss.get_compile_options().strip(),
-        "numpy_avx512_dispatch": sorted(k for k in AVX512_TARGETS.split() if __cpu_features__.get(k)),
+        "numpy_dispatch": [target for target in __cpu_dispatch__ if __cpu_features__.get(target)],
         "blas": {info["prefix"]: info.get("architecture") for info in threadpool_info() if info["user_api"] == "blas"},
     }
