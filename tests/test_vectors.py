@@ -314,6 +314,20 @@ def test_the_flat_scan_rule_per_cpu_class(isa):
     assert scan_for(isa, 10**6, override="fp32") == "fp32"
 
 
+def test_a_search_of_few_queries_leaves_the_faiss_thread_count_as_it_was(flat_scans, segments, data):
+    """FAISS searches one query on one OpenMP thread (a busy second thread stalls it), then restores the count."""
+    import faiss
+
+    _, queries = data
+    faiss.omp_set_num_threads(2)
+    try:
+        for segment in (flat_scans["sq8"], segments["hnsw"]):
+            segment.search(queries[:1], K)
+            assert faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.omp_set_num_threads(1)
+
+
 def test_a_small_flat_segment_keeps_the_float32_copy(tmp_path):
     vectors = clustered(SQ8_MIN_ROWS - 1, DIM, seed=7)
     segment = SegmentVectors.open(tmp_path, SegmentVectors.write(tmp_path, vectors, "flat"))

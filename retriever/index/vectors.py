@@ -8,6 +8,9 @@ Why this shape (issue 10, items 5-8):
   the row only, never on the ANN kind, the batch or the segment's size: a segment rebuilt by a merge from the
   float16 file scores exactly like a fresh build, and results of several segments merge exactly.
 - The file is memory-mapped, so opening a segment reads a header, and the vectors cost page cache, not RAM.
+- A "flat" segment (exact search) scans 8-bit codes of its rows built when it opens and rescores the top
+  ``2k + 80`` from the float16 file (``scan.py``: half the time of a float32 product, a quarter of its RAM,
+  the same top k); segments under 1,000 rows, or ``RETRIEVER_FLAT_SCAN=fp32``, keep a float32 copy instead.
 - ``ann.faiss`` (when the kind needs one) is a FAISS index whose ids are the local row numbers 0..n-1; it
   only proposes candidates. Compressed kinds (``ivf-pq``, ``sq8``, ``binary``) fetch ``depth`` candidates
   per requested result and rescore them exactly from the float16 file.
