@@ -5,7 +5,7 @@ What it found (100,000 synthetic passages, one segment; numbers in retriever/ind
 every ANN that was faster (HNSW32 efSearch 128, IVF-SQ8, fast-scan PQ with 1,000 rescored) stayed below
 recall@10 0.99 on these vectors (bags of random word vectors, harder for an ANN than real embeddings).
 
-    python benchmarks/scan_variants.py --sizes 10000,100000 --queries 200
+    python benchmarks/scan_variants.py --sizes 100000 --queries 100    # writes benchmarks/results/scan_variants.json
 
 Each class runs in a child process with the instruction-set caps of ``benchmarks/cpu_caps.py`` set before
 any library loads; every variant is timed one query at a time (as a search serves them), variants
@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--classes", default="AVX2,native")
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/scan_variants.json"))
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -139,6 +140,9 @@ def main() -> None:
         return
     import tempfile
 
+    from retriever.eval.machine import provenance
+
+    results = []
     for size in (int(s) for s in args.sizes.split(",")):
         for name in args.classes.split(","):
             with tempfile.TemporaryDirectory() as tmp:
@@ -150,7 +154,10 @@ def main() -> None:
                     continue
                 record = json.loads(out.stdout.strip().splitlines()[-1])
                 record["class"] = name
+                record["load_average_1min"] = os.getloadavg()[0]
+                results.append(record)
                 print(json.dumps(record), flush=True)
+    args.output.write_text(json.dumps({"results": results, **provenance()}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
