@@ -367,7 +367,7 @@ def scale_classes_table() -> Table:
     name = "scale_classes.json"
     results = load(name)["results"]
     classes = list(dict.fromkeys((r["class"], r["capped"]) for r in results))
-    header = ["passages", "flat scan", "RAM B/passage"]
+    header = ["passages", "flat scan", "RAM B/passage", "open"]
     for isa, capped in classes:
         header += [f"{isa}{' (emulated)' if capped else ''}: dense p50 wall / CPU", "hybrid p50 wall / CPU",
                    "dense recall@10"]
@@ -376,7 +376,8 @@ def scale_classes_table() -> Table:
         by_class = {(r["class"], r["capped"]): r for r in results if r["passages"] == size}
         scans = next(iter(by_class.values()))["scans"]
         for scan in scans:
-            row = [f"{size:,}", scan, f"{scans[scan]['ram_bytes_per_passage']:,.0f}"]
+            row = [f"{size:,}", scan, f"{scans[scan]['ram_bytes_per_passage']:,.0f}",
+                   f"{scans[scan]['open_seconds']:.2f} s"]
             for key in classes:
                 measured = by_class.get(key, {}).get("scans", {}).get(scan)
                 row += ["–", "–", "–"] if measured is None else [
@@ -384,7 +385,7 @@ def scale_classes_table() -> Table:
                     f"{measured['hybrid_ms']['p50']:.1f} / {measured['hybrid_cpu_ms']['p50']:.1f} ms",
                     f"{measured['dense_recall_at_10']:.3f}"]
             rows.append(row)
-        load_row = [f"{size:,}", "load average (1 min)", ""]
+        load_row = [f"{size:,}", "load average (1 min)", "", ""]
         for key in classes:
             run = by_class.get(key)
             load_row += ["–" if run is None else " to ".join(f"{x:.1f}" for x in run["load_average_1min"]), "", ""]
