@@ -41,10 +41,16 @@ def corpus(size: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
     return vectors, np.ascontiguousarray(asked, dtype=np.float32)
 
 
+def meta_flat(folder: Path) -> dict:
+    """The meta of a flat segment written by ``child`` (kept beside it)."""
+    return json.loads((folder / "meta.json").read_text())
+
+
 def child(size: int, queries: int) -> dict:
     import faiss
 
     from retriever.index import vectors as vec
+    from retriever.index.scan import SCAN_ENV
 
     caps = confirm_caps()
     vectors16, asked = corpus(size, queries)
@@ -52,8 +58,11 @@ def child(size: int, queries: int) -> dict:
     built: dict[str, vec.SegmentVectors] = {}
     for kind, params in (("flat", None), ("sq8", {"depth": 10}), ("hnsw", None)):
         meta = vec.SegmentVectors.write(tmp / f"{kind}-{size}", vectors16, kind, params)
+        (tmp / f"{kind}-{size}" / "meta.json").write_text(json.dumps(meta))
         built[kind] = vec.SegmentVectors.open(tmp / f"{kind}-{size}", meta)
-    flat = built["flat"]
+    os.environ[SCAN_ENV] = "fp32"  # the float32 copy flat segments held before the 8-bit scan
+    flat = vec.SegmentVectors.open(tmp / f"flat-{size}", meta_flat(tmp / f"flat-{size}"))
+    del os.environ[SCAN_ENV]
     d = vectors16.shape[1]
     faiss_flat = faiss.IndexFlatIP(d)
     faiss_flat.add(vectors16.astype(np.float32))
@@ -81,7 +90,8 @@ def child(size: int, queries: int) -> dict:
         return flat._exact.__func__(_NoFlat(flat), q, k, None)
 
     variants = {
-        "fp32-numpy (current flat)": lambda q, k: flat.search(q, k),
+        "fp32-numpy (flat before)": lambda q, k: flat.search(q, k),
+        "sq8u-scan (flat now)": lambda q, k: built["flat"].search(q, k),
         "fp16-upcast-numpy": fp16_upcast,
         "fp32-faiss-flat": rescored(faiss_flat, 18),
         "fp16-faiss-sq": rescored(sq_fp16, 18),
@@ -98,19 +108,22 @@ def child(size: int, queries: int) -> dict:
         variants[f"{factory}+rescore1000"] = rescored(factories[factory], 1000)
     truth = flat.search(asked, 10, exact=True)[1]
     times: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     hits: dict[str, float] = {name: 0.0 for name in variants}
     for run in variants.values():  # warm-up
         run(asked[:1], 10)
     for i in range(len(asked)):
         q = asked[i:i + 1]
         for name, run in variants.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             _, rows = run(q, 10)
             times[name].append((time.perf_counter() - t0) * 1000)
+            cpu[name].append((time.thread_time() - c0) * 1000)
             hits[name] += len(set(rows[0]) & set(truth[i])) / 10
     return {
         "size": size, "caps": caps,
         "variants": {name: {"p50_ms": float(np.median(t)), "p95_ms": float(np.percentile(t, 95)),
+                            "cpu_p50_ms": float(np.median(cpu[name])),
                             "recall_at_10": hits[name] / len(asked)} for name, t in times.items()},
     }
 
