@@ -362,6 +362,37 @@ def scale_table() -> Table:
                   "add 1,000", "delete 1,000"], rows, sources)
 
 
+def scale_classes_table() -> Table:
+    """Dense and hybrid p50 at scale per flat scan (rows) and CPU class (columns): benchmarks/scale_classes.py."""
+    name = "scale_classes.json"
+    results = load(name)["results"]
+    classes = list(dict.fromkeys((r["class"], r["capped"]) for r in results))
+    header = ["passages", "flat scan", "RAM B/passage", "open"]
+    for isa, capped in classes:
+        header += [f"{isa}{' (emulated)' if capped else ''}: dense p50 wall / CPU", "hybrid p50 wall / CPU",
+                   "dense recall@10"]
+    rows = []
+    for size in dict.fromkeys(r["passages"] for r in results):
+        by_class = {(r["class"], r["capped"]): r for r in results if r["passages"] == size}
+        scans = next(iter(by_class.values()))["scans"]
+        for scan in scans:
+            row = [f"{size:,}", scan, f"{scans[scan]['ram_bytes_per_passage']:,.0f}",
+                   f"{scans[scan]['open_seconds']:.2f} s"]
+            for key in classes:
+                measured = by_class.get(key, {}).get("scans", {}).get(scan)
+                row += ["–", "–", "–"] if measured is None else [
+                    f"{measured['dense_ms']['p50']:.1f} / {measured['dense_cpu_ms']['p50']:.1f} ms",
+                    f"{measured['hybrid_ms']['p50']:.1f} / {measured['hybrid_cpu_ms']['p50']:.1f} ms",
+                    f"{measured['dense_recall_at_10']:.3f}"]
+            rows.append(row)
+        load_row = [f"{size:,}", "load average (1 min)", "", ""]
+        for key in classes:
+            run = by_class.get(key)
+            load_row += ["–" if run is None else " to ".join(f"{x:.1f}" for x in run["load_average_1min"]), "", ""]
+        rows.append(load_row)
+    return Table(header, rows, [name])
+
+
 def compressed_table() -> Table:
     name = "compressed_vectors.json"
     rows = []
@@ -523,6 +554,7 @@ TABLES: dict[str, Callable[[], Table]] = {
     "twin-cv-sweep": twin_cv_table,
     "adapt-scifact": adapt_table,
     "scale": scale_table,
+    "scale-classes": scale_classes_table,
     "compressed-vectors": compressed_table,
     "reliability": reliability_table,
     "disk-trials": disk_trials_table,

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retriever.errors import CorruptIndexError
+from retriever.errors import CorruptIndexError, RetrieverError
 from retriever.index import vectors as vectors_module
+from retriever.index.scan import SCAN_CHOICES, SCAN_ENV, SQ8_MIN_ROWS, scan_for
 from retriever.index.vectors import (
     ANN_FILE,
     MIN_TRAIN_ROWS,
@@ -20,6 +21,7 @@ from retriever.index.vectors import (
     SegmentVectors,
     segment_kind,
 )
+from retriever.machine import ISA_CLASSES
 
 ROWS, DIM, K = 6_000, 64, 10
 KINDS = ("flat", "hnsw", "ivf", "ivf-pq", "sq8", "binary")
@@ -264,12 +266,79 @@ def test_an_empty_segment_returns_only_padding(tmp_path):
     assert len(segment) == 0 and (rows == -1).all() and scores.shape == (3, K)
 
 
-def test_compressed_kinds_hold_a_fraction_of_flat_in_ram(segments):
-    flat = segments["flat"].ram_bytes
+def test_compressed_kinds_hold_a_fraction_of_flat_in_ram(segments, flat_scans):
+    flat = flat_scans["fp32"].ram_bytes
     assert flat == ROWS * DIM * 4
+    assert flat_scans["sq8"].ram_bytes == ROWS * DIM  # one byte a dimension: a quarter of the float32 copy
     assert segments["binary"].ram_bytes < ROWS * (DIM // 8) + 1024
     for kind in ("ivf-pq", "binary"):
         assert segments[kind].ram_bytes < flat / 5
+
+
+@pytest.fixture(scope="module")
+def flat_scans(data, tmp_path_factory) -> dict[str, SegmentVectors]:
+    """One flat segment opened with each scan (``RETRIEVER_FLAT_SCAN`` is read when a segment opens)."""
+    vectors, _ = data
+    folder = tmp_path_factory.mktemp("flat-scans")
+    meta = SegmentVectors.write(folder, vectors, "flat")
+    out = {}
+    for choice in SCAN_CHOICES:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(SCAN_ENV, choice)
+            out[choice] = SegmentVectors.open(folder, meta)
+        assert out[choice].scan == choice
+    return out
+
+
+@pytest.mark.parametrize("fraction", (None, 0.01, 0.5))
+@pytest.mark.parametrize("choice", SCAN_CHOICES)
+def test_every_flat_scan_returns_the_exact_top_k(flat_scans, data, choice, fraction):
+    """The 8-bit scan only proposes candidates; rescored from float16 they give exactly the exact top k, with
+    the same score bits as the float32 scan (k=100: hybrid search's depth), filtered or not."""
+    vectors, queries = data
+    allowed = None if fraction is None else mask(fraction)
+    for k in (K, 100):
+        scores, rows = flat_scans[choice].search(queries, k, allowed)
+        truth_scores, truth_rows = brute_force(vectors, queries, k, allowed)
+        np.testing.assert_array_equal(rows, np.where(np.isfinite(truth_scores), truth_rows, -1))
+        reference = flat_scans["fp32"].search(queries, k, allowed)
+        np.testing.assert_array_equal(scores, reference[0])
+
+
+@pytest.mark.parametrize("isa", (*ISA_CLASSES, "NEON", "SVE"))
+def test_the_flat_scan_rule_per_cpu_class(isa):
+    """Measured on AVX2 and AVX-512 alike (scan.py): 8-bit codes from SQ8_MIN_ROWS rows, the float32 copy below."""
+    assert scan_for(isa, SQ8_MIN_ROWS) == "sq8"
+    assert scan_for(isa, 10**6) == "sq8"
+    assert scan_for(isa, SQ8_MIN_ROWS - 1) == "fp32"
+    assert scan_for(isa, 10**6, override="fp32") == "fp32"
+
+
+def test_a_search_of_few_queries_leaves_the_faiss_thread_count_as_it_was(flat_scans, segments, data):
+    """FAISS searches one query on one OpenMP thread (a busy second thread stalls it), then restores the count."""
+    import faiss
+
+    _, queries = data
+    faiss.omp_set_num_threads(2)
+    try:
+        for segment in (flat_scans["sq8"], segments["hnsw"]):
+            segment.search(queries[:1], K)
+            assert faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.omp_set_num_threads(1)
+
+
+def test_a_small_flat_segment_keeps_the_float32_copy(tmp_path):
+    vectors = clustered(SQ8_MIN_ROWS - 1, DIM, seed=7)
+    segment = SegmentVectors.open(tmp_path, SegmentVectors.write(tmp_path, vectors, "flat"))
+    assert segment.scan == "fp32" and segment.ram_bytes == len(vectors) * DIM * 4
+
+
+def test_an_unknown_flat_scan_is_refused_in_one_line(data, tmp_path, monkeypatch):
+    meta = SegmentVectors.write(tmp_path, data[0][:2_000], "flat")
+    monkeypatch.setenv(SCAN_ENV, "fp8")
+    with pytest.raises(RetrieverError, match="RETRIEVER_FLAT_SCAN='fp8': choose one of fp32, sq8"):
+        SegmentVectors.open(tmp_path, meta)
 
 
 def test_custom_factory_string(data, tmp_path):
