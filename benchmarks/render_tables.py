@@ -522,6 +522,52 @@ def auto_backend_table() -> Table:
     return Table(header, [*rows, chosen, first, again, load_average], names)
 
 
+ISA_KERNEL_PREFIX = {"AVX2": "jit_avx2", "AVX-512": "jit_avx512", "AVX-512 VNNI": "jit_avx512"}
+
+
+def cap_summary(run: dict[str, Any]) -> str:
+    """Which runtimes ran at the class's cap, from their own reports (benchmarks/encoding_classes.py)."""
+    evidence = run["cap_evidence"]
+    onednn = str(evidence.get("onednn_verbose") or "").split("isa:")[-1].replace("Intel ", "")
+    parts = [f"torch {evidence['torch_cpu_capability']}", f"oneDNN {onednn or '?'}"]
+    kernels = evidence.get("openvino_kernels[openvino]") or {}
+    prefix = ISA_KERNEL_PREFIX.get(run["class"])
+    if prefix and kernels:
+        capped = sum(n for k, n in kernels.items() if k.startswith(prefix))  # jit_avx512_* is not jit_avx2*
+        parts.append(f"OpenVINO {capped}/{sum(kernels.values())} kernels {prefix}*")
+    elif kernels:
+        parts.append("OpenVINO " + ", ".join(sorted({k.rsplit("_", 1)[0] for k in kernels})))
+    parts.append("ONNX Runtime not capped" if run["caps"] else "no cap")
+    return "; ".join(parts)
+
+
+def encoding_classes_table() -> Table:
+    """The encoding table per emulated CPU class (benchmarks/encoding_classes.py): one column per class."""
+    name = "encoding_classes.json"
+    classes = load(name)["classes"]
+    labels = list(dict.fromkeys(label for run in classes.values() for label in run["encoding"]["rows"]))
+    rows = []
+    for label in labels:
+        row = [label]
+        for run in classes.values():
+            cell = run["encoding"]["rows"].get(label)
+            if cell is None:
+                row.append("–")
+                continue
+            text = f"{cell['docs_per_second_ratio']:.2f}x"
+            if label != "sentence-transformers":
+                text += (f" (nDCG {fmt(cell.get('ndcg_delta_vs_torch'), '+.3f')}, "
+                         f"cos {fmt(cell.get('agreement_min_cosine'), '.3f')})")
+            row.append(text)
+        rows.append(row)
+    reference = ["reference docs/s"] + [f"{run['encoding']['rows']['sentence-transformers']['docs_per_second']:.1f}"
+                                        for run in classes.values()]
+    caps = ["caps honoured"] + [cap_summary(run) for run in classes.values()]
+    load_average = ["load average (1 min)"] + [" to ".join(f"{x:.1f}" for x in run["load_average_1min"])
+                                               for run in classes.values()]
+    return Table(["encoder"] + list(classes), [*rows, reference, caps, load_average], [name])
+
+
 def rag_context_table() -> Table:
     name = "rag_context.json"
     reach = load(name)["reach"]
@@ -544,6 +590,7 @@ def rag_mmr_table() -> Table:
 TABLES: dict[str, Callable[[], Table]] = {
     "encoding-scifact-test": encoding_table,
     "auto-backend": auto_backend_table,
+    "encoding-classes": encoding_classes_table,
     "serve-load": serve_load_table,
     "serve-load-writes": serve_writes_table,
     "serve-load-batching": serve_batching_table,

@@ -134,8 +134,11 @@ def test_export_is_made_once_and_reused(tiny_model: str, tmp_path: Path) -> None
     second = Encoder(tiny_model, backend="onnx", quantize="int8", exports=tmp_path)
     np.testing.assert_allclose(second.encode_documents(DOCS), vectors, atol=1e-6)
     assert not second.export_made
-    assert [p.name for p in tmp_path.iterdir()] == [first.export_dir.name]
-    assert first.export_dir.name == f"{first.weights_fingerprint}-onnx-int8"
+    # one trace of the model, its fp32 export, and the int8 export quantized from that (issue 18: shared steps)
+    weights = first.weights_fingerprint
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{weights}-onnx-int8", f"{weights}-onnx-none",
+                                                           f"{weights}-trace"]
+    assert first.export_dir.name == f"{weights}-onnx-int8"
 
 
 OTHER_DOCS = ["Invoices are due within thirty days.", "The museum opens at ten on Sundays.",
@@ -158,7 +161,9 @@ def test_static_int8_is_calibrated_once_per_model_whatever_the_corpus(tiny_model
                                         quantize="int8")
         assert indexes[name].manifest.model["fingerprint"] == fingerprint
         assert indexes[name].encoder.export_made == (name == "a")  # the second corpus reuses the export
-    assert [p.name for p in (tmp_path / "exports").iterdir()] == [fingerprint]
+    weights = fingerprint.split("-")[0]  # beside the int8 export: the trace and fp32 export it was made from
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == [fingerprint, f"{weights}-openvino-none",
+                                                                         f"{weights}-trace"]
     shared = {name: r.snapshot.vectors_of(r.snapshot.passage_keys(str(texts.index(DOCS[0]))))
               for (name, r), texts in zip(indexes.items(), (DOCS, OTHER_DOCS))}
     np.testing.assert_allclose(shared["a"], shared["b"], atol=1e-3)  # stored as float16

@@ -9,6 +9,11 @@ shipped with the package); each is timed, and compared with PyTorch fp32 on the 
 faster than every safer candidate (fp32 before int8, PyTorch itself before an export), so noise
 never trades exactness for a few percent.
 
+First use is kept short (issue 18): the exports share one trace of the model and each int8 export is
+made from its fp32 one (``export.py``), and a candidate clearly slower than the fastest after a timed
+pass is not timed again. What remains is mostly NNCF's static int8 calibration (its bias correction
+compiles a subgraph per layer, a fixed cost whatever the number of calibration texts).
+
 The choice is cached as JSON in ``<exports>/backend-choices/`` (beside the exports it reuses), keyed
 by what decides the winner: the CPU model and instruction-set flags, any cap on them in the environment
 (``ONEDNN_MAX_CPU_ISA``, ...), the cores, the model's weights, the runtimes' versions and the probe.
@@ -53,6 +58,7 @@ PROBE_FILE = Path(__file__).with_name("probe.txt")
 CHOICES_DIR = "backend-choices"  # under the exports folder
 MARGIN = 0.10  # a less safe candidate must be at least 10% faster than each safer one to be chosen
 ROUNDS = 2  # timed passes over the probe per candidate (after an untimed one), interleaved; the best is kept
+CONTENDER = 1.5  # after a timed pass, a candidate this many times slower than the fastest is not timed again
 RULE = f"fastest within MIN_COSINE {MIN_COSINE} and >= {MARGIN:.0%} faster than every safer candidate"
 # Safer first: PyTorch fp32 is the reference itself; fp32 exports differ only in the order of additions; int8
 # changes the vectors within MIN_COSINE.
@@ -197,8 +203,10 @@ def measure(reference: Encoder, labels: list[str], texts: list[str], rounds: int
     """Time each candidate on ``texts`` (rounds interleaved, best kept) and compare it with ``reference``.
 
     The first pass of each is untimed (export, compilation, kernels made for new shapes) and gives the
-    vectors compared with PyTorch fp32; then ``rounds`` timed passes, each round over every candidate in
-    turn, so that a busy moment of the machine does not fall on one candidate only.
+    vectors compared with PyTorch fp32; then up to ``rounds`` timed passes, each round over every candidate
+    in turn, so that a busy moment of the machine does not fall on one candidate only. A candidate
+    ``CONTENDER`` times slower than the fastest agreeing one after a round is not timed again: no later
+    pass would make it the choice, which is the fastest qualifying candidate.
 
     ``reference`` is the PyTorch fp32 encoder. A candidate that fails (an export error) is recorded
     with its error and left out of the choice.
@@ -220,21 +228,26 @@ def measure(reference: Encoder, labels: list[str], texts: list[str], rounds: int
             report(" (failed)")
             continue
         encoders[label], prepared[label] = encoder, time.perf_counter() - started
+    truth = vectors.get("torch")
+    worst = {label: 1.0 if truth is None else float((vectors[label] * truth).sum(axis=1).min()) for label in encoders}
+    agreeing = [label for label in encoders if worst[label] >= MIN_COSINE[parse_backend_label(label)[1]]]
     report("; timing")
     best = dict.fromkeys(encoders, float("inf"))
+    timing = list(encoders)
     for _ in range(rounds):
-        for label, encoder in encoders.items():
+        for label in timing:
             started = time.perf_counter()
-            encoder.encode_documents(texts)
+            encoders[label].encode_documents(texts)
             best[label] = min(best[label], time.perf_counter() - started)
-    truth = vectors.get("torch")
+        fastest = min((best[label] for label in agreeing), default=0.0)
+        timing = [label for label in timing if best[label] <= fastest * CONTENDER]
     measured = {}
     for label in labels:
         if label in errors:
             measured[label] = Measurement(0.0, 0.0, error=errors[label])
             continue
-        worst = 1.0 if truth is None else float((vectors[label] * truth).sum(axis=1).min())
-        measured[label] = Measurement(round(len(texts) / best[label], 2), round(worst, 5), round(prepared[label], 2))
+        measured[label] = Measurement(round(len(texts) / best[label], 2), round(worst[label], 5),
+                                      round(prepared[label], 2))
     report(": " + ", ".join(f"{label} {m.docs_per_second:.1f}/s" for label, m in measured.items() if not m.error))
     return measured
 

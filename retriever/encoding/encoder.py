@@ -27,7 +27,7 @@ import numpy as np
 from retriever.encoding.backends import backend_label, check_backend, require_backend
 from retriever.encoding.calibration import calibration_digest, calibration_texts
 from retriever.encoding.devices import resolve_device
-from retriever.encoding.export import cached_export, export_directory, exports_root, is_complete
+from retriever.encoding.export import cached_export, cached_trace, export_directory, exports_root, is_complete
 from retriever.errors import ModelLoadError, RetrieverError
 
 if TYPE_CHECKING:
@@ -247,17 +247,28 @@ class Encoder:
 
             self._runtime = OpenVinoRuntime(directory, graphs, self.device, self.threads, self.max_seq_length)
 
-    def _make_export(self, staging: Path, calibration: list[str]) -> dict[str, Any]:
+    def _make_export(self, staging: Path, calibration: list[str], quantize: str | None = None) -> dict[str, Any]:
+        """Build the export in ``staging``: fp32 from the model's shared trace, int8 from the fp32 export.
+
+        Each is cached (``export.py``), so the four exports ``--backend auto`` measures trace the model once.
+        """
+        quantize = quantize or self.quantize
+        if quantize == "int8":
+            fp32 = export_directory(self.exports, self.weights_fingerprint, self.backend, "none", None)
+            cached_export(fp32, lambda folder: self._make_export(folder, [], "none"))
+            sources = {"fp32": fp32}
+        else:
+            sources = {"traced": cached_trace(self.model, self.exports, self.weights_fingerprint)}
         if self.backend == "onnx":
             from retriever.encoding.onnx import build_export
 
-            details = build_export(self.model, self.quantize, staging)
+            details = build_export(self.model, quantize, staging, **sources)
         else:
             from retriever.encoding.openvino import build_export
 
-            details = build_export(self.model, self.quantize, staging, calibration,
-                                   lambda texts, task: self._features(texts, task))
-            details["calibration"] = self.calibration
+            details = build_export(self.model, quantize, staging, calibration,
+                                   lambda texts, task: self._features(texts, task), **sources)
+            details["calibration"] = self.calibration if quantize == self.quantize else None
         details.update(model=str(self.path), fingerprint=self.weights_fingerprint, created_at=time.time())
         return details
 

@@ -5,7 +5,11 @@ An export is made once, from the local model directory, and cached under
 ``$RETRIEVER_EXPORTS``). The cache sits beside the models rather than inside each index: one
 export serves every index and every search process that uses the model, the index format stays
 the index's own, and fp32 and dynamically quantized exports are pure functions of the weights,
-so a lost one is simply made again. A statically quantized export also depends on its
+so a lost one is simply made again. The model is traced once per cache (``<fingerprint>-trace/``, the
+raw fp32 ONNX graphs), and every export is derived from that trace: ONNX Runtime fuses it, OpenVINO
+converts it, and each int8 export quantizes its backend's fp32 export (made first if missing), so that
+``--backend auto``'s first use, which makes all four, traces once rather than four times and fuses and
+converts once rather than twice (issue 18). A statically quantized export also depends on its
 calibration texts, the set shipped in ``retriever/encoding/calibration/``: their digest is part of its
 folder name and of the encoder's fingerprint, so each model is calibrated once per export cache.
 
@@ -180,3 +184,22 @@ def export_raw(model: SentenceTransformer, directory: Path) -> dict[str, list[st
         for graph, task in graph_tasks(model).items():
             inputs[graph] = export_onnx_graph(model, task, directory / f"{graph}.raw.onnx")
     return inputs
+
+
+def trace_directory(root: Path, fingerprint: str) -> Path:
+    return Path(root) / f"{fingerprint}-trace"
+
+
+def cached_trace(model: SentenceTransformer, root: Path, fingerprint: str) -> Path:
+    """The folder of the model's raw fp32 graphs (``<graph>.raw.onnx``), traced now unless cached.
+
+    Shared by the ONNX Runtime and OpenVINO exports: tracing is the slow common step of both.
+    """
+    directory = trace_directory(root, fingerprint)
+    cached_export(directory, lambda staging: {"graphs": export_raw(model, staging), "fingerprint": fingerprint})
+    return directory
+
+
+def export_record(directory: Path) -> dict[str, Any]:
+    """What a complete export (or trace) folder records: its graphs' input names and how it was made."""
+    return json.loads((directory / COMPLETE).read_text())

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retriever.encoding.export import export_raw
+from retriever.encoding.export import export_raw, export_record
 from retriever.errors import MissingExtraError
 
 if TYPE_CHECKING:
@@ -32,32 +32,50 @@ def require_onnxruntime() -> Any:
     return onnxruntime
 
 
-def build_export(model: SentenceTransformer, quantize: str, directory: Path) -> dict[str, Any]:
-    """Write ``<graph>.onnx`` for each task into ``directory``: fused, and int8 when asked."""
+def build_export(model: SentenceTransformer, quantize: str, directory: Path, traced: Path | None = None,
+                 fp32: Path | None = None) -> dict[str, Any]:
+    """Write ``<graph>.onnx`` for each task into ``directory``: fused, and int8 when asked.
+
+    ``traced``: a folder of the model's raw graphs to fuse (``cached_trace``; None: trace into ``directory``).
+    ``fp32``: for int8, this backend's complete fp32 export, whose fused graphs are quantized as they are.
+    """
     require_onnxruntime()
+    if quantize == "int8" and fp32 is not None:
+        made = export_record(fp32)
+        for graph in made["graphs"]:
+            quantize_weights(fp32 / f"{graph}.onnx", directory / f"{graph}.onnx")
+        return {"backend": "onnx", "quantize": quantize, "graphs": made["graphs"], "fused": made["fused"],
+                "quantized_from": fp32.name}
     from onnxruntime.transformers.optimizer import optimize_model
 
-    inputs = export_raw(model, directory)
+    source = traced or directory
+    inputs = export_record(traced)["graphs"] if traced else export_raw(model, directory)
     fused: dict[str, dict[str, int]] = {}
     for graph in inputs:
-        raw, final = directory / f"{graph}.raw.onnx", directory / f"{graph}.onnx"
+        raw, final = source / f"{graph}.raw.onnx", directory / f"{graph}.onnx"
         optimized = optimize_model(str(raw), model_type="bert", opt_level=1, **attention_shape(model))
         fused[graph] = {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
         if quantize == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            fp32 = directory / f"{graph}.fp32.onnx"
-            optimized.save_model_to_file(str(fp32))
-            # Per-channel weight scales: per-tensor ones lose too much (MiniLM on 100 SciFact abstracts: mean
-            # cosine to fp32 0.934 per tensor, 0.995 per channel). The fused contrib ops (Attention,
-            # SkipLayerNormalization) have no ONNX type inference, hence the default tensor type.
-            quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8, per_channel=True,
-                             extra_options={"DefaultTensorType": 1})  # onnx.TensorProto.FLOAT
-            fp32.unlink()
+            unquantized = directory / f"{graph}.fp32.onnx"
+            optimized.save_model_to_file(str(unquantized))
+            quantize_weights(unquantized, final)
+            unquantized.unlink()
         else:
             optimized.save_model_to_file(str(final))
-        raw.unlink()
+        if traced is None:
+            raw.unlink()
     return {"backend": "onnx", "quantize": quantize, "graphs": inputs, "fused": fused}
+
+
+def quantize_weights(fp32: Path, final: Path) -> None:
+    """Dynamic int8 of a fused fp32 graph: int8 weights, activations quantized per batch at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Per-channel weight scales: per-tensor ones lose too much (MiniLM on 100 SciFact abstracts: mean
+    # cosine to fp32 0.934 per tensor, 0.995 per channel). The fused contrib ops (Attention,
+    # SkipLayerNormalization) have no ONNX type inference, hence the default tensor type.
+    quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8, per_channel=True,
+                     extra_options={"DefaultTensorType": 1})  # onnx.TensorProto.FLOAT
 
 
 def attention_shape(model: SentenceTransformer) -> dict[str, int]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retriever.encoding.export import export_raw, graph_tasks
+from retriever.encoding.export import export_raw, export_record, graph_tasks
 from retriever.errors import MissingExtraError
 
 if TYPE_CHECKING:
@@ -54,18 +54,29 @@ def require_nncf() -> Any:
 
 
 def build_export(model: SentenceTransformer, quantize: str, directory: Path, calibration: Sequence[str] = (),
-                 features: Callable[[list[str], str | None], dict[str, Any]] | None = None) -> dict[str, Any]:
+                 features: Callable[[list[str], str | None], dict[str, Any]] | None = None,
+                 traced: Path | None = None, fp32: Path | None = None) -> dict[str, Any]:
     """Write ``<graph>.xml``/``.bin`` for each task; ``int8`` calibrates on ``calibration`` texts.
 
     ``features(texts, task)`` tokenizes calibration texts exactly as documents are tokenized.
+    ``traced``: a folder of the model's raw graphs to convert (``cached_trace``; None: trace into ``directory``).
+    ``fp32``: for int8, this backend's complete fp32 export, read instead of converting the graphs again.
     """
     ov = require_openvino()
     nncf = require_nncf() if quantize == "int8" else None
-    inputs = export_raw(model, directory)
+    if fp32 is not None:
+        inputs = export_record(fp32)["graphs"]
+    else:
+        inputs = export_record(traced)["graphs"] if traced else export_raw(model, directory)
     tasks = graph_tasks(model)
     for graph, names in inputs.items():
-        raw = directory / f"{graph}.raw.onnx"
-        converted = ov.convert_model(str(raw))
+        if fp32 is not None:
+            converted = shared_core().read_model(str(fp32 / f"{graph}.xml"))
+        else:
+            raw = (traced or directory) / f"{graph}.raw.onnx"
+            converted = ov.convert_model(str(raw))
+            if traced is None:
+                raw.unlink()
         if nncf is not None:
             samples = []
             for text in calibration:
@@ -75,10 +86,12 @@ def build_export(model: SentenceTransformer, quantize: str, directory: Path, cal
                 converted = nncf.quantize(converted, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER,
                                           subset_size=len(samples))
         ov.save_model(converted, str(directory / f"{graph}.xml"), compress_to_fp16=False)
-        raw.unlink()
     versions = {"openvino": ov.__version__, **({"nncf": nncf.__version__} if nncf is not None else {})}
-    return {"backend": "openvino", "quantize": quantize, "graphs": inputs, "calibration_texts": len(calibration),
-            "runtime": versions}
+    details = {"backend": "openvino", "quantize": quantize, "graphs": inputs, "calibration_texts": len(calibration),
+               "runtime": versions}
+    if fp32 is not None:
+        details["quantized_from"] = fp32.name
+    return details
 
 
 @lru_cache(maxsize=1)
