@@ -53,7 +53,8 @@ CATALOG_NAME = re.compile(r"^files\.gen-(\d{6,})\.sqlite$")
 MANIFEST_TMP_NAME = re.compile(r"^\.gen-\d{6,}\.json\.[0-9a-f]{8}\.tmp$")  # write_atomically, interrupted
 READ_ONLY_ERRORS = {errno.EROFS, errno.EACCES, errno.EPERM}  # a lease cannot be written: read without one
 _warned_foreign: set[str] = set()  # index folders already warned about in this process
-OWN_ENTRIES = {CURRENT, GENERATIONS, SEGMENTS, DELETES, CATALOG, READERS, LOCK, "README.md", "models"}  # models: retriever tune
+# models: the tuned models (retriever tune)
+OWN_ENTRIES = {CURRENT, GENERATIONS, SEGMENTS, DELETES, CATALOG, READERS, LOCK, "README.md", "models"}
 LEGACY_GENERATION = re.compile(r"^gen-\d{6,}$")  # format 1 kept whole generations as folders
 
 
