@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 Qrels = dict[str, dict[str, int]]
 DEFAULT_MIXES = (0.5, 1.0)  # WiSE-FT weights tried (0.0, the base model, is always the reference)
-RERANK_DEPTH = 20  # candidates per held-out query: the engine's top 20 plus every judged document
+RERANK_DEPTH = 15  # candidates per held-out query: the engine's top 15 plus every judged document
 MIN_TRAIN_QUERIES = 8  # fewer judged queries with a relevant result: too few to fine-tune
 
 

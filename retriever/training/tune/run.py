@@ -37,6 +37,7 @@ from retriever.training.tune.finetune import (
 if TYPE_CHECKING:
     from retriever.retriever import Retriever
 
+FINE_TUNE_FOLDS = 3  # each fold trains a model: 3 on a CPU (the hybrid setting, which costs nothing, uses 5)
 MODELS_DIR = "models"  # inside the index folder: the tuned models its generations name
 QrelsByText = dict[str, dict[str, int]]  # query text -> doc id -> grade (0, 1, 2)
 
@@ -72,7 +73,8 @@ def tune(retriever: Retriever, qrels: QrelsByText, fine_tune: bool = True, folds
     current = fusions.current_fusion(retriever)
     model_choice, model_path, weight, setting = None, None, None, None
     if fine_tune:
-        model_choice, setting = _choose_model(retriever, queries, judged, fold_sets, settings, mixes, current,
+        fine_folds = make_folds(sorted(judged), min(folds, FINE_TUNE_FOLDS), seed)  # a training run per fold
+        model_choice, setting = _choose_model(retriever, queries, judged, fine_folds, settings, mixes, current,
                                               base_path, min_gain, seed, log)
         if model_choice.kept:
             weight = _weight_of(model_choice.chosen, setting, mixes)
