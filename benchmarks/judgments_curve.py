@@ -81,7 +81,8 @@ def judge(index: Path, queries: dict[str, str], qrels: dict[str, dict[str, int]]
 
 def run_tune(index: Path, judgments: Path, log: Path) -> dict[str, Any]:
     """``retriever tune`` in its own process: wall seconds and that process's peak resident memory."""
-    command = [sys.executable, "-m", "retriever.cli", "tune", "--index", str(index), "--judgments", str(judgments)]
+    command = [sys.executable, "-c", "from retriever.cli import main; main()", "tune", "--index", str(index),
+               "--judgments", str(judgments)]
     load_before = os.getloadavg()
     started = time.perf_counter()
     with log.open("w") as handle:
@@ -90,7 +91,7 @@ def run_tune(index: Path, judgments: Path, log: Path) -> dict[str, Any]:
         _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
-    if process.returncode != 0:
+    if process.returncode != 0 or not out.strip():
         raise SystemExit(f"tune failed ({process.returncode}); see {log}")
     return {"summary": out.strip(), "seconds": round(seconds, 1), "peak_memory_mb": round(usage.ru_maxrss / 1024, 1),
             "load_average_before": [round(x, 2) for x in load_before],
