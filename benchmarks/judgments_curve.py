@@ -64,6 +64,7 @@ def judge(index: Path, queries: dict[str, str], qrels: dict[str, dict[str, int]]
     qids = sorted(queries)
     with Retriever.load(index) as retriever:
         hits = retriever.search_many([queries[q] for q in qids], k=JUDGED_PER_QUERY)
+    shutil.rmtree(folder, ignore_errors=True)
     (folder / "qrels").mkdir(parents=True)
     with (folder / "queries.jsonl").open("w") as handle:
         for q in qids:

@@ -599,6 +599,8 @@ class Retriever:
         self.snapshot = open_reader(self.layout, reuse=old)
         if old is not None:
             old.close()
+        if self._encoder is not None and self._encoder.fingerprint != self.manifest.model["fingerprint"]:
+            self._encoder = None  # re-encoded with another model (retriever tune): load it from the manifest
         return True
 
     def close(self) -> None:
