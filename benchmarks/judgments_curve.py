@@ -80,10 +80,10 @@ def judge(index: Path, queries: dict[str, str], qrels: dict[str, dict[str, int]]
     return {"queries": len(qids), "judgments": len(qids) * JUDGED_PER_QUERY, "relevant": relevant}
 
 
-def run_tune(index: Path, judgments: Path, log: Path) -> dict[str, Any]:
+def run_tune(index: Path, judgments: Path, log: Path, fine_tune: bool = True) -> dict[str, Any]:
     """``retriever tune`` in its own process: wall seconds and that process's peak resident memory."""
     command = [sys.executable, "-c", "from retriever.cli import main; main()", "tune", "--index", str(index),
-               "--judgments", str(judgments)]
+               "--judgments", str(judgments)] + ([] if fine_tune else ["--no-fine-tune"])
     load_before = os.getloadavg()
     started = time.perf_counter()
     with log.open("w") as handle:
@@ -105,6 +105,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,30,100,300", help="Numbers of judged queries, comma-separated.")
     parser.add_argument("--workdir", type=Path, default=None, help="Keep the base index here (reused if present).")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/judgments_curve.json"))
+    parser.add_argument("--append", action="store_true", help="Add these sizes to the runs already in --output.")
+    parser.add_argument("--no-fine-tune-above", type=int, default=None,
+                        help="Run tune with --no-fine-tune for sizes above this (when the machine has no time).")
     args = parser.parse_args()
     test = load_beir(args.dataset, "test")
     train_qrels = read_qrels(args.dataset / "qrels" / "train.tsv")
@@ -114,8 +117,13 @@ def main() -> None:
     base = workdir / "base"
     report: dict[str, Any] = {**provenance(), "dataset": str(args.dataset), "test_queries": len(test.qrels),
                               "judged_per_query": JUDGED_PER_QUERY, "runs": []}
-    report["base_index"] = build_base(test, base) if not base.exists() else {"reused": str(base)}
-    report["untuned"] = score_test(base, test)
+    if args.append and args.output.exists():
+        previous = json.loads(args.output.read_text())
+        report.update({k: previous[k] for k in ("base_index", "untuned", "runs")})
+        report.setdefault("commands", [previous["command"]]).append(report["command"])
+    else:
+        report["base_index"] = build_base(test, base) if not base.exists() else {"reused": str(base)}
+        report["untuned"] = score_test(base, test)
     print("untuned", report["untuned"], flush=True)
     for size in [int(s) for s in args.sizes.split(",")]:
         chosen = order[:size]
@@ -123,12 +131,13 @@ def main() -> None:
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(base, copy)
         judged = judge(copy, {q: test.queries[q] for q in chosen}, train_qrels, workdir / f"judged-{size}")
-        tuned = run_tune(copy, workdir / f"judged-{size}", workdir / f"tune-{size}.log")
+        fine_tune = args.no_fine_tune_above is None or size <= args.no_fine_tune_above
+        tuned = run_tune(copy, workdir / f"judged-{size}", workdir / f"tune-{size}.log", fine_tune)
         with Retriever.load(copy) as retriever:
             record = retriever.manifest.extras.get("tune", {})
             model = retriever.manifest.model
         scores = score_test(copy, test)
-        run = {"judged": size, **judged, "tune": tuned, "test_ndcg@10": scores,
+        run = {"judged": size, **judged, "tune": tuned, "fine_tune_run": fine_tune, "test_ndcg@10": scores,
                "delta_hybrid": round(scores["hybrid"] - report["untuned"]["hybrid"], 4),
                "kept": {"model": bool(record.get("fine_tune") and record["fine_tune"].get("kept")),
                         "fusion": model.get("search_defaults", {})},

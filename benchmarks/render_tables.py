@@ -521,7 +521,7 @@ def judgments_curve_table() -> Table:
         fine = record.get("fine_tune") or {}
         fusion = record.get("fusion", {})
         model = (f"kept, WiSE {fine['wise_weight']:.2f}" if fine.get("kept")
-                 else "discarded" if fine.get("folds") else "not tried")
+                 else "discarded by CV" if fine else "not run (--no-fine-tune)")
         setting = fusion.get("kept_setting", {})
         hybrid = "rrf" if setting.get("fusion") == "rrf" else f"alpha {setting.get('alpha', 0.5):.2f}"
         load_average = tune.get("load_average_before", [None])[0]
