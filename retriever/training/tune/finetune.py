@@ -9,6 +9,7 @@ hybrid nDCG@10 a search would see, at the cost of encoding a few dozen documents
 
 from __future__ import annotations
 
+import math
 import random
 import tempfile
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ Qrels = dict[str, dict[str, int]]
 DEFAULT_MIXES = (0.5, 1.0)  # WiSE-FT weights tried (0.0, the base model, is always the reference)
 RERANK_DEPTH = 15  # candidates per held-out query: the engine's top 15 plus every judged document
 MIN_TRAIN_QUERIES = 8  # fewer judged queries with a relevant result: too few to fine-tune
+MIN_STEPS = 6  # a few judged queries fill one batch: repeat epochs up to this many steps (warm-up takes one)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ def train_twin(base: str, data: JudgedData, qids: Sequence[str], setting: FineTu
                                    config.negatives_per_query, config.negatives_skip, config.negatives_depth, seed)
         dataset = build_examples(config.loss, data.queries, data.texts, qrels, negatives,
                                  config.negatives_per_query, seed)
+        per_epoch = math.ceil(len(dataset) / config.batch_size)
+        config.epochs = max(config.epochs, math.ceil(MIN_STEPS / max(per_epoch, 1)))
         trainer = Trainer(model, make_loss(config, model), dataset, None, config, {"config": config.to_dict()},
                           Path(work) / "checkpoint", log=log)
         state = trainer.run()
