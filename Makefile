@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install demo test docs tables lint bench clean
+.PHONY: install browser demo test docs tables lint bench clean
 
 $(BIN)/retriever: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,12 @@ demo: install
 	$(BIN)/retriever search "how long until my parcel arrives" --index indexes/sample-corpus -k 3
 	$(BIN)/retriever search "why is rest important for learning" --index indexes/sample-corpus -k 3
 
-test: install
+browser:  # Debian's chromium, driven by Playwright in the search-page tests (Playwright's own download is unreachable)
+	@command -v chromium >/dev/null || apt-get install -y -qq chromium >/dev/null 2>&1 \
+	  || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null 2>&1) \
+	  || echo "note: could not install chromium (needs root and apt); the search-page browser tests will be skipped"
+
+test: install browser
 	$(BIN)/pip install --quiet -e '.[all]'  # every optional extra, so their tests run instead of being skipped
 	# Two workers, a test file on one (its shared fixtures are built once), each with one OpenMP/BLAS thread:
 	# two workers of two threads on two cores ran 10-14% slower (measured on the same five test files).

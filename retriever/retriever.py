@@ -42,6 +42,7 @@ from retriever.ingest.chunking import Chunker
 from retriever.ingest.documents import Document, documents_from_records
 from retriever.ingest.pipeline import LocalEmbedder
 from retriever.ingest.sync import IndexReport
+from retriever.judgments import Judgment, JudgmentStore
 from retriever.search.context import DEFAULT_CONTEXT_TOKENS, token_counter
 from retriever.search.filters import filter_warnings, parse_filters
 from retriever.search.ranking import SearchOptions, search_batch
@@ -582,6 +583,23 @@ class Retriever:
         with writing(self.layout, wait=self.wait, reuse=self.snapshot) as writer:
             writer.commit(extras={"verification": calibration})
         self.refresh()
+
+    # judgments -----------------------------------------------------------------------------------------------------
+    def judge(self, query: str, doc_id: str, grade: int) -> Judgment:
+        """Grade a document for a query: 0 not relevant, 1 relevant, 2 highly relevant (the latest grade wins).
+
+        Stored durably in the index folder (``retriever.judgments``). An id that is not (or no longer) in the
+        index is accepted: a judgment is about the query and the id, and outlives the document.
+        """
+        return self.judgment_store.judge(query, doc_id, grade)
+
+    def judgments(self, query: str | None = None) -> list[Judgment]:
+        """The judgments given on this index (or on one query), oldest first."""
+        return self.judgment_store.all(query)
+
+    @property
+    def judgment_store(self) -> JudgmentStore:
+        return JudgmentStore(self.layout.root)
 
     # documents and lifetime ------------------------------------------------------------------------------------------
     def get(self, doc_id: str) -> Document | None:

@@ -9,6 +9,8 @@ Layout (format 2)::
     DIR/catalog/files.gen-000007.sqlite     content hash of each indexed file (folder sync)
     DIR/readers/<id>.lease             one per open reader: the generation it reads, under a shared flock
     DIR/.lock                          held (exclusive flock) by the one process writing, for the whole update
+    DIR/judgments.sqlite               relevance judgments (retriever.judgments), outside every generation: kept
+                                       through re-indexing and garbage collection, which never looks at it
     DIR/.staging-<12 hex>/             a segment being written (it holds the marker file .retriever-staging from its
                                        first moment); never referenced until it is renamed into place
 
@@ -53,8 +55,9 @@ CATALOG_NAME = re.compile(r"^files\.gen-(\d{6,})\.sqlite$")
 MANIFEST_TMP_NAME = re.compile(r"^\.gen-\d{6,}\.json\.[0-9a-f]{8}\.tmp$")  # write_atomically, interrupted
 READ_ONLY_ERRORS = {errno.EROFS, errno.EACCES, errno.EPERM}  # a lease cannot be written: read without one
 _warned_foreign: set[str] = set()  # index folders already warned about in this process
-# models: the tuned models (retriever tune)
-OWN_ENTRIES = {CURRENT, GENERATIONS, SEGMENTS, DELETES, CATALOG, READERS, LOCK, "README.md", "models"}
+JUDGMENTS = ("judgments.sqlite", "judgments.sqlite-wal", "judgments.sqlite-shm")  # retriever.judgments: never collected
+TUNED_MODELS = "models"  # retriever tune: the tuned models the index's generations name
+OWN_ENTRIES = {CURRENT, GENERATIONS, SEGMENTS, DELETES, CATALOG, READERS, LOCK, "README.md", *JUDGMENTS, TUNED_MODELS}
 LEGACY_GENERATION = re.compile(r"^gen-\d{6,}$")  # format 1 kept whole generations as folders
 
 
