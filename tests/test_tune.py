@@ -205,3 +205,15 @@ def test_one_line_errors(index: Path, tmp_path: Path) -> None:
     assert none.exit_code != 0 and "no judgments" in none.output and len(none.output.strip().splitlines()) == 1
     not_beir = CliRunner().invoke(main, ["tune", "--index", str(index), "--judgments", str(tmp_path)])
     assert not_beir.exit_code != 0 and "queries.jsonl" in not_beir.output
+
+
+def test_cli_tunes_on_the_index_own_judgments(index: Path) -> None:
+    with Retriever.load(index) as retriever:
+        for query, docs in word_judgments().items():
+            for doc_id, grade in docs.items():
+                retriever.judge(query, doc_id, grade)
+    result = CliRunner().invoke(main, ["tune", "--index", str(index), "--no-fine-tune"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("tune kept") and len(result.output.strip().splitlines()) == 1
+    with Retriever.load(index) as tuned:
+        assert tuned.manifest.extras["tune"]["judged_queries"] == len(word_judgments())

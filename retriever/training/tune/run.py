@@ -99,7 +99,6 @@ def tune(retriever: Retriever, qrels: QrelsByText, fine_tune: bool = True, folds
     defaults = {**retriever.manifest.model.get("search_defaults", {}), **fusions.describe(chosen)}
     commit_settings(retriever, defaults if fusion_choice.kept or model_path else None, record)
     retriever.refresh()
-    log(summary)
     return TuneReport(summary, fusion_choice, model_choice, model_path, weight, len(qrels),
                       time.perf_counter() - started, _peak_memory_mb(), record)
 
