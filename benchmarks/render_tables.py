@@ -516,7 +516,7 @@ def judgments_curve_table() -> Table:
     data = load(name)
     untuned = data["untuned"]
     rows = [["0 (untuned)", f"{untuned['dense']:.4f}", f"{untuned['hybrid']:.4f}", "–", "–", "–", "–", "–"]]
-    for run in data["runs"]:
+    for run in sorted(data["runs"], key=lambda r: r["judged"]):
         record, tune = run["record"], run["tune"]
         fine = record.get("fine_tune") or {}
         fusion = record.get("fusion", {})
