@@ -46,6 +46,9 @@ def word_judgments() -> dict[str, dict[str, int]]:
         a, b = TOPICS[i], TOPICS[i + 1]
         out[f"{a} {b}"] = {f"both-{a}": 2, f"{a}-0": 0, f"{b}-0": 0}
         out[f"{b} {a} {a}"] = {f"both-{a}": 1, f"{a}-1": 0}
+        out[f"{a} {b} {b}"] = {f"both-{a}": 1, f"{b}-1": 0}
+        out[f"{b} {a}"] = {f"both-{a}": 2, f"{b}-2": 0}
+        out[f"{a} {a} {b} {b}"] = {f"both-{a}": 2, f"{a}-2": 0}
     return out
 
 
