@@ -587,6 +587,29 @@ def rag_mmr_table() -> Table:
     return Table(["ranking", "nDCG@10", "points vs default"], rows, [name])
 
 
+def judgments_curve_table() -> Table:
+    """``retriever tune`` on N judged SciFact train queries, scored once on SciFact test (judgments_curve.py)."""
+    name = "judgments_curve.json"
+    data = load(name)
+    untuned = data["untuned"]
+    rows = [["0 (untuned)", f"{untuned['dense']:.4f}", f"{untuned['hybrid']:.4f}", "–", "–", "–", "–", "–"]]
+    for run in sorted(data["runs"], key=lambda r: r["judged"]):
+        record, tune = run["record"], run["tune"]
+        fine = record.get("fine_tune") or {}
+        fusion = record.get("fusion", {})
+        model = (f"kept, WiSE {fine['wise_weight']:.2f}" if fine.get("kept")
+                 else "discarded by CV" if fine else "not run (--no-fine-tune)")
+        setting = fusion.get("kept_setting", {})
+        hybrid = "rrf" if setting.get("fusion") == "rrf" else f"alpha {setting.get('alpha', 0.5):.2f}"
+        load_average = tune.get("load_average_before", [None])[0]
+        rows.append([str(run["judged"]), f"{run['test_ndcg@10']['dense']:.4f}", f"{run['test_ndcg@10']['hybrid']:.4f}",
+                     f"{run['delta_hybrid']:+.4f}", model, hybrid + (" (changed)" if fusion.get("kept") else ""),
+                     f"{tune['seconds'] / 60:.1f} min", f"{tune['peak_memory_mb'] / 1000:.1f} GB"
+                     + (f" (load {load_average:.0f})" if load_average is not None else "")])
+    return Table(["judged queries", "test dense nDCG@10", "test hybrid nDCG@10", "hybrid vs untuned", "model",
+                  "hybrid setting", "tune time", "tune peak RSS (load avg)"], rows, [name])
+
+
 TABLES: dict[str, Callable[[], Table]] = {
     "encoding-scifact-test": encoding_table,
     "auto-backend": auto_backend_table,
@@ -611,6 +634,7 @@ TABLES: dict[str, Callable[[], Table]] = {
     "capacity-nodes": capacity_nodes_table,
     "rag-context": rag_context_table,
     "rag-mmr": rag_mmr_table,
+    "judgments-curve": judgments_curve_table,
 }
 
 

@@ -406,6 +406,31 @@ def doctor(measure: bool, model: str | None, as_json: bool) -> None:
 
 @main.command()
 @index_option
+@click.option("--judgments", "judgments_dir", type=click.Path(path_type=Path), default=None,
+              help="A BEIR folder (queries.jsonl, qrels/*.tsv) to tune on instead of the index's own judgments.")
+@click.option("--split", default=None, help="With --judgments: the qrels split to read (default: every qrels/*.tsv).")
+@click.option("--no-fine-tune", "no_fine_tune", is_flag=True, help="Only re-choose the hybrid weight and fusion.")
+@click.option("--folds", type=click.IntRange(2), default=5, show_default=True, help="Cross-validation folds.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@quiet_option
+def tune(index_dir: Path | None, judgments_dir: Path | None, split: str | None, no_fine_tune: bool, folds: int,
+         seed: int, quiet: bool) -> None:
+    """Learn from judged results: re-choose alpha and fusion, fine-tune the model, keep only what CV says helps."""
+    from retriever.retriever import Retriever
+    from retriever.training.tune import tune as run_tune
+    from retriever.training.tune.judgments import beir_judgments, stored_judgments
+
+    target = find_index(index_dir)
+    qrels = beir_judgments(judgments_dir, split) if judgments_dir else None
+    with Retriever.load(target) as retriever:
+        qrels = qrels if qrels is not None else stored_judgments(target)
+        log = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
+        report = run_tune(retriever, qrels, fine_tune=not no_fine_tune, folds=folds, seed=seed, log=log)
+    click.echo(report.summary)
+
+
+@main.command()
+@index_option
 def optimize(index_dir: Path | None) -> None:
     """Merge an index's segments into one and drop deleted passages (searches keep working meanwhile)."""
     from retriever.retriever import Retriever

@@ -447,6 +447,12 @@ class Retriever:
         """Convex fusion weight when a search gives none: the model's own (``retriever adapt``), else 0.5."""
         return float(self.manifest.model.get("search_defaults", {}).get("alpha", SearchOptions.alpha))
 
+    @property
+    def default_fusion(self) -> str:
+        """Hybrid fusion when a search gives none: the one ``retriever tune`` kept, else convex."""
+        fusion = self.manifest.model.get("search_defaults", {}).get("fusion")
+        return fusion if fusion in ("rrf", "convex") else SearchOptions.fusion
+
     def search(self, query: str, k: int = 10, passages: bool = False, diversity: float | None = None,
                fetch_k: int | None = None, context: int | str | None = None, **options: Any) -> list[Hit]:
         """The k best documents for a query (best passage of each), or k passages.
@@ -514,7 +520,7 @@ class Retriever:
         conditions = parse_filters(where)
         options = SearchOptions(
             mode=defaults.mode if mode is None else mode,
-            fusion=defaults.fusion if fusion is None else fusion,
+            fusion=self.default_fusion if fusion is None else fusion,
             alpha=self.default_alpha if alpha is None else alpha,
             allowed=snapshot.allowed(conditions) if conditions else None,
             rerank=rerank, **settings,
@@ -616,6 +622,8 @@ class Retriever:
         self.snapshot = open_reader(self.layout, reuse=old)
         if old is not None:
             old.close()
+        if self._encoder is not None and self._encoder.fingerprint != self.manifest.model["fingerprint"]:
+            self._encoder = None  # re-encoded with another model (retriever tune): load it from the manifest
         return True
 
     def close(self) -> None:

@@ -56,7 +56,8 @@ MANIFEST_TMP_NAME = re.compile(r"^\.gen-\d{6,}\.json\.[0-9a-f]{8}\.tmp$")  # wri
 READ_ONLY_ERRORS = {errno.EROFS, errno.EACCES, errno.EPERM}  # a lease cannot be written: read without one
 _warned_foreign: set[str] = set()  # index folders already warned about in this process
 JUDGMENTS = ("judgments.sqlite", "judgments.sqlite-wal", "judgments.sqlite-shm")  # retriever.judgments: never collected
-OWN_ENTRIES = {CURRENT, GENERATIONS, SEGMENTS, DELETES, CATALOG, READERS, LOCK, "README.md", *JUDGMENTS}
+TUNED_MODELS = "models"  # retriever tune: the tuned models the index's generations name
+OWN_ENTRIES = {CURRENT, GENERATIONS, SEGMENTS, DELETES, CATALOG, READERS, LOCK, "README.md", *JUDGMENTS, TUNED_MODELS}
 LEGACY_GENERATION = re.compile(r"^gen-\d{6,}$")  # format 1 kept whole generations as folders
 
 

@@ -136,7 +136,11 @@ class ServedIndex:
             self._writer = None
 
     def _publish(self) -> None:
-        reader = Retriever.load(self.index_dir, encoder=self._encoder)
+        reader = Retriever.load(self.index_dir)
+        if reader.manifest.model["fingerprint"] == self._encoder.fingerprint:
+            reader._use_encoder(self._encoder)
+        else:  # re-encoded with another model (retriever tune): serve with that one from now on
+            self._encoder = reader.encoder
         _warm(reader)
         self._readers.swap(reader)
         self.commits += 1
