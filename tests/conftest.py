@@ -29,6 +29,25 @@ os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no telemetry cal
 # tested in test_encoding.py, and the engine default (--backend auto, with this unset) in test_auto_backend.py.
 os.environ.setdefault("RETRIEVER_BACKEND", "torch")
 
+# The test files that take longest, longest first. ``make test`` hands whole files to two xdist workers
+# (--dist loadfile, so a file's shared fixtures are built once) in collection order (--no-loadscope-reorder):
+# the long files go out first and the many short ones fill the gaps, so both workers finish close together.
+# A new file runs after these; one that takes over ~20 s belongs in this list, by its time alone
+# (pytest --durations=0 on that file; time of the whole file on two idle cores).
+LONGEST_FILES_FIRST = (
+    "test_matrix.py", "test_ray.py", "test_storage.py", "test_encoding.py", "test_encoding_minilm.py",
+    "test_milvus.py", "test_serve.py", "test_index.py", "test_api_schema.py", "test_bench.py",
+    "test_training.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the longest files first (``LONGEST_FILES_FIRST``); the order within a file and of the rest is kept."""
+    rank = {name: position for position, name in enumerate(LONGEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # a stable sort
+
+
 WORDS = """the a an of to in and or is are was were be for on with by at from as that this it
 not no can you your we our all any cat cats dog dogs fish bird car cars train trains music song
 coffee tea water sleep memory brain password login email invoice payment card refund backup
@@ -60,6 +79,27 @@ def make_tiny_model(directory: Path, seed: int = 0, max_seq_length: int = 64) ->
     out = directory / "model"
     model.save(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def shared_exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One export cache for the whole run, shared by the xdist workers: each tiny-model export (an int8
+    calibration takes seconds) is made once, as in real use, instead of once per test file. Two workers making
+    the same export at once both end up with one complete copy (``cached_export`` renames it into place)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # under xdist: .../pytest-N/popen-gwK
+    folder = root / "shared-exports"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _exports_env(shared_exports: Path) -> Iterator[None]:
+    """Tests export into the run's cache, never into the user's ``~/.cache/retriever/exports``; a test of the
+    cache itself (first export, reuse) sets ``RETRIEVER_EXPORTS`` to its own folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RETRIEVER_EXPORTS", str(shared_exports))
+        yield
 
 
 @pytest.fixture(scope="session")

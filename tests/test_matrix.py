@@ -170,16 +170,8 @@ def needs_module(module: str, extra: str) -> None:
         pytest.skip(f"{module} is not installed here: pip install 'retriever[{extra}]'")
 
 
-# module-wide set-up: one export cache, one Milvus Lite file, one Ray session, one reference per backend ----------
-@pytest.fixture(scope="module", autouse=True)
-def exports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One export cache for the module: each backend is exported (and int8 calibrated) once, as in real use."""
-    folder = tmp_path_factory.mktemp("matrix-exports")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RETRIEVER_EXPORTS", str(folder))
-        yield folder
-
-
+# module-wide set-up: one Milvus Lite file, one Ray session, one reference per backend; each backend is exported
+# (and int8 calibrated) once in the run's export cache (conftest.py), as in real use ----------------------------
 @pytest.fixture(scope="module")
 def milvus_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     needs_module("pymilvus", "milvus")
