@@ -29,23 +29,53 @@ os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no telemetry cal
 # tested in test_encoding.py, and the engine default (--backend auto, with this unset) in test_auto_backend.py.
 os.environ.setdefault("RETRIEVER_BACKEND", "torch")
 
-# The test files that take longest, longest first. ``make test`` hands whole files to two xdist workers
-# (--dist loadfile, so a file's shared fixtures are built once) in collection order (--no-loadscope-reorder):
-# the long files go out first and the many short ones fill the gaps, so both workers finish close together.
-# A new file runs after these; one that takes over ~20 s belongs in this list, by its time alone
-# (pytest --durations=0 on that file; time of the whole file on two idle cores).
-LONGEST_FILES_FIRST = (
-    "test_matrix.py", "test_ray.py", "test_storage.py", "test_encoding.py", "test_encoding_minilm.py",
-    "test_milvus.py", "test_serve.py", "test_index.py", "test_api_schema.py", "test_bench.py",
-    "test_training.py",
+# How ``make test`` spreads the suite over its two xdist workers (--dist loadfile): a unit of work is a test file,
+# so that a file's shared fixtures are built once, except that every test encoding on a local Ray is one unit,
+# "ray", so that one worker starts Ray once for all of them (``local_ray``: a start costs ~15 s of CPU, its
+# actors excepted). Units go out longest first, the many short files filling the gaps, so that both workers finish
+# close together. A new file runs after these; one that takes over ~20 s belongs in this list, by its time on two
+# idle cores (pytest --durations=0).
+RAY_TESTS = ("tests/test_ray.py::", "tests/test_matrix.py::test_on_ray[")
+LONGEST_FIRST = (
+    "ray", "test_matrix.py", "test_storage.py", "test_encoding.py", "test_encoding_minilm.py", "test_milvus.py",
+    "test_serve.py", "test_index.py", "test_api_schema.py", "test_bench.py", "test_training.py",
 )
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: "ray", or its file's name."""
+    return "ray" if nodeid.startswith(RAY_TESTS) else nodeid.split("::")[0].rsplit("/", 1)[-1]
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the longest files first (``LONGEST_FILES_FIRST``); the order within a file and of the rest is kept."""
-    rank = {name: position for position, name in enumerate(LONGEST_FILES_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # a stable sort
+    """Longest units first (``LONGEST_FIRST``); the order within a unit and of the rest is kept."""
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))  # a stable sort
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """--dist loadfile, with the Ray tests as one unit and the units in the order of the collection."""
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class RayAsOneUnit(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "ray" if nodeid.startswith(RAY_TESTS) else super()._split_scope(nodeid)
+
+    config.option.loadscopereorder = False  # xdist would order the units by their number of tests
+    return RayAsOneUnit(config, log)
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[None]:
+    """A local Ray with 2 CPUs, started at the first test that needs it and shared by all (see ``RAY_TESTS``)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
 
 
 WORDS = """the a an of to in and or is are was were be for on with by at from as that this it

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import random
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +27,7 @@ WORDS = ("cat dog fish bird car train music song coffee tea water sleep memory b
          "invoice payment card refund backup restore garden tomato sun plant delivery parcel order").split()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")  # one local Ray with 2 CPUs, shared with test_matrix.py
 
 
 def records(n: int, seed: int = 0) -> list[dict]:
