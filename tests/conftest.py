@@ -54,6 +54,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))  # a stable sort
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: without pytest-xdist, the suite runs in one process
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """--dist loadfile, with the Ray tests as one unit and the units in the order of the collection."""
     if config.getoption("dist", None) != "loadfile":
