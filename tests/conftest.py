@@ -29,6 +29,56 @@ os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no telemetry cal
 # tested in test_encoding.py, and the engine default (--backend auto, with this unset) in test_auto_backend.py.
 os.environ.setdefault("RETRIEVER_BACKEND", "torch")
 
+# How ``make test`` spreads the suite over its two xdist workers (--dist loadfile): a unit of work is a test file,
+# so that a file's shared fixtures are built once, except that every test encoding on a local Ray is one unit,
+# "ray", so that one worker starts Ray once for all of them (``local_ray``: a start costs ~15 s of CPU, its
+# actors excepted). Units go out longest first, the many short files filling the gaps, so that both workers finish
+# close together. A new file runs after these; one that takes over ~20 s belongs in this list, by its time on two
+# idle cores (pytest --durations=0).
+RAY_TESTS = ("tests/test_ray.py::", "tests/test_matrix.py::test_on_ray[")
+LONGEST_FIRST = (
+    "ray", "test_matrix.py", "test_storage.py", "test_encoding.py", "test_encoding_minilm.py", "test_milvus.py",
+    "test_serve.py", "test_index.py", "test_api_schema.py", "test_bench.py", "test_training.py",
+)
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: "ray", or its file's name."""
+    return "ray" if nodeid.startswith(RAY_TESTS) else nodeid.split("::")[0].rsplit("/", 1)[-1]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest units first (``LONGEST_FIRST``); the order within a unit and of the rest is kept."""
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))  # a stable sort
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: without pytest-xdist, the suite runs in one process
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """--dist loadfile, with the Ray tests as one unit and the units in the order of the collection."""
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class RayAsOneUnit(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "ray" if nodeid.startswith(RAY_TESTS) else super()._split_scope(nodeid)
+
+    config.option.loadscopereorder = False  # xdist would order the units by their number of tests
+    return RayAsOneUnit(config, log)
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[None]:
+    """A local Ray with 2 CPUs, started at the first test that needs it and shared by all (see ``RAY_TESTS``)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
 WORDS = """the a an of to in and or is are was were be for on with by at from as that this it
 not no can you your we our all any cat cats dog dogs fish bird car cars train trains music song
 coffee tea water sleep memory brain password login email invoice payment card refund backup
@@ -60,6 +110,27 @@ def make_tiny_model(directory: Path, seed: int = 0, max_seq_length: int = 64) ->
     out = directory / "model"
     model.save(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def shared_exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One export cache for the whole run, shared by the xdist workers: each tiny-model export (an int8
+    calibration takes seconds) is made once, as in real use, instead of once per test file. Two workers making
+    the same export at once both end up with one complete copy (``cached_export`` renames it into place)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # under xdist: .../pytest-N/popen-gwK
+    folder = root / "shared-exports"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _exports_env(shared_exports: Path) -> Iterator[None]:
+    """Tests export into the run's cache, never into the user's ``~/.cache/retriever/exports``; a test of the
+    cache itself (first export, reuse) sets ``RETRIEVER_EXPORTS`` to its own folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RETRIEVER_EXPORTS", str(shared_exports))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -51,17 +51,6 @@ needs_ort = pytest.mark.skipif(not HAS_ORT, reason="extra not installed: retriev
 needs_ov = pytest.mark.skipif(not HAS_OV, reason="extra not installed: retriever[openvino]")
 
 
-@pytest.fixture(scope="session")
-def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One export cache for the session: each model is exported once per backend, as in real use."""
-    return tmp_path_factory.mktemp("exports")
-
-
-@pytest.fixture(autouse=True)
-def _exports_env(exports: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RETRIEVER_EXPORTS", str(exports))
-
-
 def encoder_for(model: str, label: str, **options: object) -> Encoder:
     """The encoder a backend label names (static int8: calibrated on the shipped set, as every index is)."""
     backend, quantize = parse_backend_label(label)
@@ -83,12 +72,9 @@ def test_torch_backend_matches_sentence_transformers_encode(tiny_model: str) -> 
 
 
 
-
-@pytest.mark.parametrize("label", BACKENDS)
-@pytest.mark.parametrize("model_kind", ["tiny", "minilm"])
-def test_backend_agrees_with_torch(label: str, model_kind: str, tiny_model: str) -> None:
-    model = tiny_model if model_kind == "tiny" else "all-MiniLM-L6-v2"
-    reference = Encoder(model)
+def assert_agrees_with_torch(model: str, label: str, reference: Encoder, same_top: bool) -> None:
+    """The backend's vectors are unit vectors, within the measured cosine bound of PyTorch's (``reference``), alone
+    or in a batch; ``same_top``: each query finds the document PyTorch finds."""
     encoder = encoder_for(model, label)
     docs, queries = encoder.encode_documents(DOCS), encoder.encode_queries(QUERIES)
     assert docs.shape == (len(DOCS), reference.dimension) and docs.dtype == np.float32
@@ -97,11 +83,18 @@ def test_backend_agrees_with_torch(label: str, model_kind: str, tiny_model: str)
     bound = MIN_COSINE[encoder.quantize]
     assert cosines(docs, ref_docs).min() >= bound
     assert cosines(queries, ref_queries).min() >= bound
-    if model_kind == "minilm":  # what a user sees: each query finds the document PyTorch finds (its lead >= 0.18)
+    if same_top:
         assert ((queries @ docs.T).argmax(axis=1) == (ref_queries @ ref_docs.T).argmax(axis=1)).all()
     one = encoder.encode_queries(QUERIES[:1])  # a single query is padded to its own length only
     # dynamic int8 scales activations per batch, so a vector depends a little on its batch-mates
     assert cosines(one, queries[:1]).min() >= bound
+
+
+@pytest.mark.parametrize("label", BACKENDS)
+def test_backend_agrees_with_torch(label: str, tiny_model: str, tiny_encoder: Encoder) -> None:
+    """On the tiny model; with the real MiniLM in test_encoding_minilm.py (a file of its own: its int8 calibration
+    is the longest single test, and xdist hands out whole files)."""
+    assert_agrees_with_torch(tiny_model, label, tiny_encoder, same_top=False)
 
 
 @needs_ort
@@ -192,11 +185,15 @@ def test_an_index_calibrated_on_its_corpus_by_an_older_version(tiny_model: str, 
     """It opens while its export is cached (its vectors came from that export), else one line asks to rebuild."""
     import shutil
 
-    exports = tmp_path / "exports"
+    shipped = Encoder(tiny_model, backend="openvino", quantize="int8")  # in the run's export cache (conftest)
+    shipped.prepare()
+    exports = tmp_path / "exports"  # this test's own cache, holding the shipped calibration's export (a copy)
+    shutil.copytree(shipped.export_dir, exports / shipped.export_dir.name)
     monkeypatch.setenv("RETRIEVER_EXPORTS", str(exports))
     records = [{"_id": str(i), "text": text} for i, text in enumerate(DOCS)]
     built = Retriever.build(records, index_dir=tmp_path / "index", model=tiny_model, backend="openvino",
                             quantize="int8")
+    assert not built.encoder.export_made
     expected = [h.doc_id for h in built.search(QUERIES[0], k=3, mode="dense")]
     legacy_index(tmp_path / "index", "0123456789ab")
     shutil.copytree(built.encoder.export_dir, exports / built.encoder.export_dir.name.replace(

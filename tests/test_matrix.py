@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import importlib.util
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,32 +170,13 @@ def needs_module(module: str, extra: str) -> None:
         pytest.skip(f"{module} is not installed here: pip install 'retriever[{extra}]'")
 
 
-# module-wide set-up: one export cache, one Milvus Lite file, one Ray session, one reference per backend ----------
-@pytest.fixture(scope="module", autouse=True)
-def exports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One export cache for the module: each backend is exported (and int8 calibrated) once, as in real use."""
-    folder = tmp_path_factory.mktemp("matrix-exports")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RETRIEVER_EXPORTS", str(folder))
-        yield folder
-
-
+# module-wide set-up: one Milvus Lite file, one reference per backend (Ray: conftest.py); each backend is exported
+# (and int8 calibrated) once in the run's export cache (conftest.py), as in real use ----------------------------
 @pytest.fixture(scope="module")
 def milvus_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     needs_module("pymilvus", "milvus")
     needs_module("milvus_lite", "milvus")
     return f"milvus:{tmp_path_factory.mktemp('matrix-milvus') / 'store.db'}"
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """A local Ray with 2 CPUs, started at the first Ray cell and shared by all of them."""
-    needs_module("ray", "ray")
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +242,8 @@ def test_on_ray(label: str, store: str, played_cells: Callable[[str, str], Playe
     """Built on a local Ray (one encoding actor); the add encodes on Ray in the Ray x Milvus cell only."""
     want = played_cells(label, "local")
     store_uri = request.getfixturevalue("milvus_store") if store == "milvus" else None
-    request.getfixturevalue("local_ray")
+    needs_module("ray", "ray")
+    request.getfixturevalue("local_ray")  # one local Ray with 2 CPUs, shared with test_ray.py (conftest.py)
     index_dir = workdir / f"ray-{store}-{label}"
     with build_in_process(label, index_dir, tiny_model, store=store_uri, ray="local") as index:
         if store == "local":

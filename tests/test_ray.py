@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import random
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +27,7 @@ WORDS = ("cat dog fish bird car train music song coffee tea water sleep memory b
          "invoice payment card refund backup restore garden tomato sun plant delivery parcel order").split()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")  # one local Ray with 2 CPUs, shared with test_matrix.py
 
 
 def records(n: int, seed: int = 0) -> list[dict]:
@@ -76,7 +71,9 @@ def test_ray_build_equals_a_single_process_build(tmp_path: Path, corpus: Path, t
     queries = [encoding_text(r["title"], r["text"]) for r in records(60)[:10]] + ["cats sleep", "refund card"]
     assert_same_index(local, distributed, queries)
     (corpus / "cats.txt").write_text("Cats sleep in the sun.")
-    report = Retriever.build(corpus, index_dir=tmp_path / "ray", model=tiny_model, ray="local").last_report
+    # one actor for the update: each actor is a process importing torch (seconds); two were tested just above
+    report = Retriever.build(corpus, index_dir=tmp_path / "ray", model=tiny_model, ray="local",
+                             workers=1).last_report
     assert (report.added, report.updated, report.passages_encoded) == (0, 1, 1)
     assert Retriever.load(tmp_path / "ray").get("cats.txt").text == "Cats sleep in the sun."
 
@@ -92,7 +89,7 @@ def test_parquet_records_through_ray_into_milvus(tmp_path: Path, tiny_model: str
     pq.write_table(pa.Table.from_pylist(data), folder / "part-0.parquet")
     local = Retriever.build(folder, index_dir=tmp_path / "local", model=tiny_model)
     distributed = Retriever.build(folder, index_dir=tmp_path / "ray-milvus", model=tiny_model, ray="local",
-                                  workers=2, store=f"milvus:{tmp_path}/store.db")
+                                  workers=1, store=f"milvus:{tmp_path}/store.db")  # two actors: the test above
     assert len(distributed) == 40 and distributed.get("r5").metadata == {"n": 5}
     for record in data[:8]:
         query = encoding_text(record["title"], record["text"])
@@ -109,8 +106,8 @@ def test_a_static_int8_ray_build_equals_a_single_process_build(tmp_path: Path, t
     rows = records(40, seed=3)
     local = Retriever.build(rows, index_dir=tmp_path / "local", model=tiny_model, backend="openvino",
                             quantize="int8")
-    distributed = Retriever.build(rows, index_dir=tmp_path / "ray", model=tiny_model, ray="local", workers=2,
-                                  backend="openvino", quantize="int8")
+    distributed = Retriever.build(rows, index_dir=tmp_path / "ray", model=tiny_model, ray="local", workers=1,
+                                  backend="openvino", quantize="int8")  # an actor loads the driver's export
     assert local.manifest.counts["passages"] > local.manifest.counts["documents"]  # long documents were split
     assert (distributed.manifest.model["backend"], distributed.manifest.model["quantize"]) == ("openvino", "int8")
     assert distributed.manifest.model["fingerprint"] == local.manifest.model["fingerprint"]
