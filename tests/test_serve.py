@@ -325,12 +325,18 @@ def test_writes_beyond_the_queue_limit_are_refused(serve: Callable, monkeypatch:
 
 def test_concurrent_searches_are_answered_in_one_batch(serve: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
     client = serve()
-    first_entered, release = threading.Event(), threading.Event()
+    first_entered, both_held, release = threading.Event(), threading.Event(), threading.Event()
     original = Retriever.search_many
+    held = []
 
     def held_first(self: Retriever, queries: list[str], **options: object) -> list:
-        if not first_entered.is_set():
+        # Both batch workers are held, so the searches that arrive meanwhile must queue (with one worker free,
+        # a fast machine answered each search alone as it arrived and no two shared a batch).
+        if not release.is_set():
+            held.append(queries)
             first_entered.set()
+            if len(held) >= 2:
+                both_held.set()
             assert release.wait(30)
         return original(self, queries, **options)
 
@@ -339,8 +345,8 @@ def test_concurrent_searches_are_answered_in_one_batch(serve: Callable, monkeypa
         (q, m) for q in ("train coast", "coffee tea", "dogs garden") for m in ("lexical", "dense")]
     with ThreadPoolExecutor(len(requests)) as pool:
         answers = [pool.submit(client.post, "/search", json={"query": q, "mode": m, "k": 2}) for q, m in requests]
-        assert first_entered.wait(30)
-        time.sleep(1.5)  # the other searches queue up behind the first (0.5 s was not always enough under load)
+        assert first_entered.wait(30) and both_held.wait(30)
+        time.sleep(1.5)  # the other searches queue up behind the held two (0.5 s was not always enough under load)
         release.set()
         responses = [a.result(timeout=30) for a in answers]
     monkeypatch.setattr(Retriever, "search_many", original)
