@@ -44,6 +44,23 @@ def evaluate(run: Run, qrels: dict[str, dict[str, int]], metrics: tuple[str, ...
     return Evaluation({m: float(scores[m]) for m in metrics}, len(judged), skipped)
 
 
+def per_query(run: Run, qrels: dict[str, dict[str, int]], metric: str = "ndcg@10") -> dict[str, float]:
+    """``metric`` of each query of ``qrels`` (cross-validation needs each query's score, not only the mean);
+    a query without a positive judgement, or missing from the run, scores 0."""
+    from ranx import Qrels
+    from ranx import Run as RanxRun
+    from ranx import evaluate as ranx_evaluate
+
+    judged = judged_queries(qrels)
+    scores = {q: 0.0 for q in qrels}
+    if judged:
+        full_run = RanxRun({q: (run.get(q) or {"__no_result__": 0.0}) for q in judged})
+        positive = {q: {d: r for d, r in docs.items() if r > 0} for q, docs in judged.items()}
+        ranx_evaluate(Qrels(positive), full_run, metric, make_comparable=True)
+        scores.update({q: float(v) for q, v in full_run.scores[metric].items()})
+    return scores
+
+
 def write_trec_run(run: Run, path: Path, system: str) -> None:
     """A TREC run file (``qid Q0 docid rank score system``) that trec_eval can re-score."""
     with path.open("w") as handle:

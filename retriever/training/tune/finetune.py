@@ -22,7 +22,7 @@ import numpy as np
 from retriever.training.config import TrainConfig
 from retriever.training.tune.cv import Scores
 from retriever.training.tune.fusion import Fusion, Ranked
-from retriever.training.tune.metrics import ndcg_at_10
+from retriever.training.tune.metrics import ndcg_per_query
 from retriever.training.tune.wise import interpolate, snapshot_weights
 
 if TYPE_CHECKING:
@@ -133,13 +133,13 @@ def held_out_scores(model: SentenceTransformer, data: JudgedData, qids: Sequence
     position = {d: i for i, d in enumerate(docs)}
     doc_vectors = encode(model, [data.texts[d] for d in docs], query=False)
     query_vectors = encode(model, [data.queries[q] for q in qids], query=True)
-    out = {}
+    fused = {}
     for q, vector in zip(qids, query_vectors):
         mine = data.candidates[q]
         sims = doc_vectors[[position[d] for d in mine]] @ vector
         dense = sorted(zip(mine, (float(s) for s in sims)), key=lambda pair: -pair[1])
-        out[q] = ndcg_at_10(fusion.fuse(dense, data.lexical[q]), data.qrels[q])
-    return out
+        fused[q] = fusion.fuse(dense, data.lexical[q])
+    return ndcg_per_query(fused, data.qrels)
 
 
 def cross_validated_scores(base: str, data: JudgedData, folds: list[list[str]], setting: FineTuneSetting,

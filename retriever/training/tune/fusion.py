@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from retriever.search.fusion import convex_combination, reciprocal_rank_fusion
 from retriever.search.ranking import HYBRID_DEPTH
 from retriever.training.tune.cv import Scores
-from retriever.training.tune.metrics import ndcg_at_10
+from retriever.training.tune.metrics import ndcg_per_query
 
 if TYPE_CHECKING:
     from retriever.retriever import Retriever
@@ -71,7 +71,7 @@ def side_runs(retriever: Retriever, texts: list[str]) -> tuple[list[Ranked], lis
 def fusion_scores(settings: list[Fusion], qids: list[str], dense: list[Ranked], lexical: list[Ranked],
                   qrels: dict[str, dict[str, int]]) -> Scores:
     """nDCG@10 of each setting on each judged query."""
-    return {s.name: {q: ndcg_at_10(s.fuse(d, lx), qrels[q]) for q, d, lx in zip(qids, dense, lexical)}
+    return {s.name: ndcg_per_query({q: s.fuse(d, lx) for q, d, lx in zip(qids, dense, lexical)}, qrels)
             for s in settings}
 
 

@@ -1,23 +1,24 @@
-"""Per-query nDCG@10 of a ranking against graded judgments (unjudged documents count as not relevant).
+"""nDCG@10 of rankings against graded judgments, per query (unjudged documents count as not relevant).
 
-Cross-validation needs the score of each query, not only the mean that ``retriever.eval.metrics`` (ranx)
-returns; the formula is trec_eval's (linear gains, log2 discounts), so the means agree with ranx.
+Scored by ranx through ``retriever.eval.metrics.per_query``, the project's one place for metrics.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+from retriever.eval.metrics import per_query
 
 CUTOFF = 10
 
 
+def ndcg_per_query(rankings: Mapping[str, Sequence[str]], qrels: Mapping[str, dict[str, int]]) -> dict[str, float]:
+    """nDCG@10 of each query's ranking (document ids, best first); 0.0 when nothing is judged relevant."""
+    run = {q: {doc: float(len(ranking) - rank) for rank, doc in enumerate(ranking)}
+           for q, ranking in rankings.items() if ranking}
+    return per_query(run, {q: dict(qrels[q]) for q in rankings}, f"ndcg@{CUTOFF}")
+
+
 def ndcg_at_10(ranking: Sequence[str], judged: dict[str, int]) -> float:
-    """nDCG@10 of ``ranking`` (document ids, best first); 0.0 when nothing is judged relevant."""
-    ideal = sorted((g for g in judged.values() if g > 0), reverse=True)[:CUTOFF]
-    if not ideal:
-        return 0.0
-    dcg = sum(judged.get(doc, 0) / math.log2(rank + 2) for rank, doc in enumerate(ranking[:CUTOFF])
-              if judged.get(doc, 0) > 0)
-    best = sum(g / math.log2(rank + 2) for rank, g in enumerate(ideal))
-    return dcg / best
+    """nDCG@10 of one ranking."""
+    return ndcg_per_query({"q": ranking}, {"q": judged})["q"]
