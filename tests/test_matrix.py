@@ -79,6 +79,11 @@ VERIFY = [("coffee and tea", "r1"), (QUERIES[4], "r12")]
 # ten times its spread, for CPUs whose int8 kernels round differently. Both stay well below what a different
 # encoding gives (1.2e-3 and other top-k ids: openvino-int8 on Ray with another calibration than the driver's).
 SCORE_TOLERANCE = {"none": 1e-4, "int8": 2.5e-4}
+# Hybrid scores min-max normalise the candidates' dense scores, which multiplies a dense difference: on an AVX2-only
+# CPU a document re-encoded alone (dynamic int8: other batch, other activation scale) moved dense up to 1.4e-4 and
+# fused scores up to 1.1e-3. The dense mode keeps the tight bound, so another encoding is still caught there; the
+# hybrid comparison checks the fusion (a wrong alpha or method moves scores by 0.05 and more).
+FUSION_SPREAD = 10
 
 
 @dataclass
@@ -115,15 +120,18 @@ def play(index: Any) -> Played:
 
 
 def tie_blocks(scores: list[float], tolerance: float) -> list[range]:
-    """The positions of each run of equal scores, best first (BM25 ties are common on a tiny corpus). The run the
-    top K cuts is left out: which of its ids made the cut is the order of storage, not of relevance."""
+    """The positions of each run of equal scores, best first (BM25 ties are common on a tiny corpus). The run at
+    the top K's cut is left out: which of its ids made the cut is the order of storage, not of relevance, and a
+    document just below the cut, within the tolerance, may take its place (found on an AVX2-only CPU: a document
+    re-encoded alone by dynamic int8 rose 1.3e-4 and displaced the 5th, 1.3e-4 above it). Its scores are still
+    compared."""
     blocks: list[range] = []
     for position, score in enumerate(scores):
         if blocks and abs(scores[blocks[-1].start] - score) <= tolerance:
             blocks[-1] = range(blocks[-1].start, position + 1)
         else:
             blocks.append(range(position, position + 1))
-    if len(scores) == K and blocks and len(blocks[-1]) > 1:
+    if len(scores) == K and blocks:
         blocks.pop()
     return blocks
 
@@ -134,8 +142,9 @@ def assert_same_answers(got: Answers, want: Answers, tolerance: float, modes: tu
     for (mode, query), expected in want.hits.items():
         if mode in modes:
             found = got.hits[mode, query]
-            assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=tolerance), (mode, query)
-            for block in tie_blocks([score for _, score in expected], tolerance):
+            limit = tolerance * FUSION_SPREAD if mode == "hybrid" else tolerance
+            assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=limit), (mode, query)
+            for block in tie_blocks([score for _, score in expected], limit):
                 assert {found[i][0] for i in block} == {expected[i][0] for i in block}, (mode, query, found, expected)
     assert got.verdicts == pytest.approx(want.verdicts, abs=tolerance)
 
