@@ -2,7 +2,7 @@
 
 For each system: train it with ``retriever train`` (in its own process, so that its peak memory
 is its own), build a ``retriever.Retriever`` index of the corpus with it, search the test
-queries and score them with ``retriever.eval.metrics.evaluate`` (ranx). The base model is scored
+queries and score them with ``retriever.eval.metrics.evaluate`` (trec_eval). The base model is scored
 the same way without training. Prints a markdown table and writes JSON to benchmarks/results/.
 
     python benchmarks/train_scifact.py --data /path/to/scifact                  # base + default

@@ -186,7 +186,7 @@ def train_model(model: Any, examples: Any, settings: dict[str, Any], device: str
 
 def score(model: Any, held: list[str], queries: dict[str, str], qrels: dict[str, dict[str, int]],
           passages: list[tuple[str, str]]) -> float:
-    """nDCG@10 (ranx) of the held-out queries; a document scores its best passage."""
+    """nDCG@10 (trec_eval) of the held-out queries; a document scores its best passage."""
     model.eval()
     doc_ids = sorted({d for d, _ in passages})
     column = {d: i for i, d in enumerate(doc_ids)}

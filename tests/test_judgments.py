@@ -4,6 +4,7 @@ writers; graded from the API, the server and the CLI; exported to and imported f
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -22,7 +23,6 @@ from retriever import Retriever
 from retriever.cli import main
 from retriever.client import Client
 from retriever.errors import RemoteError, RetrieverError, RetrieverWarning
-from retriever.eval.judged import warm_up
 from retriever.judgments import Judgment, JudgmentStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,21 +181,18 @@ def test_grades_from_the_server_are_the_index_judgments_and_the_summary_scores_t
         served: Callable[..., Client], index: Retriever) -> None:
     client = served()
     top = index.search("cats in the sun", k=10)  # what a plain search serves: the engine's defaults
-    assert client.judgment_summary() == {"queries": 0, "judgments": 0, "ndcg_at_10": None, "query": None,
-                                         "pending": False}
+    assert client.judgment_summary() == {"queries": 0, "judgments": 0, "ndcg_at_10": None, "query": None}
     judged = client.judge("  cats in the sun ", top[0].doc_id, 2)
     assert isinstance(judged, Judgment) and judged.query == "cats in the sun"
     assert index.judgments() == [judged] == client.judgments("cats in the sun")
     client.judge("cats in the sun", top[1].doc_id, 0)
     client.judge("a removed document", "gone", 1)  # relevant, but not in the index: found by no search
-    warm_up().wait()  # ranx loaded (else the summary answers the counts alone, pending)
     summary = client.judgment_summary("cats in the sun")
     assert summary == {"queries": 2, "judgments": 3, "ndcg_at_10": pytest.approx(0.5),
-                       "query": {"judged": 2, "ndcg_at_10": pytest.approx(1.0)}, "pending": False}
+                       "query": {"judged": 2, "ndcg_at_10": pytest.approx(1.0)}}
     client.judge("cats in the sun", top[0].doc_id, 0)  # a new grade, the same count: scored again
     assert client.judgment_summary("cats in the sun") == {
-        "queries": 2, "judgments": 3, "ndcg_at_10": 0.0, "query": {"judged": 2, "ndcg_at_10": None},
-        "pending": False}
+        "queries": 2, "judgments": 3, "ndcg_at_10": 0.0, "query": {"judged": 2, "ndcg_at_10": None}}
     assert client.judgment_summary("never judged")["query"] == {"judged": 0, "ndcg_at_10": None}
     assert [j.doc_id for j in client.judgments()][-1] == top[0].doc_id  # the latest grade is the newest
     with pytest.raises(RemoteError, match="422") as caught:
@@ -212,21 +209,16 @@ def test_grades_from_the_server_are_the_index_judgments_and_the_summary_scores_t
 
 
 def test_a_read_only_server_lists_judgments_and_refuses_new_ones(served: Callable[..., Client],
-                                                                 index: Retriever,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
-
-    from retriever.serve import judgments as routes
-
+                                                                 index: Retriever) -> None:
     index.judge("dogs", "dogs", 1)
-    monkeypatch.setattr(routes, "warm_up", threading.Event)  # a scorer still loading: never ready
-    monkeypatch.setattr(routes, "SCORER_WAIT_S", 0.01)
+    ranked = [hit.doc_id for hit in index.search("dogs", k=10)]
+    expected = 1 / math.log2(ranked.index("dogs") + 2)  # one relevant document: nDCG@10 = 1 / log2(rank + 1)
     client = served(read_only=True)
     with pytest.raises(RemoteError, match="403"):
         client.judge("dogs", "cats", 0)
     assert [(j.query, j.doc_id, j.grade) for j in client.judgments()] == [("dogs", "dogs", 1)]
-    assert client.judgment_summary(" dogs") == {"queries": 1, "judgments": 1, "ndcg_at_10": None,
-                                                "query": {"judged": 1, "ndcg_at_10": None}, "pending": True}
+    assert client.judgment_summary(" dogs") == {"queries": 1, "judgments": 1, "ndcg_at_10": pytest.approx(expected),
+                                                "query": {"judged": 1, "ndcg_at_10": pytest.approx(expected)}}
     client.close()
 
 

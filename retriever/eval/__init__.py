@@ -1,1 +1,1 @@
-"""Evaluation: BEIR datasets, ranx metrics, and ``retriever bench``."""
+"""Evaluation: BEIR datasets, trec_eval metrics (pytrec_eval), and ``retriever bench``."""

@@ -2,7 +2,7 @@
 
 Systems (each a column): BM25 (bm25s), plain sentence-transformers with exact search (the
 reference a user would write by hand), this engine with the same model (flat and HNSW), and
-optionally a fine-tuned model. Quality is scored with ranx; speed and cost figures are also
+optionally a fine-tuned model. Quality is scored with trec_eval (pytrec_eval); speed and cost figures are also
 given as ratios to the reference measured in the same run.
 """
 
@@ -335,8 +335,8 @@ def environment() -> dict[str, Any]:
     import os
 
     versions = {}
-    for package in ("retriever", "sentence-transformers", "transformers", "torch", "faiss-cpu", "bm25s", "ranx",
-                    "numpy"):
+    for package in ("retriever", "sentence-transformers", "transformers", "torch", "faiss-cpu", "bm25s",
+                    "pytrec-eval-terrier", "numpy"):
         try:
             versions[package] = md.version(package)
         except md.PackageNotFoundError:

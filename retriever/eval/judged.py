@@ -1,7 +1,7 @@
 """How well the engine, as it searches now, ranks what a person judged: nDCG@10 over the judged queries.
 
 Each judged query is searched with the engine's defaults (mode, fusion, alpha, no reranking: what a plain
-``search`` or ``POST /search`` does), its top 10 scored with ranx against the judgments (``metrics.evaluate``),
+``search`` or ``POST /search`` does), its top 10 scored with trec_eval against the judgments (``metrics.evaluate``),
 a hit nobody judged counting as not relevant. A query whose judgments are all 0 has no nDCG (nothing relevant
 to find): it is counted among the judged queries but not in the mean.
 
@@ -23,30 +23,6 @@ if TYPE_CHECKING:
 CUTOFF = 10
 METRIC = f"ndcg@{CUTOFF}"
 SEARCH_BATCH = 64  # queries per search_many call
-_warming = threading.Lock()
-_ready = threading.Event()
-_started = False
-
-
-def warm_up() -> threading.Event:
-    """Load ranx and its compiled metrics in a background thread, once per process; the event is set when done.
-
-    The first score otherwise waits for them: seconds, tens of seconds on a loaded machine. A server starts it
-    when judgments are in use, so that the page's first summary does not wait.
-    """
-    global _started
-    with _warming:
-        if not _started:
-            _started = True
-            threading.Thread(target=_load_ranx, name="retriever-ranx-warm-up", daemon=True).start()
-    return _ready
-
-
-def _load_ranx() -> None:
-    try:
-        evaluate({"q": {"d": 1.0}}, {"q": {"d": 1}}, (METRIC,))
-    finally:
-        _ready.set()  # a failure is met again, and reported, by the score that needs it
 
 
 @dataclass(frozen=True)
@@ -77,13 +53,13 @@ class JudgedScorer:
         run = self.rankings(retriever, list(judged))
         return evaluate(run, judged, (METRIC,)).scores[METRIC]
 
-    def summary(self, retriever: Retriever, qrels: dict[str, dict[str, int]], scored: bool = True) -> JudgedScore:
-        """Counts, and the mean nDCG@10 unless ``scored`` is False (then None)."""
-        score = self.score(retriever, qrels) if scored else None
+    def summary(self, retriever: Retriever, qrels: dict[str, dict[str, int]]) -> JudgedScore:
+        """Counts, and the mean nDCG@10."""
+        score = self.score(retriever, qrels)
         return JudgedScore(len(qrels), sum(len(docs) for docs in qrels.values()), score)
 
     def rankings(self, retriever: Retriever, queries: list[str]) -> dict[str, dict[str, float]]:
-        """The engine's top 10 of each query, as rank scores (so that ranx ranks them exactly as it did)."""
+        """The engine's top 10 of each query, as rank scores (so that trec_eval ranks them exactly as it did)."""
         with self._lock:
             generation = retriever.manifest.generation
             if generation != self._generation:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, BeforeValidator, Field
 
-from retriever.eval.judged import JudgedScorer, warm_up
+from retriever.eval.judged import JudgedScorer
 from retriever.judgments import JudgmentStore
 from retriever.judgments.store import query_text
 from retriever.serve.limits import Limits
@@ -59,8 +59,6 @@ class JudgmentSummary(BaseModel):
     ndcg_at_10: float | None = Field(description="Mean nDCG@10 of the served engine (its default mode, fusion, "
                                      "alpha) over the judged queries with something relevant; null if none.")
     query: QueryScore | None = Field(None, description="The query asked about, if any.")
-    pending: bool = Field(False, description="True while the scorer is still loading (a server's first summary, "
-                          "seconds): the counts are right, the nDCG values null; ask again.")
 
 
 def judgments_router(index: ServedIndex, limits: Limits, check_writable: Callable[[], None],
@@ -69,8 +67,6 @@ def judgments_router(index: ServedIndex, limits: Limits, check_writable: Callabl
     router = APIRouter(tags=["judgments"])
     store = JudgmentStore(index.index_dir)
     summaries = SummaryCache(store)
-    if store.count():
-        warm_up()  # the page will ask for the summary: have ranx ready by then
     QueryText = Annotated[str | None, Query(min_length=1, max_length=limits.max_query_chars, pattern=NOT_BLANK,
                                             description="One query's judgments only.")]
 
@@ -79,13 +75,11 @@ def judgments_router(index: ServedIndex, limits: Limits, check_writable: Callabl
         """Grade a document for a query; the latest grade of a (query, document) pair replaces the earlier."""
         check_writable()
         limits.check_queries([request.query, request.doc_id])
-        warm_up()
         return store.judge(request.query, request.doc_id, request.grade).to_dict()
 
     @router.get("/judgments", response_model=JudgmentList, responses=errors(400))
     def judgments(query: QueryText = None) -> dict[str, Any]:
         """The judgments given on this index (or on one query), oldest first."""
-        warm_up()
         return {"judgments": [j.to_dict() for j in store.all(query)]}
 
     @router.get("/judgments/summary", response_model=JudgmentSummary, responses=errors(400))
@@ -98,10 +92,6 @@ def judgments_router(index: ServedIndex, limits: Limits, check_writable: Callabl
 
 
 MAX_QUERIES_KEPT = 1_000  # per-query scores kept between two writes
-# A summary waits this long for ranx to load, then answers the counts alone (pending) and the page asks again:
-# short, so that no answer waits long (ranx's first load took over 10 s on a loaded CI machine, past a client's
-# response-time limit: schemathesis' ST112).
-SCORER_WAIT_S = 1.0
 
 
 class SummaryCache:
@@ -117,13 +107,6 @@ class SummaryCache:
         self._qrels: dict[str, dict[str, int]] = {}
 
     def get(self, reader: Any, query: str | None) -> dict[str, Any]:
-        ready = warm_up()
-        if not ready.is_set():
-            qrels = self.store.qrels()
-            if any(grade > 0 for docs in qrels.values() for grade in docs.values()) and not ready.wait(SCORER_WAIT_S):
-                counts = self.scorer.summary(reader, qrels, scored=False).to_dict()
-                judged = {"judged": len(qrels.get(query_text(query), {})), "ndcg_at_10": None} if query else None
-                return {**counts, "query": judged, "pending": True}
         with self._lock:
             key = (reader.manifest.generation, self.store.revision())
             if key != self._key:
@@ -133,10 +116,10 @@ class SummaryCache:
             if len(self._queries) > MAX_QUERIES_KEPT:
                 self._queries = {}
             if query is None:
-                return {**self._overall, "query": None, "pending": False}
+                return {**self._overall, "query": None}
             text = query_text(query)
             if text not in self._queries:
                 judged = self._qrels.get(text, {})
                 score = self.scorer.score(reader, self._qrels, [text]) if judged else None
                 self._queries[text] = {"judged": len(judged), "ndcg_at_10": score}
-            return {**self._overall, "query": self._queries[text], "pending": False}
+            return {**self._overall, "query": self._queries[text]}

@@ -4,7 +4,7 @@ Encoding a whole corpus after every epoch is too slow on a CPU, so the dev queri
 in a sub-corpus: every dev positive, the BM25 top ``depth`` of every dev query (the documents
 that make retrieval hard) and a seeded sample of other documents, ``max_docs`` in all. Scores
 are therefore higher than on the full corpus but move the same way. Search is exact: normalised
-dot products, as in the index; metrics come from ``retriever.eval.metrics`` (ranx).
+dot products, as in the index; metrics come from ``retriever.eval.metrics`` (trec_eval).
 """
 
 from __future__ import annotations

@@ -203,15 +203,13 @@
     refreshSummary(state.query);
   }
 
-  // The server's scorer may still be loading (pending: counts right, nDCG null): ask again shortly.
-  async function refreshSummary(query, tries = 120) {
+  async function refreshSummary(query) {
     const asked = ++state.summaryAsked; // only the latest answer is shown (an older one may arrive last)
     try {
       const summary = await api("GET", `/judgments/summary?query=${encodeURIComponent(query)}`);
       if (state.query !== query || asked !== state.summaryAsked) return;
       state.summary = summary;
       showJudging();
-      if (summary.pending && tries > 1) setTimeout(() => refreshSummary(query, tries - 1), 500);
     } catch (error) {
       status(error.message, true);
     }
@@ -242,7 +240,7 @@
       parts.push(`All judged queries: ${state.summary.queries} queries, ${state.summary.judgments} judgments, `
         + `nDCG@10 ${ndcg(state.summary.ndcg_at_10)}`);
     }
-    if (!state.summary || state.summary.pending) parts.push("Computing nDCG@10…");
+    if (!state.summary) parts.push("Computing nDCG@10…");
     if (state.readOnly) parts.push("Read-only server: grading is off.");
     box.replaceChildren(...parts.map((text) => el("p", { text })));
     box.hidden = false;

@@ -1,6 +1,6 @@
 """nDCG@10 of rankings against graded judgments, per query (unjudged documents count as not relevant).
 
-Scored by ranx through ``retriever.eval.metrics.per_query``, the project's one place for metrics.
+Scored by trec_eval through ``retriever.eval.metrics.per_query``, the project's one place for metrics.
 """
 
 from __future__ import annotations
