@@ -72,9 +72,9 @@ class Int8Recipe:
 
 
 # 64 of the 301 shipped texts (issue 18: auto's first use). NNCF's cost grows with the texts (statistics and bias
-# correction run the model on each): MiniLM's export took 10.4 CPU s instead of 27.1 with all 301, with the same
-# agreement with fp32 (worst cosine 0.9890 vs 0.9889, mean 0.9950 vs 0.9953, on AVX2) and the same speed within
-# noise; 32 texts or no SmoothQuant lost about 0.003 of worst cosine, 16 fell to 0.970
+# correction run the model on each): MiniLM's export took 10.4-11.1 CPU s instead of 22.0-27.1 with all 301 (two
+# runs), with the same agreement with fp32 (worst cosine 0.9890 vs 0.9889, mean 0.9950 vs 0.9953, on AVX2) and the
+# same speed within noise; 32 texts or no SmoothQuant lost about 0.003 of worst cosine, 16 fell to 0.970
 # (benchmarks/int8_export.py, results/int8_export-*.json).
 RECIPE = Int8Recipe(samples=64)
 
