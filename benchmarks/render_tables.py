@@ -522,6 +522,23 @@ def auto_backend_table() -> Table:
     return Table(header, [*rows, chosen, first, again, load_average], names)
 
 
+def int8_export_table() -> Table:
+    """OpenVINO int8 export per NNCF recipe (benchmarks/int8_export.py): cost, agreement with fp32, speed."""
+    names = sorted(p.name for p in RESULTS.glob("int8_export-*.json"))
+    rows = []
+    for name in names:
+        run = load(name)
+        for label, row in run["recipes"].items():
+            recipe = row["recipe"]
+            shown = f"**{label}** (default)" if (recipe["tag"] or "current") == run["default_recipe"] else label
+            rows.append([shown, run["cpu"]["runs_as"], str(row["calibration_texts"]), recipe["bias_correction"],
+                         "on" if recipe["smooth_quant"] else "off", f"{row['export_cpu_seconds']:.1f}",
+                         f"{row['min_cosine']:.4f}", f"{row['mean_cosine']:.4f}",
+                         fmt(row.get("top10_agreement"), ".3f"), f"{row['speed_vs_current']:.2f}x"])
+    return Table(["recipe", "CPU class", "calibration texts", "bias correction", "SmoothQuant", "export CPU s",
+                  "min cosine", "mean cosine", "top-10 agreement", "docs/s vs current"], rows, names)
+
+
 ISA_KERNEL_PREFIX = {"AVX2": "jit_avx2", "AVX-512": "jit_avx512", "AVX-512 VNNI": "jit_avx512"}
 
 
@@ -613,6 +630,7 @@ def judgments_curve_table() -> Table:
 TABLES: dict[str, Callable[[], Table]] = {
     "encoding-scifact-test": encoding_table,
     "auto-backend": auto_backend_table,
+    "int8-export": int8_export_table,
     "encoding-classes": encoding_classes_table,
     "serve-load": serve_load_table,
     "serve-load-writes": serve_writes_table,

@@ -99,6 +99,8 @@ def test_the_cache_key_changes_with_the_model_runtimes_and_probe() -> None:
     assert choice_key("model-a", FACTS, {**RUNTIMES, "onnxruntime": "1.33.0"}, ["probe"]) != key
     assert choice_key("model-a", FACTS, {**RUNTIMES, "openvino": "2026.4"}, ["probe"]) != key
     assert choice_key("model-a", FACTS, RUNTIMES, ["another probe"]) != key
+    # a new static int8 recipe or calibration set (issue 18) is another openvino-int8 candidate: measured again
+    assert choice_key("model-a", FACTS, RUNTIMES, ["probe"], calibration="0123456789ab") != key
 
 
 def test_isa_caps_are_read_from_the_environment_and_lower_the_class(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,8 @@ extra is not installed.
 from __future__ import annotations
 
 import importlib.util
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +21,10 @@ from click.testing import CliRunner
 from retriever import Retriever
 from retriever.cli import main
 from retriever.encoding.backends import MIN_COSINE, parse_backend_label
-from retriever.encoding.calibration import calibration_digest
+from retriever.encoding.calibration import calibration_digest, calibration_sample, calibration_texts, texts_digest
 from retriever.encoding.devices import resolve_device
 from retriever.encoding.encoder import Encoder
+from retriever.encoding.openvino import RECIPE, Int8Recipe
 from retriever.errors import MissingExtraError, ModelLoadError, ModelMismatchError, RetrieverError
 
 DOCS = [
@@ -157,6 +160,11 @@ def test_static_int8_is_calibrated_once_per_model_whatever_the_corpus(tiny_model
     weights = fingerprint.split("-")[0]  # beside the int8 export: the trace and fp32 export it was made from
     assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == [fingerprint, f"{weights}-openvino-none",
                                                                          f"{weights}-trace"]
+    made = json.loads((tmp_path / "exports" / fingerprint / "export.json").read_text())
+    assert made["recipe"] == asdict(RECIPE) and made["calibration_texts"] == len(calibration_sample())
+    # exports of the recipe before issue 18's item 1 (all 301 texts) were named by the texts' digest alone: a new
+    # recipe must name its exports otherwise, or a cache holding an old export would serve it as the new one
+    assert RECIPE == Int8Recipe() or calibration_digest() != texts_digest(calibration_texts())
     shared = {name: r.snapshot.vectors_of(r.snapshot.passage_keys(str(texts.index(DOCS[0]))))
               for (name, r), texts in zip(indexes.items(), (DOCS, OTHER_DOCS))}
     np.testing.assert_allclose(shared["a"], shared["b"], atol=1e-3)  # stored as float16
@@ -170,8 +178,6 @@ def test_static_int8_is_calibrated_once_per_model_whatever_the_corpus(tiny_model
 
 def legacy_index(index_dir: Path, digest: str) -> None:
     """Make ``index_dir`` what an older version wrote: a static int8 fingerprint naming a corpus calibration."""
-    import json
-
     manifest_path = index_dir / "generations" / f"{(index_dir / 'CURRENT').read_text().strip()}.json"
     manifest = json.loads(manifest_path.read_text())
     weights = manifest["model"]["weights_fingerprint"]
@@ -204,7 +210,7 @@ def test_an_index_calibrated_on_its_corpus_by_an_older_version(tiny_model: str, 
     old.add([{"_id": "new", "text": "Cats and dogs sleep in the sun."}])  # an update encodes with that export
     assert Retriever.load(tmp_path / "index").get("new") is not None
     legacy_index(tmp_path / "index", "ba9876543210")  # an export no longer cached
-    with pytest.raises(ModelLoadError, match="calibrated on its corpus by an older version .* rebuild the index"):
+    with pytest.raises(ModelLoadError, match="calibrated by an older version .* rebuild the index"):
         Retriever.load(tmp_path / "index").search(QUERIES[0], k=3, mode="dense")
     result = CliRunner().invoke(main, ["search", "cats", "--index", str(tmp_path / "index")])
     assert result.exit_code != 0 and "rebuild the index" in result.output

@@ -11,8 +11,9 @@ never trades exactness for a few percent.
 
 First use is kept short (issue 18): the exports share one trace of the model and each int8 export is
 made from its fp32 one (``export.py``), and a candidate clearly slower than the fastest after a timed
-pass is not timed again. What remains is mostly NNCF's static int8 calibration (its bias correction
-compiles a subgraph per layer, a fixed cost whatever the number of calibration texts).
+pass is not timed again. NNCF's static int8 calibration, the longest step, runs the model on 64 of the
+shipped calibration texts rather than all 301 (``openvino.RECIPE``): its cost grows with the texts, and
+64 agree with fp32 as closely as 301 did.
 
 The choice is cached as JSON in ``<exports>/backend-choices/`` (beside the exports it reuses), keyed
 by what decides the winner: the CPU model and instruction-set flags, any cap on them in the environment
@@ -144,11 +145,13 @@ def runtime_versions() -> dict[str, str]:
 
 
 def choice_key(weights_fingerprint: str, facts: Mapping[str, Any], runtimes: Mapping[str, str],
-               probe: list[str]) -> str:
-    """What the winner depends on, hashed: CPU model, ISA flags, caps, cores, model, runtimes, probe, rule."""
+               probe: list[str], calibration: str | None = None) -> str:
+    """What the winner depends on, hashed: CPU model, ISA flags, caps, cores, model, runtimes, probe, rule and
+    the static int8 calibration (its texts and recipe; None: the shipped one, ``calibration_digest()``)."""
     parts = {"cpu": facts["cpu"], "flags": sorted(facts["flags"]), "caps": dict(sorted(facts["caps"].items())),
              "cores": facts["cores"], "model": weights_fingerprint, "runtimes": dict(sorted(runtimes.items())),
-             "probe": hashlib.sha256("\0".join(probe).encode()).hexdigest()[:12], "rule": RULE}
+             "probe": hashlib.sha256("\0".join(probe).encode()).hexdigest()[:12], "rule": RULE,
+             "calibration": calibration or calibration_digest()}  # a new int8 recipe is another candidate
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 

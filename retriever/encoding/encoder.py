@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retriever.encoding.backends import backend_label, check_backend, require_backend
-from retriever.encoding.calibration import calibration_digest, calibration_texts
+from retriever.encoding.calibration import calibration_digest, calibration_sample
 from retriever.encoding.devices import resolve_device
 from retriever.encoding.export import cached_export, cached_trace, export_directory, exports_root, is_complete
 from retriever.errors import ModelLoadError, RetrieverError
@@ -108,8 +108,8 @@ class Encoder:
     ``workers`` > 1 encodes documents with a pool of processes (``pool.py``); ``threads`` caps
     the threads of the ONNX Runtime and OpenVINO backends (default: all cores). Static int8
     (OpenVINO) is calibrated on the shipped set (``calibration_digest()``); ``calibration`` names
-    another digest only to reopen an index an older version calibrated on its corpus, whose export
-    must still be cached.
+    another digest only to reopen an index an older version calibrated (on its corpus, or with another
+    recipe), whose export must still be cached.
     """
 
     backend_choice: dict[str, Any] | None = None  # how ``--backend auto`` chose this backend (encoding/auto.py)
@@ -232,10 +232,10 @@ class Encoder:
         directory = self.export_dir
         if self.needs_calibration and not shipped and not is_complete(directory):
             raise ModelLoadError(
-                f"the int8 OpenVINO export of {self.name!r} calibrated on its corpus by an older version "
-                f"({self.calibration}) is not in {self.exports}; rebuild the index"
+                f"the int8 OpenVINO export of {self.name!r} calibrated by an older version ({self.calibration}: "
+                f"on its corpus, or another recipe) is not in {self.exports}; rebuild the index"
             )
-        sample = list(calibration_texts()) if self.needs_calibration else []
+        sample = list(calibration_sample()) if self.needs_calibration else []
         self.export_made = cached_export(directory, lambda staging: self._make_export(staging, sample))
         graphs = json.loads((directory / "export.json").read_text())["graphs"]
         if self.backend == "onnx":

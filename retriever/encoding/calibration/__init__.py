@@ -9,8 +9,10 @@ fingerprint is known when the encoder is made.
 ``texts.jsonl`` holds about 300 English passages written for this purpose (no third-party text): science,
 medicine, support and how-to, news-like reports, product and legal prose, code, logs and configuration, and
 short queries and titles, from a few words to a few hundred, so that activation ranges cover what a search
-index meets. Its digest (``DIGEST``) names the export and ends the encoder's fingerprint: changing the file
-makes a new export, and indexes built with the old one ask to be rebuilt unless that export is still cached.
+index meets. A static int8 export calibrates on an evenly spread part of it (``calibration_sample``; how many,
+and how NNCF uses them, is ``openvino.RECIPE``). Their digest with the recipe (``calibration_digest``) names the
+export and ends the encoder's fingerprint: changing the file or the recipe makes a new export, and indexes
+built with the old one ask to be rebuilt unless that export is still cached.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ def calibration_texts() -> tuple[str, ...]:
     return tuple(json.loads(line)["text"] for line in raw.splitlines() if line.strip())
 
 
+def spread(texts: tuple[str, ...], count: int | None) -> tuple[str, ...]:
+    """``count`` of ``texts`` evenly spaced over the file (every kind of text it holds), all if None or more."""
+    if count is None or count >= len(texts):
+        return texts
+    return tuple(texts[i * len(texts) // count] for i in range(count))
+
+
 def texts_digest(texts: tuple[str, ...] | list[str]) -> str:
     """12 hex digits naming a list of texts (in order)."""
     digest = hashlib.sha256()
@@ -40,6 +49,21 @@ def texts_digest(texts: tuple[str, ...] | list[str]) -> str:
 
 
 @lru_cache(maxsize=1)
+def calibration_sample() -> tuple[str, ...]:
+    """The texts static int8 calibrates on: the shipped set spread down to ``RECIPE.samples`` (``openvino.py``)."""
+    from retriever.encoding.openvino import RECIPE
+
+    return spread(calibration_texts(), RECIPE.samples)
+
+
+@lru_cache(maxsize=1)
 def calibration_digest() -> str:
-    """The digest of the shipped set: part of a static int8 export's folder name and of the encoder fingerprint."""
-    return texts_digest(calibration_texts())
+    """Names the calibration of a static int8 export: its texts and how NNCF used them (``RECIPE``).
+
+    Part of the export's folder name and of the encoder fingerprint, so a new recipe makes a new export
+    and an export made by an older recipe is never reused as if it were this one.
+    """
+    from retriever.encoding.openvino import RECIPE
+
+    tag = RECIPE.tag()  # "" for the recipe before issue 18's item 1, whose digest was of the texts alone
+    return texts_digest(((f"recipe {tag}",) if tag else ()) + calibration_sample())
