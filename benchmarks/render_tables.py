@@ -366,14 +366,17 @@ def scale_classes_table() -> Table:
     """Dense and hybrid p50 at scale per flat scan (rows) and CPU class (columns): benchmarks/scale_classes.py."""
     name = "scale_classes.json"
     results = load(name)["results"]
-    classes = list(dict.fromkeys((r["class"], r["capped"]) for r in results))
+    def column(r: dict) -> tuple[str, bool, str]:  # a run appended from another machine names its CPU
+        return r["class"], r["capped"], r.get("machine", {}).get("cpu", "")
+
+    classes = list(dict.fromkeys(column(r) for r in results))
     header = ["passages", "flat scan", "RAM B/passage", "open"]
-    for isa, capped in classes:
-        header += [f"{isa}{' (emulated)' if capped else ''}: dense p50 wall / CPU", "hybrid p50 wall / CPU",
-                   "dense recall@10"]
+    for isa, capped, cpu in classes:
+        label = f"{isa}{' (emulated)' if capped else ''}{f' ({cpu})' if cpu else ''}"
+        header += [f"{label}: dense p50 wall / CPU", "hybrid p50 wall / CPU", "dense recall@10"]
     rows = []
     for size in dict.fromkeys(r["passages"] for r in results):
-        by_class = {(r["class"], r["capped"]): r for r in results if r["passages"] == size}
+        by_class = {column(r): r for r in results if r["passages"] == size}
         scans = next(iter(by_class.values()))["scans"]
         for scan in scans:
             row = [f"{size:,}", scan, f"{scans[scan]['ram_bytes_per_passage']:,.0f}",
