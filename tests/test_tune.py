@@ -188,6 +188,24 @@ def test_reencoding_swaps_the_model_in_one_generation(index: Path, other_tiny_mo
         assert top.score == pytest.approx(float(expected), abs=1e-3)
 
 
+def test_a_tuned_model_is_recorded_inside_the_index_so_a_moved_index_finds_it(index: Path, other_tiny_model: str,
+                                                                                 tmp_path: Path) -> None:
+    from retriever.encoding.encoder import Encoder, recorded_model_location
+    from retriever.training.tune.run import models_dir
+
+    kept = models_dir(index) / "tuned-test"
+    shutil.copytree(other_tiny_model, kept)
+    with Retriever.load(index) as writer:
+        commit_reencoded(writer, Encoder(str(kept)), {}, {"summary": "test"})
+    moved = tmp_path / "moved"
+    shutil.move(str(index), moved)  # the absolute path the model had is gone
+    with Retriever.load(moved) as tuned:
+        assert tuned.manifest.model["path"] == tuned.manifest.model["name"] == "models/tuned-test"
+        assert recorded_model_location(tuned.manifest.model, moved) == str(moved / "models" / "tuned-test")
+        assert tuned.encoder.fingerprint == Encoder(other_tiny_model).fingerprint
+        assert len(tuned.search("apple river", mode="dense")) > 0
+
+
 class FailingEncoder:
     """An encoder that breaks after its first batch: a tune killed in the middle of re-encoding."""
 
