@@ -256,7 +256,8 @@ class Retriever:
         given as a relative path may not resolve from another folder).
         """
         if self._encoder is None:
-            self._use_encoder(Encoder.from_description(self.manifest.model, **self._encoder_options))
+            self._use_encoder(Encoder.from_description(self.manifest.model, self.layout.root,
+                                                        **self._encoder_options))
         return self._encoder
 
     def _use_encoder(self, encoder: Encoder) -> None:
@@ -413,7 +414,7 @@ class Retriever:
             options = {key: getattr(encoder, attr) for key, attr in (
                 ("device", "requested_device"), ("workers", "workers"), ("batch_size", "batch_size"),
                 ("threads", "threads"), ("exports", "exports")) if hasattr(encoder, attr)}
-            self._encoder = Encoder.from_description(recorded, **options)
+            self._encoder = Encoder.from_description(recorded, self.layout.root, **options)
 
     def _embedder(self) -> Any:
         """Where passages are chunked and encoded: in this process, or on Ray when ``ray`` is set.

@@ -87,6 +87,31 @@ def test_ndcg_uses_graded_gains_and_counts_unjudged_as_irrelevant() -> None:
     assert ndcg_at_10(["b", "c", "x", "a"], judged) == pytest.approx((1 / math.log2(3) + 2 / math.log2(5)) / ideal)
     assert ndcg_at_10(["a", "c", "d"], judged) == pytest.approx(1.0)
     assert ndcg_at_10(["a"], {"a": 0}) == 0.0
+    # condensed (Sakai 2007): unjudged documents are dropped before the cut, not counted as irrelevant
+    assert ndcg_at_10(["x", "y", "a", "z", "c", "d"], judged, condensed=True) == pytest.approx(1.0)
+    assert ndcg_at_10(["b", "c", "x", "a"], judged, condensed=True) == pytest.approx(
+        ndcg_at_10(["b", "c", "a"], judged))
+
+
+def test_fine_tune_cv_does_not_count_unjudged_documents_as_irrelevant(tiny_model: str) -> None:
+    """Judgments cover the base model's top 10 only: a tuned model that ranks an unjudged document first must
+    be scored on the judged ones (the condensed list), or the CV favours the base model by construction."""
+    from retriever.training.model import load_model
+    from retriever.training.tune.finetune import JudgedData, encode, held_out_scores
+    from retriever.training.tune.fusion import Fusion
+
+    model = load_model(tiny_model)
+    query = "apple river engine"
+    texts = {"a-unjudged": query, "b-relevant": "apple river", "c-irrelevant": "violin glacier pepper"}
+    vectors = encode(model, list(texts.values()), query=False)
+    sims = vectors @ encode(model, [query], query=True)[0]
+    assert sims[0] > max(sims[1:]) + 1e-3  # the unjudged document (the query's own words) is ranked first
+    qrels = {"q": {"b-relevant": 2, "c-irrelevant": 0}}
+    dense_only = Fusion("convex", 1.0)
+    with_unjudged = JudgedData({"q": query}, qrels, texts, {"q": []}, {"q": list(texts)})
+    judged_only = JudgedData({"q": query}, qrels, texts, {"q": []}, {"q": ["b-relevant", "c-irrelevant"]})
+    scored = held_out_scores(model, with_unjudged, ["q"], dense_only)["q"]
+    assert scored > 0 and scored == pytest.approx(held_out_scores(model, judged_only, ["q"], dense_only)["q"])
 
 
 def test_cv_keeps_a_clear_gain_and_discards_noise() -> None:
@@ -161,6 +186,24 @@ def test_reencoding_swaps_the_model_in_one_generation(index: Path, other_tiny_mo
         vector = encoder.encode_queries(["apple river"])[0]
         expected = encoder.encode_documents([tuned.get(top.doc_id).text])[0] @ vector
         assert top.score == pytest.approx(float(expected), abs=1e-3)
+
+
+def test_a_tuned_model_is_recorded_inside_the_index_so_a_moved_index_finds_it(index: Path, other_tiny_model: str,
+                                                                                 tmp_path: Path) -> None:
+    from retriever.encoding.encoder import Encoder, recorded_model_location
+    from retriever.training.tune.run import models_dir
+
+    kept = models_dir(index) / "tuned-test"
+    shutil.copytree(other_tiny_model, kept)
+    with Retriever.load(index) as writer:
+        commit_reencoded(writer, Encoder(str(kept)), {}, {"summary": "test"})
+    moved = tmp_path / "moved"
+    shutil.move(str(index), moved)  # the absolute path the model had is gone
+    with Retriever.load(moved) as tuned:
+        assert tuned.manifest.model["path"] == tuned.manifest.model["name"] == "models/tuned-test"
+        assert recorded_model_location(tuned.manifest.model, moved) == str(moved / "models" / "tuned-test")
+        assert tuned.encoder.fingerprint == Encoder(other_tiny_model).fingerprint
+        assert len(tuned.search("apple river", mode="dense")) > 0
 
 
 class FailingEncoder:

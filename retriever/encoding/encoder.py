@@ -40,6 +40,21 @@ _NOT_FINGERPRINTED = {"README.md", ".gitattributes"}
 _NOT_FINGERPRINTED_DIRS = (".", "checkpoint", "rerank_head")
 
 
+def recorded_model_location(recorded: dict[str, Any], root: str | Path | None = None) -> str:
+    """Where the model a manifest entry names is: its recorded directory (a relative one inside the index
+    folder ``root``, so a moved index still finds it), else its name."""
+    for key in ("path", "name"):
+        value = recorded.get(key)
+        if not value:
+            continue
+        location = Path(value)
+        if root is not None and not location.is_absolute() and (Path(root) / location).is_dir():
+            return str(Path(root) / location)
+        if key == "path" and location.is_dir():
+            return value
+    return str(recorded["name"])
+
+
 def resolve_model_path(name: str) -> Path:
     """Local directory of a model given by name or path, or a ModelLoadError saying why not."""
     if name in _DEFAULT_ALIASES:
@@ -146,15 +161,15 @@ class Encoder:
         self._pool: Any = None
 
     @classmethod
-    def from_description(cls, recorded: dict[str, Any], **options: Any) -> Encoder:
+    def from_description(cls, recorded: dict[str, Any], root: str | Path | None = None, **options: Any) -> Encoder:
         """The encoder an index's manifest entry describes (``describe()``), e.g. to encode its queries.
 
         It is loaded from the directory recorded at build time, or by name if that directory is
-        gone (a name given as a relative path may not resolve from another folder).
+        gone (a name given as a relative path may not resolve from another folder). A relative
+        recorded path is relative to the index folder ``root`` (a tuned model kept inside the index).
         """
-        path = recorded.get("path")
         return cls(
-            path if path and Path(path).is_dir() else recorded["name"],
+            recorded_model_location(recorded, root),
             backend=recorded.get("backend", "torch"),
             quantize=recorded.get("quantize", "none"),
             calibration=recorded.get("calibration"),

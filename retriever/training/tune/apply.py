@@ -9,6 +9,7 @@ generation until they refresh; an interrupted tune leaves the index as it was.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retriever.errors import RetrieverError
@@ -59,12 +60,23 @@ def commit_reencoded(retriever: Retriever, encoder: Encoder, search_defaults: di
                 _write(writer, encoder, batch, progress)
                 batch = []
         _write(writer, encoder, batch, progress)
-        described = encoder.describe()
+        described = inside_index(encoder.describe(), retriever.layout.root)
         if old.get("backend_choice") and "backend_choice" not in described:
             described["backend_choice"] = old["backend_choice"]
         writer.manifest.model = {**described, "search_defaults": search_defaults}
         writer.drop_segments(names)
         writer.commit(extras=_record(writer.manifest, record))
+
+
+def inside_index(described: dict[str, Any], root: Path) -> dict[str, Any]:
+    """A model kept inside the index folder is recorded by its path relative to it, so a moved or copied
+    index still finds its model (``Encoder.from_description`` resolves it against the folder)."""
+    path = Path(described.get("path") or described["name"]).resolve()
+    try:
+        relative = path.relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return described  # a model elsewhere keeps its absolute path
+    return {**described, "name": relative, "path": relative}
 
 
 def _live_documents(snapshot: Any) -> Iterator[tuple[Any, Any, list[Any], list[int]]]:

@@ -4,7 +4,10 @@ Hard negatives are the judged-irrelevant results (grade 0) first, then BM25 hits
 lexical search. A model is scored on the queries of the fold it was not trained on by re-ranking each
 query's candidates (the current engine's top documents and every judged one): its dense scores over those
 candidates are fused with the index's BM25 ranking by the current hybrid setting, so the figure is the
-hybrid nDCG@10 a search would see, at the cost of encoding a few dozen documents per query.
+hybrid nDCG@10 a search would see, at the cost of encoding a few dozen documents per query. The judgments
+cover only the current engine's top 10, so each fused ranking is scored as a condensed list (unjudged
+documents dropped, Sakai 2007): counted as irrelevant, every unjudged document a tuned model surfaces
+would lower its score and never the base model's, whose top 10 is fully judged.
 """
 
 from __future__ import annotations
@@ -126,7 +129,8 @@ def encode(model: SentenceTransformer, texts: list[str], query: bool) -> np.ndar
 
 def held_out_scores(model: SentenceTransformer, data: JudgedData, qids: Sequence[str],
                     fusion: Fusion) -> dict[str, float]:
-    """Hybrid nDCG@10 of each query in ``qids`` with ``model`` as the dense side, over its candidates."""
+    """Hybrid nDCG@10 of each query in ``qids`` with ``model`` as the dense side, over its candidates
+    (condensed: only judged documents are ranked, see the module doc)."""
     docs = list(dict.fromkeys(d for q in qids for d in data.candidates[q]))
     if not docs:
         return {q: 0.0 for q in qids}
@@ -139,7 +143,7 @@ def held_out_scores(model: SentenceTransformer, data: JudgedData, qids: Sequence
         sims = doc_vectors[[position[d] for d in mine]] @ vector
         dense = sorted(zip(mine, (float(s) for s in sims)), key=lambda pair: -pair[1])
         fused[q] = fusion.fuse(dense, data.lexical[q])
-    return ndcg_per_query(fused, data.qrels)
+    return ndcg_per_query(fused, data.qrels, condensed=True)
 
 
 def cross_validated_scores(base: str, data: JudgedData, folds: list[list[str]], setting: FineTuneSetting,

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from retriever.encoding.encoder import recorded_model_location
 from retriever.errors import RetrieverError
 from retriever.training.tune import fusion as fusions
 from retriever.training.tune.apply import commit_reencoded, commit_settings
@@ -71,7 +72,7 @@ def tune(retriever: Retriever, qrels: QrelsByText, fine_tune: bool = True, folds
     if not qrels:
         raise RetrieverError(f"no judgments for index {retriever.layout.name}: judge some results first")
     fold_sets = make_folds(sorted(judged), folds, seed)
-    base_path = retriever.manifest.model.get("path") or retriever.manifest.model["name"]
+    base_path = recorded_model_location(retriever.manifest.model, retriever.layout.root)
     # the hybrid setting first, on the model that made the judgments: a model trained on the judged queries
     # would make its own dense side look better on them than it is (alpha chosen after it drifted up)
     fusion_choice = _choose_fusion(retriever, queries, judged, fold_sets, min_gain)
@@ -187,9 +188,10 @@ def _train_and_reencode(retriever: Retriever, queries: dict[str, str], judged: d
     log(f"re-encoding {retriever.manifest.counts.get('passages', 0)} passages with the tuned model")
     record = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "judged_queries": len(queries),
               "fine_tune": {**choice.to_dict(), "setting": setting.to_dict(), "wise_weight": weight,
-                            "model_path": str(target)}, "base_model": base_path, "summary": "re-encoded"}
+                            "model_path": target.relative_to(retriever.layout.root).as_posix()},
+              "base_model": base_path, "summary": "re-encoded"}
     commit_reencoded(retriever, encoder, defaults, record)
-    return str(target)
+    return target.relative_to(retriever.layout.root).as_posix()  # relative to the index folder, as recorded
 
 
 def _summary(fusion_choice: CvChoice, chosen: fusions.Fusion, model_choice: CvChoice | None,
