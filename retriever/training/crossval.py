@@ -88,7 +88,7 @@ def _held_out(model: SentenceTransformer, dev: DevSet | None, batch_size: int) -
 def _train_without(config: TrainConfig, data: TrainingData, held_out: set[str],
                    log: Callable[[str], None]) -> SentenceTransformer:
     """The run's procedure (``pipeline.prepare`` and the loop) on every training query but ``held_out``."""
-    from retriever.training.loop import Trainer
+    from retriever.training.loop import Trainer, TrainingInterrupted
     from retriever.training.losses import make_loss
     from retriever.training.pipeline import prepare
 
@@ -96,7 +96,10 @@ def _train_without(config: TrainConfig, data: TrainingData, held_out: set[str],
     with tempfile.TemporaryDirectory(prefix="retriever-cv-") as work:
         fold_config = replace(config, output=Path(work), resume=False, overwrite=False)
         model, dataset, _, prepared = prepare(fold_config, log, fold_data)
-        Trainer(model, make_loss(fold_config, model), dataset, None, fold_config, prepared,
-                Path(work) / "checkpoint", log=log).run()
+        try:
+            Trainer(model, make_loss(fold_config, model), dataset, None, fold_config, prepared,
+                    Path(work) / "checkpoint", log=log).run()
+        except TrainingInterrupted as stop:  # a fold's checkpoint is temporary: nothing --resume could continue
+            raise KeyboardInterrupt("interrupted during cross-validation") from stop
     model.eval()
     return model
