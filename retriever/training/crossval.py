@@ -41,6 +41,7 @@ def dev_fraction(config: TrainConfig) -> float:
 def cross_validate(config: TrainConfig, data: TrainingData, log: Callable[[str], None],
                    seed_everything: Callable[[int], None], folds: int = DEFAULT_FOLDS) -> dict[str, Any]:
     """Train without each fold, score it with the trained and the starting model; the rule's verdict as a dict."""
+    from retriever.encoding.devices import resolve_device
     from retriever.training.model import build_model
     from retriever.training.pipeline import _LazyBm25
 
@@ -52,7 +53,7 @@ def cross_validate(config: TrainConfig, data: TrainingData, log: Callable[[str],
     devs = [build_dev_set(data.queries, data.corpus, {q: judged[q] for q in fold}, bm25 if needs_bm25 else None,
                           config.dev_max_docs, config.negatives_depth, config.seed) for fold in split]
     start = build_model(config.model, config.architecture, config.metric_head, config.normalize,
-                        config.max_seq_length)
+                        config.max_seq_length).to(resolve_device(config.device, "torch"))
     scores: dict[str, dict[str, float]] = {START: {}}
     for dev in devs:
         scores[START].update(_held_out(start, dev, config.batch_size))
