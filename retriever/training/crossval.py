@@ -48,6 +48,8 @@ def cross_validate(config: TrainConfig, data: TrainingData, log: Callable[[str],
     started = time.perf_counter()
     judged = judged_queries(data.train)
     split = make_folds(sorted(judged), folds, config.seed)
+    log(f"{len(judged)} training queries (fewer than {CV_BELOW_QUERIES}) and no dev set given: {len(split)}-fold "
+        "cross-validation decides whether the trained model is kept")
     bm25 = _LazyBm25(data.corpus)
     needs_bm25 = len(data.corpus) > config.dev_max_docs
     devs = [build_dev_set(data.queries, data.corpus, {q: judged[q] for q in fold}, bm25 if needs_bm25 else None,
