@@ -123,7 +123,8 @@ def run_system(name: str, data: Path, dataset: Any, workdir: Path, args: argpars
         card = json.loads((model_dir / "training.json").read_text())
         entry.update(train_options=options, training_minutes=(time.perf_counter() - started) / 60,
                      peak_rss_mb=card["peak_memory_mb"], dev_before=card["dev_before"], dev_after=card["dev_after"],
-                     kept_starting_model=card["kept_starting_model"], steps=card["steps"])
+                     kept_starting_model=card["kept_starting_model"], steps=card["steps"],
+                     cross_validation=card.get("cross_validation"), dev_source=card["data"].get("dev_source"))
         model = str(model_dir)
     started = time.perf_counter()
     encoder = CachedEncoder.wrap(Encoder(model), EmbeddingCache(DEFAULT_CACHE_DIR))

@@ -558,7 +558,9 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
 @click.option("--negatives-skip", type=click.IntRange(0), default=None,
               help="Top ranks never taken: START of the range [default: 3].")
 @click.option("--dev-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help="Training queries held out for dev when there is no qrels/dev.tsv [default: 0.1].")
+              help="Training queries held out for dev when there is no qrels/dev.tsv [default: 0.1; with fewer "
+                   "than 300 training queries and no --dev-fraction or qrels/dev.tsv, 5-fold cross-validation "
+                   "over all of them decides whether the trained model is kept].")
 @click.option("--eval-steps", type=click.IntRange(0), default=0, help="Evaluate on dev every N steps (0: each epoch).")
 @click.option("--max-steps", type=click.IntRange(0), default=0, help="Stop after N steps (0: no limit; smoke runs).")
 @click.option("--seed", type=int, default=None, help="Seed for the dev split, negatives and shuffling [default: 42].")
@@ -601,6 +603,10 @@ def train(data: Path, output: Path, quiet: bool, negatives_range: str | None, ne
     except KeyboardInterrupt:
         click.echo("interrupted: no checkpoint saved", err=True)
         sys.exit(130)
+    if result.cv is not None:
+        from retriever.training.crossval import summary
+
+        click.echo(summary(result.cv))
     if result.dev_before and result.dev_after:
         before, after = result.dev_before["ndcg@10"], result.dev_after["ndcg@10"]
         click.echo(f"dev nDCG@10: {before:.4f} -> {after:.4f}")

@@ -24,7 +24,7 @@ from retriever.errors import InputFormatError, RetrieverError
 from retriever.eval.metrics import evaluate
 from retriever.training import TrainConfig, TrainingInterrupted, train
 from retriever.training.batching import collate, epoch_batches
-from retriever.training.config import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR
+from retriever.training.config import CV_BELOW_QUERIES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR
 from retriever.training.data import load_training_data
 from retriever.training.examples import build_examples, column_tasks
 from retriever.training.losses import CachedInfoNCELoss, ContrastiveLoss, InfoNCELoss, TripletLoss
@@ -263,6 +263,56 @@ def test_a_worse_model_is_never_saved_silently(tiny_model: str, beir_data: Path,
     assert json.loads((result.output / "training.json").read_text())["kept_starting_model"] is True
 
 
+# few training queries: k-fold cross-validation decides keep-or-discard, not a 10% split (issue 20) ----------
+def test_few_queries_are_cross_validated_and_a_clear_gain_is_kept(tiny_model: str, beir_data: Path,
+                                                                  tmp_path: Path) -> None:
+    from retriever.cli import main
+
+    assert 40 < CV_BELOW_QUERIES  # beir_data's 40 queries are few: no --dev-fraction, so CV decides
+    out = tmp_path / "m"
+    args = ["train", str(beir_data), "-o", str(out), "--model", tiny_model, "--epochs", "3", "--batch-size", "8",
+            "--lr", "1e-3", "--device", "cpu", "--quiet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "training.json").read_text())
+    cv = card["cross_validation"]
+    assert cv["folds"] == 5 and sum(cv["fold_sizes"]) == 40 and len(cv["fold_means"]) == 5
+    assert card["data"]["dev_queries"] == 0 and card["data"]["train_queries"] == 40  # nothing held out
+    assert cv["kept"] and not card["kept_starting_model"] and card["steps"] > 0, cv
+    assert cv["gain"] > 2 * cv["stderr"]  # tune's rule, on the paired held-out gain
+    assert result.stdout.startswith("kept the fine-tuned model: 5-fold CV over 40 judged queries")
+    assert "dev nDCG@10:" not in result.stdout
+    assert mrr(out, beir_data) > mrr(tiny_model, beir_data) + 0.05
+
+
+def test_judgments_that_training_cannot_generalise_keep_the_starting_model(tiny_model: str,
+                                                                            tmp_path: Path) -> None:
+    """Each query is judged relevant to a document that shares no word with it: learning those pairs on four
+    folds does not help the fifth, so the trained model is discarded and the starting model saved."""
+    from sentence_transformers import SentenceTransformer
+
+    root = write_beir(tmp_path / "shuffled")
+    qrels = ["query-id\tcorpus-id\tscore"] + [f"q{i}\td{(i + 7) % 40}\t1" for i in range(40)]
+    (root / "qrels" / "train.tsv").write_text("\n".join(qrels) + "\n")
+    settings = {k: v for k, v in FAST.items() if k != "dev_fraction"}
+    result = train(TrainConfig(data=root, output=tmp_path / "m", model=tiny_model, epochs=3, **settings))
+    assert result.cv is not None and not result.cv["kept"], result.cv
+    assert result.kept_starting_model and result.steps == 0
+    assert result.card["cross_validation"]["folds"] == 5 and len(result.cv["fold_means"]) == 5
+    saved = SentenceTransformer(str(result.output), device="cpu").encode_query(["cat garden"])
+    base = SentenceTransformer(tiny_model, device="cpu").encode_query(["cat garden"])
+    assert np.allclose(saved, base, atol=1e-6)
+
+
+def test_an_explicit_dev_fraction_keeps_the_dev_split(beir_data: Path, tmp_path: Path) -> None:
+    from retriever.training.crossval import uses_cv
+    from retriever.training.data import read_training_data
+
+    data = read_training_data(beir_data)
+    assert uses_cv(TrainConfig(data=beir_data, output=tmp_path / "m"), data)
+    assert not uses_cv(TrainConfig(data=beir_data, output=tmp_path / "m", dev_fraction=0.1), data)
+
+
 def test_ctrl_c_saves_a_checkpoint_that_resume_continues(tiny_model: str, beir_data: Path, tmp_path: Path) -> None:
     settings = dict(data=beir_data, model=tiny_model, epochs=2, **FAST)
     straight = train(TrainConfig(output=tmp_path / "straight", **settings))
@@ -413,7 +463,7 @@ def test_cli_trains_and_saves_a_loadable_model(tiny_model: str, tmp_path: Path) 
     data = write_jsonl(tmp_path / "train.jsonl", rows)
     out = tmp_path / "model"
     args = ["train", str(data), "--output", str(out), "--model", tiny_model, "--max-steps", "2",
-            "--batch-size", "4", "--negatives-range", "1:5", "--device", "cpu", "--quiet"]
+            "--batch-size", "4", "--negatives-range", "1:5", "--device", "cpu", "--quiet", "--dev-fraction", "0.1"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "dev nDCG@10:" in result.stdout and str(out) in result.stdout
@@ -430,6 +480,7 @@ def test_cli_help_shows_the_configured_defaults() -> None:
     text = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
     assert f"[default: {DEFAULT_EPOCHS}]" in text and f"[default: {DEFAULT_BATCH_SIZE}]" in text
     assert float(re.search(r"Learning rate \[default: ([^\]]+)\]", text).group(1)) == DEFAULT_LR
+    assert f"fewer than {CV_BELOW_QUERIES} training queries" in text
 
 
 # --overwrite replaces the old model only once the new run has succeeded (issue 9, item 11) --------------

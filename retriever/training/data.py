@@ -77,12 +77,22 @@ def count_pairs(qrels: Qrels, positive: bool) -> int:
 
 def load_training_data(path: str | Path, dev_fraction: float = 0.1, seed: int = 42) -> TrainingData:
     """Read a BEIR folder or a JSONL file; hold out dev queries when no dev qrels are given."""
+    return hold_out_dev(read_training_data(path), dev_fraction, seed)
+
+
+def read_training_data(path: str | Path) -> TrainingData:
+    """Read a BEIR folder or a JSONL file as it is (dev qrels only if it has them)."""
     path = Path(path)
     if not path.exists():
         raise RetrieverError(f"training data not found: {path}")
     data = _load_beir(path) if path.is_dir() else _load_jsonl(path)
     if not any(rel > 0 for docs in data.train.values() for rel in docs.values()):
         raise RetrieverError(f"{path}: no positive (query, document) pair to train on")
+    return data
+
+
+def hold_out_dev(data: TrainingData, dev_fraction: float, seed: int) -> TrainingData:
+    """Hold out a seeded ``dev_fraction`` of the training queries as dev, unless ``data`` has dev qrels."""
     if not data.dev:
         data.train, data.dev = split_dev(data.train, dev_fraction, seed)
         if data.dev:

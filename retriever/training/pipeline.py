@@ -53,6 +53,8 @@ class TrainResult:
     dev_run_start: Run | None = None
     dev_run_saved: Run | None = None
     dev: DevSet | None = None
+    # k-fold cross-validation's keep-or-discard verdict (retriever.training.crossval), when it decided
+    cv: dict[str, Any] | None = None
 
 
 def train(
@@ -109,16 +111,32 @@ def _train_into(work: Path, config: TrainConfig, on_step: Callable[[LoopState], 
         dev = DevSet.from_dict(prepared["dev"]) if prepared["dev"] else None
         log(f"resuming at step {state.global_step} of {state.total_steps}")
     else:
+        cv = None
+        if data is None and config.command == "train":
+            from retriever.training import crossval
+            from retriever.training.data import hold_out_dev, read_training_data
+
+            data = read_training_data(config.data)
+            if crossval.uses_cv(config, data):
+                cv = crossval.cross_validate(config, data, log, _seed)
+                data.dev_source = f"none: {cv['folds']}-fold cross-validation over the training queries"
+            else:
+                data = hold_out_dev(data, crossval.dev_fraction(config), config.seed)
         _seed(config.seed)  # a resumed run restores the random state saved with its checkpoint instead
         model, dataset, dev, prepared = prepare(config, log, data)
+        prepared["cv"] = cv
+    cv = prepared.get("cv")
     trainer = Trainer(model, make_loss(config, model), dataset, dev, config, prepared, checkpoint_dir,
                       state=state, saved=saved, log=log, on_step=on_step)
-    state = trainer.run()
-    kept_start, warnings = _choose_weights(trainer, dev is not None, config)
+    if cv is None or cv["kept"]:  # CV that discards: the model just built is the starting model, saved as is
+        trainer.run()
+    state = trainer.state
+    kept_start, warnings = (not cv["kept"], []) if cv else _choose_weights(trainer, dev is not None, config)
     for warning in warnings:  # printed even when quiet; also in result.warnings and the model card
         _stderr(f"warning: {warning}")
     model.save(str(work), create_model_card=False)
-    seconds = prepared.get("prepare_seconds", 0.0) + state.seconds  # summed over resumed sessions
+    # summed over resumed sessions, with the cross-validation's trainings
+    seconds = prepared.get("prepare_seconds", 0.0) + (cv["seconds"] if cv else 0.0) + state.seconds
     result = TrainResult(
         output=config.output,
         dev_before=_scores_at(state, 0) if dev else None,
@@ -131,6 +149,7 @@ def _train_into(work: Path, config: TrainConfig, on_step: Callable[[LoopState], 
         dev_run_start=trainer.start_run,
         dev_run_saved=trainer.start_run if kept_start else trainer.best_run,
         dev=dev,
+        cv=cv,
     )
     result.card = _card(config, prepared, state, result, trainer.loss)
     write_card(work, result.card)
@@ -179,7 +198,9 @@ def prepare(
 
     started = time.perf_counter()
     if data is None:
-        data = load_training_data(config.data, config.dev_fraction, config.seed)
+        from retriever.training.crossval import dev_fraction
+
+        data = load_training_data(config.data, dev_fraction(config), config.seed)
     model = build_model(config.model, config.architecture, config.metric_head, config.normalize,
                         config.max_seq_length).to(resolve_device(config.device, "torch"))
     config.max_seq_length = int(model.max_seq_length)
@@ -343,6 +364,7 @@ def _card(config: TrainConfig, prepared: dict, state: LoopState, result: TrainRe
         "dev_history": state.history,
         "best_step": state.best_step,
         "kept_starting_model": result.kept_starting_model,
+        "cross_validation": result.cv,
         "steps": state.global_step,
         "final_loss": state.losses[-1] if state.losses else None,
         "seconds": round(result.seconds, 1),
