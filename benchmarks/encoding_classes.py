@@ -114,16 +114,24 @@ def run_class(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def merge(paths: list[Path]) -> dict[str, Any]:
     """Join the classes of several runs (e.g. one class per process, run at once) into one result."""
-    classes = {}
+    classes, base = {}, {}
     for path in paths:
         run = json.loads(path.read_text())
         for name, measured in run["classes"].items():
             if not measured.get("skipped"):
-                classes[name] = {**measured, "provenance": {key: run[key] for key in ("command", "date", "machine")}}
+                # a class run on a CPU of exactly that class is the real thing, not an emulation: its column
+                # names the CPU, so that it sits beside the same class emulated on a wider one
+                # (a class already merged keeps the provenance of the run that measured it)
+                source = measured.get("provenance") or {key: run[key] for key in ("command", "date", "machine")}
+                base_name = base.get(name, name) if name in classes else name.split(" (")[0]
+                label = f"{base_name} ({source['machine']['cpu']})" if source["machine"].get("isa") == base_name \
+                    else base_name
+                classes[label] = {**measured, "provenance": source}
+                base[label] = base_name
             limits = run["limits"]
     order = list(CLASSES)
     return {"model": run["model"], "dataset": run["dataset"], "limits": limits,
-            "classes": dict(sorted(classes.items(), key=lambda item: order.index(item[0])))}
+            "classes": dict(sorted(classes.items(), key=lambda item: (order.index(base[item[0]]), item[0])))}
 
 
 def main() -> None:

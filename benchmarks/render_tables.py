@@ -661,12 +661,12 @@ TABLES: dict[str, Callable[[], Table]] = {
 
 # figures in prose ------------------------------------------------------------------------------------------
 def figure(spec: str) -> str:
-    """The text of ``<!-- fig FILE PATH [xSCALE] FORMAT -->``."""
+    """The text of ``<!-- fig FILE PATH [xSCALE] FORMAT -->``; a key with spaces is written with %20 in PATH."""
     parts = spec.split()
     if len(parts) not in (3, 4):
         raise ValueError(f"figure marker needs FILE PATH [xSCALE] FORMAT: {spec!r}")
     value: Any = load(parts[0])
-    for key in parts[1].split("/"):
+    for key in parts[1].replace("%20", " ").split("/"):
         value = value[int(key)] if isinstance(value, list) else value[key]
     if len(parts) == 4:
         value = value * float(parts[2].removeprefix("x"))

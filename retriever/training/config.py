@@ -125,6 +125,10 @@ class TrainConfig:
         if self.loss != "infonce" and self.cached:
             raise RetrieverError("--cached (GradCache) applies to the infonce loss only")
 
+    def effective_dev_fraction(self) -> float:
+        """The share of training queries held out as dev when a dev split is used (not given: the default)."""
+        return DEFAULT_DEV_FRACTION if self.dev_fraction is None else self.dev_fraction
+
     @property
     def use_cached(self) -> bool:
         """GradCache when asked, or automatically for batches too big to hold in memory at once."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retriever.eval.metrics import judged_queries, per_query
-from retriever.training.config import CV_BELOW_QUERIES, DEFAULT_DEV_FRACTION, TrainConfig
+from retriever.training.config import CV_BELOW_QUERIES, TrainConfig
 from retriever.training.dev import DEV_METRIC, DevSet, build_dev_set, dev_run
 from retriever.training.tune.cv import DEFAULT_FOLDS, DEFAULT_MIN_GAIN, MIN_QUERIES, choose, make_folds
 
@@ -34,23 +34,19 @@ def uses_cv(config: TrainConfig, data: TrainingData) -> bool:
     return config.dev_fraction is None and not data.dev and len(judged_queries(data.train)) < CV_BELOW_QUERIES
 
 
-def dev_fraction(config: TrainConfig) -> float:
-    return DEFAULT_DEV_FRACTION if config.dev_fraction is None else config.dev_fraction
-
-
 def cross_validate(config: TrainConfig, data: TrainingData, log: Callable[[str], None],
                    seed_everything: Callable[[int], None], folds: int = DEFAULT_FOLDS) -> dict[str, Any]:
     """Train without each fold, score it with the trained and the starting model; the rule's verdict as a dict."""
     from retriever.encoding.devices import resolve_device
     from retriever.training.model import build_model
-    from retriever.training.pipeline import _LazyBm25
+    from retriever.training.prepare import LazyBm25
 
     started = time.perf_counter()
     judged = judged_queries(data.train)
     split = make_folds(sorted(judged), folds, config.seed)
     log(f"{len(judged)} training queries (fewer than {CV_BELOW_QUERIES}) and no dev set given: {len(split)}-fold "
         "cross-validation decides whether the trained model is kept")
-    bm25 = _LazyBm25(data.corpus)
+    bm25 = LazyBm25(data.corpus)
     needs_bm25 = len(data.corpus) > config.dev_max_docs
     devs = [build_dev_set(data.queries, data.corpus, {q: judged[q] for q in fold}, bm25 if needs_bm25 else None,
                           config.dev_max_docs, config.negatives_depth, config.seed) for fold in split]
@@ -90,10 +86,10 @@ def _held_out(model: SentenceTransformer, dev: DevSet | None, batch_size: int) -
 
 def _train_without(config: TrainConfig, data: TrainingData, held_out: set[str],
                    log: Callable[[str], None]) -> SentenceTransformer:
-    """The run's procedure (``pipeline.prepare`` and the loop) on every training query but ``held_out``."""
+    """The run's procedure (``prepare.prepare`` and the loop) on every training query but ``held_out``."""
     from retriever.training.loop import Trainer, TrainingInterrupted
     from retriever.training.losses import make_loss
-    from retriever.training.pipeline import prepare
+    from retriever.training.prepare import prepare
 
     fold_data = replace(data, train={q: d for q, d in data.train.items() if q not in held_out}, dev={})
     with tempfile.TemporaryDirectory(prefix="retriever-cv-") as work:
