@@ -364,6 +364,23 @@ def test_concurrent_searches_are_answered_in_one_batch(serve: Callable, monkeypa
     assert server["search_batches"] < server["searches_batched"]  # some searches shared a batch
 
 
+def test_a_version_committed_by_another_writer_is_served(index_dir: Path, start_server: Callable,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from retriever.serve import served_index
+
+    monkeypatch.setattr(served_index, "WATCH_SECONDS", 0.05)
+    client = httpx.Client(base_url=start_server(create_app(index_dir, api_key=KEY)), headers=AUTH, timeout=30)
+    assert "volcano" not in lexical(client, "volcano erupted")
+    with Retriever.load(index_dir) as other:  # what `retriever index` or `retriever tune` in another process does
+        assert other.add([{"_id": "volcano", "text": "the volcano erupted over the island"}]).added == 1
+    deadline = time.monotonic() + 30  # bounds a failure only: the server looks every 0.05 s
+    while "volcano" not in lexical(client, "volcano erupted"):
+        assert time.monotonic() < deadline, "the server kept serving the version it started with"
+        time.sleep(0.05)
+    assert document_count(client) == 5
+    client.close()
+
+
 def test_searches_without_batching(serve: Callable) -> None:
     client = serve(batch_searches=False)
     assert lexical(client, "cats sun")[0] == "cats"

@@ -6,6 +6,8 @@
 - After a commit the new version is loaded (sharing the reader's model, so a swap costs no model
   load) and swapped in for new requests. A failed write commits nothing, so the served version
   stays as it was; a write already queued is carried out even if its client disconnects.
+- A version committed by another process (``retriever index``, ``retriever tune`` re-encoding with a
+  tuned model) is noticed within ``WATCH_SECONDS`` and swapped in the same way, on the writer thread.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from retriever.serve.snapshot import ReaderSlot
 
 T = TypeVar("T")
 log = logging.getLogger("retriever.serve")
+WATCH_SECONDS = 2.0  # how often the server reads which version is current on disk (one small file)
 
 
 class ServedIndex:
@@ -50,6 +53,9 @@ class ServedIndex:
         self.max_pending_writes = max_pending_writes
         self.commits = 0
         self.batcher = SearchBatcher(self.reading) if batch_searches else None
+        self._stop_watching = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="retriever-watch", daemon=True)
+        self._watcher.start()
 
     # reading ---------------------------------------------------------------------------------
     def reading(self) -> AbstractContextManager[Retriever]:
@@ -145,9 +151,37 @@ class ServedIndex:
         self._readers.swap(reader)
         self.commits += 1
 
+    # versions committed elsewhere ---------------------------------------------------------------
+    def _watch(self) -> None:
+        while not self._stop_watching.wait(WATCH_SECONDS):
+            try:
+                if self._on_disk_moved():
+                    self._executor.submit(self._adopt)  # after the writes queued before it, never beside one
+            except RuntimeError:  # the executor shut down: the server is closing
+                return
+            except Exception:  # noqa: BLE001 - a watcher that died would stop noticing; report and go on
+                log.exception("could not check %s for a newer version", self.index_dir)
+
+    def _on_disk_moved(self) -> bool:
+        served = self._readers.current.snapshot
+        return self._readers.current.layout.current() != (served.generation if served is not None else None)
+
+    def _adopt(self) -> None:
+        """Serve the version another process committed (checked again: a write may have served it already)."""
+        with self._write_lock:
+            try:
+                if self._on_disk_moved():
+                    if self._writer is not None:
+                        self._writer.refresh()
+                    self._publish()
+            except Exception:  # noqa: BLE001 - nobody awaits this: report it; the served version stays as it was
+                log.exception("could not serve the newer version of %s", self.index_dir)
+
     # lifetime --------------------------------------------------------------------------------
     def close(self) -> None:
         """Finish the queued writes, then release the index."""
+        self._stop_watching.set()
+        self._watcher.join(timeout=30)
         if self.batcher is not None:
             self.batcher.close()
         self._executor.shutdown(wait=True)
