@@ -133,7 +133,7 @@ class JudgmentStore:
             raise self._cannot_write(exc) from None
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            if db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+            if _write_ahead_log(db).lower() != "wal":
                 raise RetrieverError(f"cannot keep judgments in {self.path}: its file system does not allow "
                                      "SQLite's write-ahead log")
             db.execute("PRAGMA synchronous = FULL")
@@ -220,3 +220,20 @@ def judged_grade(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value not in GRADES:
         raise RetrieverError(f"a grade is 0 (not relevant), 1 (relevant) or 2 (highly relevant), not {shown(value)}")
     return int(value)
+
+
+def _write_ahead_log(db: sqlite3.Connection) -> str:
+    """Switch to the write-ahead log (a no-op once the file is in WAL mode) and return the journal mode.
+
+    Two processes creating the file at once can both hold a read lock while each asks for the exclusive one
+    the switch needs; SQLite then answers "database is locked" at once, without waiting (it would deadlock),
+    so the switch is retried for up to the busy timeout (seen once in the two-process test on a loaded CPU).
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
