@@ -123,7 +123,7 @@ def merge(paths: list[Path]) -> dict[str, Any]:
                 # names the CPU, so that it sits beside the same class emulated on a wider one
                 # (a class already merged keeps the provenance of the run that measured it)
                 source = measured.get("provenance") or {key: run[key] for key in ("command", "date", "machine")}
-                base_name = base.get(name, name) if name in classes else name.split(" (")[0]
+                base_name = name.split(" (")[0]  # a merged file's column may already name its CPU
                 label = f"{base_name} ({source['machine']['cpu']})" if source["machine"].get("isa") == base_name \
                     else base_name
                 classes[label] = {**measured, "provenance": source}

@@ -72,10 +72,12 @@ def parse_metric(metric: str) -> tuple[str, int]:
 
 
 def ranking(scores: dict[str, float], depth: int | None = None) -> dict[str, float]:
-    """A query's scores as trec_eval reads them (floats), cut to its ``depth`` best in trec_eval's own order:
-    score descending, ties by document id descending."""
+    """A query's scores as trec_eval reads them (floats), cut to its ``depth`` best in trec_eval's own order
+    (score descending, ties by document id descending) when a depth is given; trec_eval sorts the rest itself."""
+    if depth is None:
+        return {d: float(s) for d, s in scores.items()}
     ordered = sorted(((d, float(s)) for d, s in scores.items()), key=lambda item: (item[1], item[0]), reverse=True)
-    return dict(ordered[:depth] if depth else ordered)
+    return dict(ordered[:depth])
 
 
 def write_trec_run(run: Run, path: Path, system: str) -> None:

@@ -163,8 +163,10 @@ class ServedIndex:
                 log.exception("could not check %s for a newer version", self.index_dir)
 
     def _on_disk_moved(self) -> bool:
-        served = self._readers.current.snapshot
-        return self._readers.current.layout.current() != (served.generation if served is not None else None)
+        reader = self._readers.current
+        if not reader.layout.exists():  # removed under the server: its searches say so, not the watcher
+            return False
+        return reader.layout.current() != (reader.snapshot.generation if reader.snapshot is not None else None)
 
     def _adopt(self) -> None:
         """Serve the version another process committed (checked again: a write may have served it already)."""
