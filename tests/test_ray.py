@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import random
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,6 @@ from retriever.errors import RetrieverError
 from retriever.ingest.chunking import encoding_text
 
 ray = pytest.importorskip("ray", reason="Ray encoding needs the extra: pip install 'retriever[ray]'")
-pytest.importorskip("ray.data", reason="Ray encoding needs the extra: pip install 'retriever[ray]'")
 
 WORDS = ("cat dog fish bird car train music song coffee tea water sleep memory brain password login email "
          "invoice payment card refund backup restore garden tomato sun plant delivery parcel order").split()
@@ -70,12 +70,20 @@ def test_ray_build_equals_a_single_process_build(tmp_path: Path, corpus: Path, t
     assert distributed.manifest.counts["passages"] > distributed.manifest.counts["documents"]
     queries = [encoding_text(r["title"], r["text"]) for r in records(60)[:10]] + ["cats sleep", "refund card"]
     assert_same_index(local, distributed, queries)
+    actors = pool_ids()
     (corpus / "cats.txt").write_text("Cats sleep in the sun.")
-    # one actor for the update: each actor is a process importing torch (seconds); two were tested just above
     report = Retriever.build(corpus, index_dir=tmp_path / "ray", model=tiny_model, ray="local",
-                             workers=1).last_report
+                             workers=2).last_report
     assert (report.added, report.updated, report.passages_encoded) == (0, 1, 1)
     assert Retriever.load(tmp_path / "ray").get("cats.txt").text == "Cats sleep in the sun."
+    assert pool_ids() == actors  # the update ran on the build's actors: their imports and model load were paid
+
+
+def pool_ids() -> list[str]:
+    """The ids of this process's encoding actors (``ray_embedder``'s pool, kept between writes)."""
+    from retriever.ingest import ray_embedder
+
+    return [actor._actor_id.hex() for actor in ray_embedder._POOL.actors] if ray_embedder._POOL else []
 
 
 def test_parquet_records_through_ray_into_milvus(tmp_path: Path, tiny_model: str) -> None:
@@ -89,7 +97,7 @@ def test_parquet_records_through_ray_into_milvus(tmp_path: Path, tiny_model: str
     pq.write_table(pa.Table.from_pylist(data), folder / "part-0.parquet")
     local = Retriever.build(folder, index_dir=tmp_path / "local", model=tiny_model)
     distributed = Retriever.build(folder, index_dir=tmp_path / "ray-milvus", model=tiny_model, ray="local",
-                                  workers=1, store=f"milvus:{tmp_path}/store.db")  # two actors: the test above
+                                  workers=2, store=f"milvus:{tmp_path}/store.db")  # the actors of the test above
     assert len(distributed) == 40 and distributed.get("r5").metadata == {"n": 5}
     for record in data[:8]:
         query = encoding_text(record["title"], record["text"])
@@ -97,28 +105,10 @@ def test_parquet_records_through_ray_into_milvus(tmp_path: Path, tiny_model: str
             [h.doc_id for h in distributed.search(query, k=10, mode="dense")]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None,
-                    reason="extra not installed: retriever[openvino]")
-def test_a_static_int8_ray_build_equals_a_single_process_build(tmp_path: Path, tiny_model: str) -> None:
-    """Issue 22: with OpenVINO int8 the Ray path calibrated on its first block and a single process on a sample
-    of its passages: two exports, two sets of vectors for one corpus. Both now load the one export calibrated on
-    the shipped set, and the actors check that they run the encoder the index records."""
-    rows = records(40, seed=3)
-    local = Retriever.build(rows, index_dir=tmp_path / "local", model=tiny_model, backend="openvino",
-                            quantize="int8")
-    distributed = Retriever.build(rows, index_dir=tmp_path / "ray", model=tiny_model, ray="local", workers=1,
-                                  backend="openvino", quantize="int8")  # an actor loads the driver's export
-    assert local.manifest.counts["passages"] > local.manifest.counts["documents"]  # long documents were split
-    assert (distributed.manifest.model["backend"], distributed.manifest.model["quantize"]) == ("openvino", "int8")
-    assert distributed.manifest.model["fingerprint"] == local.manifest.model["fingerprint"]
-    queries = [encoding_text(r["title"], r["text"]) for r in rows[:8]] + ["cats sleep", "refund card"]
-    assert_same_index(local, distributed, queries)
-
-
 def test_the_cli_takes_ray_and_workers(tmp_path: Path, corpus: Path, tiny_model: str) -> None:
     runner = CliRunner()
     result = runner.invoke(main, ["index", str(corpus), "--index", str(tmp_path / "i"), "--model", tiny_model,
-                                  "-q", "--ray", "--workers", "1"])
+                                  "-q", "--ray", "--workers", "2"])  # the actors of the tests above
     assert result.exit_code == 0, result.output
     assert "6 documents" in result.output
     result = runner.invoke(main, ["index", str(corpus), "--index", str(tmp_path / "j"), "--model", tiny_model,
@@ -128,8 +118,37 @@ def test_the_cli_takes_ray_and_workers(tmp_path: Path, corpus: Path, tiny_model:
     assert result.exit_code == 1 and "write the corpus PATH before --ray" in result.output
 
 
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None,
+                    reason="extra not installed: retriever[openvino]")
+def test_a_static_int8_ray_build_equals_a_single_process_build(tmp_path: Path, tiny_model: str) -> None:
+    """Issue 22: with OpenVINO int8 the Ray path calibrated on its first block and a single process on a sample
+    of its passages: two exports, two sets of vectors for one corpus. Both now load the one export calibrated on
+    the shipped set, and the actors check that they run the encoder the index records."""
+    rows = records(40, seed=3)
+    before = pool_ids()
+    local = Retriever.build(rows, index_dir=tmp_path / "local", model=tiny_model, backend="openvino",
+                            quantize="int8")
+    distributed = Retriever.build(rows, index_dir=tmp_path / "ray", model=tiny_model, ray="local", workers=1,
+                                  backend="openvino", quantize="int8")  # an actor loads the driver's export
+    assert local.manifest.counts["passages"] > local.manifest.counts["documents"]  # long documents were split
+    assert (distributed.manifest.model["backend"], distributed.manifest.model["quantize"]) == ("openvino", "int8")
+    assert distributed.manifest.model["fingerprint"] == local.manifest.model["fingerprint"]
+    queries = [encoding_text(r["title"], r["text"]) for r in rows[:8]] + ["cats sleep", "refund card"]
+    assert_same_index(local, distributed, queries)
+    assert not set(pool_ids()) & set(before)  # another encoder: the actors before it were stopped, new ones made
+    from retriever.ingest import ray_embedder
+
+    ray_embedder.release_actors()  # frees the actor's CPU, as a process that is done with Ray would
+    assert ray_embedder._POOL is None
+    for _ in range(100):
+        if ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]:
+            break
+        time.sleep(0.1)
+    assert ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]
+
+
 def test_without_the_extra_ray_says_what_to_install(tmp_path: Path, corpus: Path, tiny_model: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "ray.data", None)
+    monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(RetrieverError, match=r"pip install 'retriever\[ray\]'"):
         Retriever.build(corpus, index_dir=tmp_path / "i", model=tiny_model, ray="local")
