@@ -60,6 +60,17 @@ def encoder_for(model: str, label: str, **options: object) -> Encoder:
     return Encoder(model, backend=backend, quantize=quantize, **options)
 
 
+def export_name(model: str, label: str) -> str:
+    """The folder name of a backend's export of ``model`` in the export cache."""
+    from retriever.encoding.encoder import model_fingerprint, resolve_model_path
+    from retriever.encoding.export import export_directory
+
+    backend, quantize = parse_backend_label(label)
+    calibration = calibration_digest() if (backend, quantize) == ("openvino", "int8") else None
+    return export_directory(Path("."), model_fingerprint(resolve_model_path(model)), backend, quantize,
+                            calibration).name
+
+
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
@@ -397,3 +408,65 @@ def test_bench_cli_runs_the_encoding_table_alone(tiny_model: str, tmp_path: Path
     assert "| torch |" in (out / "encoding-beir-test.md").read_text()
     refused = CliRunner().invoke(main, [*common, "--systems", ""])
     assert refused.exit_code == 1 and "--systems is empty" in refused.output
+
+
+# the light query path ------------------------------------------------------------------------------
+@pytest.mark.parametrize("label", BACKENDS)
+def test_queries_through_an_export_need_no_sentence_transformers_and_give_the_same_vectors(
+        label: str, tiny_model: str) -> None:
+    """A process that loaded the model writes the export's light query path; the next one encodes queries from
+    it alone (``tokenizers`` and the runtime), with exactly the vectors the model's own preprocessing gives."""
+    light_file = encoder_for(tiny_model, "torch").exports / export_name(tiny_model, label) / "light.json"
+    light_file.unlink(missing_ok=True)  # written by an earlier test into the run's export cache
+    first = encoder_for(tiny_model, label)
+    assert first.loaded and first.export_dir / "light.json" == light_file
+    expected = first.encode_queries(QUERIES + ["  MIXED case, Punctuation!  ", "word " * 200])
+    assert (first.export_dir / "light.json").is_file()
+    light = encoder_for(tiny_model, label)
+    assert not light.loaded
+    assert (light.fingerprint, light.dimension, light.max_seq_length, light.architecture) == \
+        (first.fingerprint, first.dimension, first.max_seq_length, first.architecture)
+    got = light.encode_queries(QUERIES + ["  MIXED case, Punctuation!  ", "word " * 200])
+    assert not light.loaded
+    np.testing.assert_array_equal(got, expected)
+    docs = light.encode_documents(DOCS)  # documents are chunked with the model's tokenizer: it is loaded now
+    assert light.loaded
+    np.testing.assert_allclose(docs, first.encode_documents(DOCS), atol=1e-6)
+
+
+@needs_ort
+def test_a_search_process_with_an_exported_encoder_does_not_import_sentence_transformers(
+        tiny_model: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    index = tmp_path / "index"
+    built = Retriever.build([{"_id": str(i), "text": t} for i, t in enumerate(DOCS)], index_dir=index,
+                            model=tiny_model, backend="onnx", quantize="int8")
+    want = [h.doc_id for h in built.search(QUERIES[1], mode="dense")]
+    script = ("import sys; from retriever import Retriever; r = Retriever.load(sys.argv[1]); "
+              "print([h.doc_id for h in r.search(sys.argv[2], mode='dense')]); "
+              "print(sorted(m for m in ('sentence_transformers', 'torch', 'transformers') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script, str(index), QUERIES[1]], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert result.stdout.splitlines() == [str(want), "[]"]
+
+
+@needs_ort
+def test_no_light_path_is_written_when_it_would_tokenize_differently(tiny_model: str, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from retriever.encoding import light
+
+    features = light.LightTokenizer.features
+
+    def cut_short(self: light.LightTokenizer, texts: list[str]) -> dict[str, np.ndarray]:
+        """As a tokenizer that truncates one token earlier than the model would."""
+        return {name: array[:, :-1] for name, array in features(self, texts).items()}
+
+    encoder = Encoder(tiny_model, backend="onnx", exports=tmp_path / "exports")
+    monkeypatch.setattr(light.LightTokenizer, "features", cut_short)
+    encoder.prepare()
+    monkeypatch.undo()
+    assert not (encoder.export_dir / "light.json").exists()
+    assert Encoder(tiny_model, backend="onnx", exports=tmp_path / "exports").loaded

@@ -28,6 +28,8 @@ from retriever.encoding.backends import backend_label, check_backend, require_ba
 from retriever.encoding.calibration import calibration_digest, calibration_sample
 from retriever.encoding.devices import resolve_device
 from retriever.encoding.export import cached_export, cached_trace, export_directory, exports_root, is_complete
+from retriever.encoding.light import LIGHT, read_light, write_light
+from retriever.encoding.light import TASK as LIGHT_TASK
 from retriever.errors import ModelLoadError, RetrieverError
 
 if TYPE_CHECKING:
@@ -155,7 +157,9 @@ class Encoder:
         self.threads = threads
         self.calibration = (calibration or calibration_digest()) if self.needs_calibration else None
         self.exports = Path(exports) if exports is not None else exports_root()
-        self.model = self._load()
+        # queries through a cached export need no sentence-transformers (seconds of imports): ``light.py``
+        self._light = read_light(self.export_dir) if self.backend != "torch" else None
+        self._model: SentenceTransformer | None = None if self._light is not None else self._load()
         self.export_made = False  # whether this encoder made its export (False: reused from the cache)
         self._runtime: Any = None
         self._pool: Any = None
@@ -187,6 +191,18 @@ class Encoder:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ModelLoadError(f"model {self.name!r} at {self.path} could not be loaded: {reason}") from None
 
+    @property
+    def model(self) -> SentenceTransformer:
+        """The sentence-transformers model, loaded on first use when the light query path made it unneeded."""
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the sentence-transformers model is in memory (False: queries run on the light path)."""
+        return self._model is not None
+
     # identity ------------------------------------------------------------------------------
     @cached_property
     def weights_fingerprint(self) -> str:
@@ -207,10 +223,14 @@ class Encoder:
 
     @property
     def dimension(self) -> int:
+        if self._model is None and self._light is not None:
+            return int(self._light.spec["dimension"])
         return int(self.model.get_embedding_dimension())
 
     @property
     def max_seq_length(self) -> int:
+        if self._model is None and self._light is not None:
+            return int(self._light.spec["max_seq_length"])
         return int(self.model.max_seq_length)
 
     @property
@@ -219,6 +239,8 @@ class Encoder:
 
     @property
     def architecture(self) -> str:
+        if self._model is None and self._light is not None:
+            return str(self._light.spec["architecture"])
         from sentence_transformers.sentence_transformer.modules import Router
 
         return "half-twin" if any(isinstance(m, Router) for m in self.model.modules()) else "twin"
@@ -252,6 +274,8 @@ class Encoder:
             )
         sample = list(calibration_sample()) if self.needs_calibration else []
         self.export_made = cached_export(directory, lambda staging: self._make_export(staging, sample))
+        if self._model is not None and self._light is None and not (directory / LIGHT).exists():
+            write_light(self._model, directory, self._prompt(LIGHT_TASK), self.architecture)  # for the next process
         graphs = json.loads((directory / "export.json").read_text())["graphs"]
         if self.backend == "onnx":
             from retriever.encoding.onnx import OnnxRuntime
@@ -290,6 +314,8 @@ class Encoder:
     # encoding ------------------------------------------------------------------------------
     def _prompt(self, task: str) -> str | None:
         """The prompt sentence-transformers' ``encode_query``/``encode_document`` would prepend."""
+        if self._model is None and self._light is not None and task == LIGHT_TASK:
+            return self._light.prompt
         prompts = self.model.prompts or {}
         if task in prompts:
             return prompts[task] or None
@@ -314,7 +340,11 @@ class Encoder:
         prompt = self._prompt(task)
         for start in starts:
             rows = order[start:start + self.batch_size]
-            features = self.model.preprocess([texts[i] for i in rows], prompt=prompt, task=task)
+            batch = [texts[i] for i in rows]
+            if self._model is None and self._light is not None and task == LIGHT_TASK:
+                features = self._light.features(batch)  # the prompt is the light path's own
+            else:
+                features = self.model.preprocess(batch, prompt=prompt, task=task)
             out[rows] = self._runtime.embed(features, task)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         np.divide(out, norms, out=out, where=norms > 0)
