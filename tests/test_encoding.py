@@ -26,6 +26,8 @@ from retriever.encoding.devices import resolve_device
 from retriever.encoding.encoder import Encoder
 from retriever.encoding.openvino import RECIPE, Int8Recipe
 from retriever.errors import MissingExtraError, ModelLoadError, ModelMismatchError, RetrieverError
+from retriever.ingest.chunking import Chunker
+from retriever.ingest.documents import Document
 
 DOCS = [
     "Cats sleep most of the day and hunt at night.",
@@ -412,30 +414,31 @@ def test_bench_cli_runs_the_encoding_table_alone(tiny_model: str, tmp_path: Path
 
 # the light query path ------------------------------------------------------------------------------
 @pytest.mark.parametrize("label", BACKENDS)
-def test_queries_through_an_export_need_no_sentence_transformers_and_give_the_same_vectors(
-        label: str, tiny_model: str) -> None:
-    """A process that loaded the model writes the export's light query path; the next one encodes queries from
-    it alone (``tokenizers`` and the runtime), with exactly the vectors the model's own preprocessing gives."""
+def test_an_export_runs_without_sentence_transformers_and_gives_the_same_vectors(label: str, tiny_model: str) -> None:
+    """A process that loaded the model writes the export's light path; the next one encodes queries and documents
+    and chunks from it alone (``tokenizers`` and the runtime), with exactly the vectors and passages it gave."""
     light_file = encoder_for(tiny_model, "torch").exports / export_name(tiny_model, label) / "light.json"
     light_file.unlink(missing_ok=True)  # written by an earlier test into the run's export cache
     first = encoder_for(tiny_model, label)
     assert first.loaded and first.export_dir / "light.json" == light_file
-    expected = first.encode_queries(QUERIES + ["  MIXED case, Punctuation!  ", "word " * 200])
-    assert (first.export_dir / "light.json").is_file()
+    queries = QUERIES + ["  MIXED case, Punctuation!  ", "word " * 200]
+    expected_queries, expected_docs = first.encode_queries(queries), first.encode_documents(DOCS + queries)
+    assert light_file.is_file()
     light = encoder_for(tiny_model, label)
     assert not light.loaded
     assert (light.fingerprint, light.dimension, light.max_seq_length, light.architecture) == \
         (first.fingerprint, first.dimension, first.max_seq_length, first.architecture)
-    got = light.encode_queries(QUERIES + ["  MIXED case, Punctuation!  ", "word " * 200])
+    np.testing.assert_array_equal(light.encode_queries(queries), expected_queries)
+    np.testing.assert_array_equal(light.encode_documents(DOCS + queries), expected_docs)
+    long_doc = [Document("d", " ".join(DOCS * 4), "A title, Long enough")]
+    chunker = Chunker(light.tokenizer, 24, 4)
+    assert chunker.split_many(long_doc) == Chunker(first.tokenizer, 24, 4).split_many(long_doc)
+    assert len(chunker.split_many(long_doc)[0]) > 3
     assert not light.loaded
-    np.testing.assert_array_equal(got, expected)
-    docs = light.encode_documents(DOCS)  # documents are chunked with the model's tokenizer: it is loaded now
-    assert light.loaded
-    np.testing.assert_allclose(docs, first.encode_documents(DOCS), atol=1e-6)
 
 
 @needs_ort
-def test_a_search_process_with_an_exported_encoder_does_not_import_sentence_transformers(
+def test_a_search_and_an_update_with_an_exported_encoder_do_not_import_sentence_transformers(
         tiny_model: str, tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -444,13 +447,21 @@ def test_a_search_process_with_an_exported_encoder_does_not_import_sentence_tran
     built = Retriever.build([{"_id": str(i), "text": t} for i, t in enumerate(DOCS)], index_dir=index,
                             model=tiny_model, backend="onnx", quantize="int8")
     want = [h.doc_id for h in built.search(QUERIES[1], mode="dense")]
+    built.close()
     script = ("import sys; from retriever import Retriever; r = Retriever.load(sys.argv[1]); "
               "print([h.doc_id for h in r.search(sys.argv[2], mode='dense')]); "
+              "print(r.add([{'_id': 'new', 'text': sys.argv[2] + ' ' + sys.argv[2]}]).added); "
               "print(sorted(m for m in ('sentence_transformers', 'torch', 'transformers') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", script, str(index), QUERIES[1]], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-1500:]
-    assert result.stdout.splitlines() == [str(want), "[]"]
+    assert result.stdout.splitlines() == [str(want), "1", "[]"]
+    with Retriever.load(index) as reopened:  # the update's vector is the model's own
+        reference = Retriever.build([{"_id": "new", "text": QUERIES[1] + " " + QUERIES[1]}],
+                                    index_dir=tmp_path / "reference", model=tiny_model, backend="onnx",
+                                    quantize="int8")
+        np.testing.assert_allclose(reopened.snapshot.vectors_of(reopened.snapshot.passage_keys("new")),
+                                   reference.snapshot.vectors_of(reference.snapshot.passage_keys("new")), atol=1e-6)
 
 
 @needs_ort
@@ -460,9 +471,9 @@ def test_no_light_path_is_written_when_it_would_tokenize_differently(tiny_model:
 
     features = light.LightTokenizer.features
 
-    def cut_short(self: light.LightTokenizer, texts: list[str]) -> dict[str, np.ndarray]:
+    def cut_short(self: light.LightTokenizer, texts: list[str], task: str) -> dict[str, np.ndarray]:
         """As a tokenizer that truncates one token earlier than the model would."""
-        return {name: array[:, :-1] for name, array in features(self, texts).items()}
+        return {name: array[:, :-1] for name, array in features(self, texts, task).items()}
 
     encoder = Encoder(tiny_model, backend="onnx", exports=tmp_path / "exports")
     monkeypatch.setattr(light.LightTokenizer, "features", cut_short)

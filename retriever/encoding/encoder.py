@@ -28,8 +28,8 @@ from retriever.encoding.backends import backend_label, check_backend, require_ba
 from retriever.encoding.calibration import calibration_digest, calibration_sample
 from retriever.encoding.devices import resolve_device
 from retriever.encoding.export import cached_export, cached_trace, export_directory, exports_root, is_complete
-from retriever.encoding.light import LIGHT, read_light, write_light
-from retriever.encoding.light import TASK as LIGHT_TASK
+from retriever.encoding.light import TASKS as LIGHT_TASKS
+from retriever.encoding.light import read_light, write_light
 from retriever.errors import ModelLoadError, RetrieverError
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class Encoder:
         self.threads = threads
         self.calibration = (calibration or calibration_digest()) if self.needs_calibration else None
         self.exports = Path(exports) if exports is not None else exports_root()
-        # queries through a cached export need no sentence-transformers (seconds of imports): ``light.py``
+        # an encoder running a cached export needs no sentence-transformers (seconds of imports): ``light.py``
         self._light = read_light(self.export_dir) if self.backend != "torch" else None
         self._model: SentenceTransformer | None = None if self._light is not None else self._load()
         self.export_made = False  # whether this encoder made its export (False: reused from the cache)
@@ -235,6 +235,9 @@ class Encoder:
 
     @property
     def tokenizer(self) -> Any:
+        """The model's tokenizer for chunking and counting tokens (the light path's when the model is not loaded)."""
+        if self._model is None and self._light is not None:
+            return self._light.chunking
         return self.model.tokenizer
 
     @property
@@ -274,8 +277,9 @@ class Encoder:
             )
         sample = list(calibration_sample()) if self.needs_calibration else []
         self.export_made = cached_export(directory, lambda staging: self._make_export(staging, sample))
-        if self._model is not None and self._light is None and not (directory / LIGHT).exists():
-            write_light(self._model, directory, self._prompt(LIGHT_TASK), self.architecture)  # for the next process
+        if self._model is not None and self._light is None:  # absent, or written by another version
+            prompts = {task: self._prompt(task) for task in LIGHT_TASKS}
+            write_light(self._model, directory, prompts, self.architecture)  # for the next process
         graphs = json.loads((directory / "export.json").read_text())["graphs"]
         if self.backend == "onnx":
             from retriever.encoding.onnx import OnnxRuntime
@@ -314,8 +318,8 @@ class Encoder:
     # encoding ------------------------------------------------------------------------------
     def _prompt(self, task: str) -> str | None:
         """The prompt sentence-transformers' ``encode_query``/``encode_document`` would prepend."""
-        if self._model is None and self._light is not None and task == LIGHT_TASK:
-            return self._light.prompt
+        if self._model is None and self._light is not None:
+            return self._light.prompt(task)
         prompts = self.model.prompts or {}
         if task in prompts:
             return prompts[task] or None
@@ -341,8 +345,8 @@ class Encoder:
         for start in starts:
             rows = order[start:start + self.batch_size]
             batch = [texts[i] for i in rows]
-            if self._model is None and self._light is not None and task == LIGHT_TASK:
-                features = self._light.features(batch)  # the prompt is the light path's own
+            if self._model is None and self._light is not None:
+                features = self._light.features(batch, task)  # the prompt is the light path's own
             else:
                 features = self.model.preprocess(batch, prompt=prompt, task=task)
             out[rows] = self._runtime.embed(features, task)
