@@ -21,11 +21,22 @@ import pytest
 
 from retriever import Retriever
 from retriever.encoding.calibration import calibration_digest
+from retriever.encoding.encoder import Encoder
 from retriever.errors import CorruptIndexError, IndexNotFoundError, RetrieverError
 from retriever.ingest.chunking import encoding_text
 
+# The writers these tests start (and kill) as processes encode through the tiny model's ONNX export when the
+# extra is installed: from its light path they start without importing sentence-transformers (~2 s of CPU instead
+# of ~10 on 2 cores); what they test is the index on disk, whatever the encoder.
+WRITER_BACKEND = "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
 CATS_QUERY = encoding_text("cats", "Cats sleep most of the day and hunt at night.")
 REFUND_QUERY = encoding_text("Refunds", "A refund is paid to your card.")
+
+
+@pytest.fixture
+def built(corpus: Path, index_dir: Path, tiny_model: str) -> Retriever:
+    """conftest's ``built``, encoded with ``WRITER_BACKEND``."""
+    return Retriever.build(corpus, index_dir=index_dir, model=tiny_model, backend=WRITER_BACKEND)
 
 
 def top(r: Retriever, query: str) -> str:
@@ -158,7 +169,7 @@ CONCURRENT_SCRIPT = """
 import sys
 from retriever import Retriever
 from retriever.encoding.calibration import calibration_digest
-Retriever.build(sys.argv[1], index_dir=sys.argv[2], model=sys.argv[3])
+Retriever.build(sys.argv[1], index_dir=sys.argv[2], model=sys.argv[3], backend=sys.argv[4])
 print("done", flush=True)
 """
 
@@ -176,8 +187,9 @@ def record_folders(root: Path, names: tuple[str, ...], records: int, text: str) 
 
 
 def run_together(script: str, folders: list[Path], index_dir: Path, model: str) -> tuple[list, list]:
-    """Start ``script FOLDER INDEX MODEL`` for every folder at once; the processes and their (stdout, stderr)."""
-    runs = [subprocess.Popen([sys.executable, "-c", script, str(f), str(index_dir), model],
+    """Start ``script FOLDER INDEX MODEL BACKEND`` for every folder at once; the processes and their (stdout,
+    stderr)."""
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(f), str(index_dir), model, WRITER_BACKEND],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in folders]
     return runs, [run.communicate(timeout=300) for run in runs]
 
@@ -185,6 +197,7 @@ def run_together(script: str, folders: list[Path], index_dir: Path, model: str) 
 def test_two_concurrent_index_runs_both_apply_and_never_damage(tmp_path: Path, tiny_model: str) -> None:
     """Issue 9.1: two `index` runs of different folders into one index, started together."""
     index_dir = tmp_path / "index"
+    Encoder(tiny_model, backend=WRITER_BACKEND).prepare()  # the export both processes load, as after a first build
     folders = record_folders(tmp_path, ("a", "b"), 40, "{name} record number {i} about tea and coffee")
     runs, outputs = run_together(CONCURRENT_SCRIPT, folders, index_dir, tiny_model)
     assert all(run.returncode == 0 for run in runs), [o[1][-1500:] for o in outputs]
@@ -278,6 +291,7 @@ READER_LOOP = """
 import sys, time
 from retriever import Retriever
 from retriever.encoding.calibration import calibration_digest
+from retriever.encoding.encoder import Encoder
 from retriever.errors import RetrieverError
 errors, searches = [], 0
 deadline = time.time() + float(sys.argv[2])
