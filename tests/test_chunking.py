@@ -134,3 +134,22 @@ def test_offsets_survive_unicode_and_whitespace(tokenizer) -> None:
 def test_invalid_parameters_are_refused(tokenizer, max_tokens: int, overlap: int) -> None:
     with pytest.raises(ValueError):
         Chunker(tokenizer, max_tokens, overlap)
+
+
+def test_the_synthetic_encoder_cuts_passages_as_the_default_model_does() -> None:
+    """``SyntheticEncoder`` (scale benchmarks) chunks with the default model's tokenizer read by ``tokenizers``
+    alone: the passages must be those transformers' tokenizer of that model gives."""
+    from transformers import AutoTokenizer
+
+    from retriever.encoding.encoder import DEFAULT_MODEL, resolve_model_path
+    from retriever.encoding.synthetic import SyntheticEncoder
+
+    rng = random.Random(3)
+    words = ["naïve", "café", "COVID-19", "e-mail:", "someone@example.org", "日本語", "🙂", "p53", "(randomised)",
+             "trial.", "the", "Vitamin", "D", "tumour", "suppressor", "\n", "\t", "résumé", "“quoted”", "x" * 40]
+    docs = [Document(f"d{i}", " ".join(rng.choice(words) for _ in range(rng.randint(0, 400))),
+                     " ".join(rng.choice(words) for _ in range(rng.randint(0, 12)))) for i in range(40)]
+    reference = AutoTokenizer.from_pretrained(str(resolve_model_path(DEFAULT_MODEL)))
+    for max_tokens, overlap in ((256, 32), (24, 4)):
+        assert Chunker(SyntheticEncoder().tokenizer, max_tokens, overlap).split_many(docs) == \
+            Chunker(reference, max_tokens, overlap).split_many(docs)

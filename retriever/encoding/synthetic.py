@@ -5,7 +5,8 @@ word embeddings), so texts that share words get similar vectors and a query made
 that passage, as with a real model, while encoding costs almost nothing. It is the documented hook for
 benchmarks of storage and search at scale (``benchmarks/scale.py``): pass it as ``Retriever.build(...,
 encoder=SyntheticEncoder())`` and ``Retriever.load(..., encoder=SyntheticEncoder())``. Chunking uses the default
-model's real tokenizer, so passages are cut exactly as they would be.
+model's real tokenizer, so passages are cut exactly as they would be, read by the ``tokenizers`` library alone
+(``retriever.encoding.light``: no transformers or torch to import, seconds on a small CPU).
 """
 
 from __future__ import annotations
@@ -49,11 +50,15 @@ class SyntheticEncoder:
 
     @cached_property
     def tokenizer(self) -> Any:
-        from transformers import AutoTokenizer
+        from tokenizers import Tokenizer
 
         from retriever.encoding.encoder import DEFAULT_MODEL, resolve_model_path
+        from retriever.encoding.light import ChunkTokenizer
 
-        return AutoTokenizer.from_pretrained(str(resolve_model_path(DEFAULT_MODEL)))
+        tokenizer = Tokenizer.from_file(str(resolve_model_path(DEFAULT_MODEL) / "tokenizer.json"))
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        return ChunkTokenizer(tokenizer)
 
     def _word(self, word: str) -> np.ndarray:
         vector = self._words.get(word)
