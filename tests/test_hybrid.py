@@ -170,3 +170,29 @@ def test_explain_in_the_cli(explained_index: Path) -> None:
     rows = [json.loads(line) for line in runner.invoke(main, [*args, "--json"]).output.splitlines()]
     assert [row["explanation"]["fused"] for row in rows] == [row["score"] for row in rows]
     assert "why:" not in runner.invoke(main, args[:-1]).output
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_documents_whose_passages_crowd_the_top_still_give_k_documents(mode: str, tmp_path: Path,
+                                                                        tiny_model: str) -> None:
+    """A first search fetches about the index's mean passages per document (``first_probe``); when one long
+    document's passages fill it, the search goes deeper, and the k documents are each one's best passage, in order."""
+    from retriever.search import ranking
+
+    long_text = " ".join(f"cats sleep in the sun on day {i} and the cats sleep again at night." for i in range(60))
+    records = [{"_id": "long", "text": long_text}] + [
+        {"_id": f"short{i}", "text": f"{word} and cats in the garden"}
+        for i, word in enumerate("tea coffee train music water sleep memory order parcel garden".split())]
+    r = Retriever.build(records, index_dir=tmp_path / "i", model=tiny_model, chunk_tokens=16, overlap=2)
+    assert r.manifest.counts["passages"] > 3 * len(records)  # one document holds most passages
+    probe = ranking.first_probe(r.snapshot, 5, False)
+    assert probe < r.manifest.counts["passages"] - 10  # the long document's passages alone exceed it
+    found = r.search("cats sleep in the sun", k=5, mode=mode)
+    passages = r.search("cats sleep in the sun", k=10_000, mode=mode, passages=True) if mode != "hybrid" else None
+    assert len({h.doc_id for h in found}) == 5
+    if passages is not None:  # each document's best passage, best first
+        best: dict[str, float] = {}
+        for hit in passages:
+            best.setdefault(hit.doc_id, hit.score)
+        assert [h.doc_id for h in found] == list(best)[:5]
+        assert [h.score for h in found] == pytest.approx(list(best.values())[:5], abs=1e-6)
