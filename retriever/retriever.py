@@ -439,6 +439,10 @@ class Retriever:
     @cached_property
     def rerank_head(self) -> Any:
         """The learned metric head stored with the model, or None (read once, not on every search)."""
+        from retriever.search.head_files import has_head
+
+        if not has_head(self.encoder.path):
+            return None  # without importing torch, which the head needs
         from retriever.search.rerank import RerankHead
 
         return RerankHead.load(self.encoder.path)

@@ -21,6 +21,8 @@ import pytest
 pytest.importorskip("fastapi", reason="the server needs the 'serve' extra: pip install 'retriever[serve]'")
 pytest.importorskip("schemathesis", reason="the schema check needs the 'dev' extra: pip install 'retriever[dev]'")
 
+from conftest import PROCESS_BACKEND  # noqa: E402
+
 from retriever import Retriever  # noqa: E402
 
 KEY = "schema-key-123"
@@ -34,7 +36,8 @@ EXAMPLES = 15  # per operation and phase: about 550 requests, 20-40 s on 2 cores
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model: str) -> Path:
     folder = tmp_path_factory.mktemp("schema") / "idx"
-    Retriever.build(RECORDS, index_dir=folder, model=tiny_model).close()
+    Retriever.build(RECORDS, index_dir=folder, model=tiny_model, backend=PROCESS_BACKEND).close()  # served by a process
+
     return folder
 
 

@@ -451,11 +451,12 @@ def test_a_search_and_an_update_with_an_exported_encoder_do_not_import_sentence_
     script = ("import sys; from retriever import Retriever; r = Retriever.load(sys.argv[1]); "
               "print([h.doc_id for h in r.search(sys.argv[2], mode='dense')]); "
               "print(r.add([{'_id': 'new', 'text': sys.argv[2] + ' ' + sys.argv[2]}]).added); "
+              "print(r.rerank_head); "  # what retriever serve asks at start
               "print(sorted(m for m in ('sentence_transformers', 'torch', 'transformers') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", script, str(index), QUERIES[1]], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-1500:]
-    assert result.stdout.splitlines() == [str(want), "1", "[]"]
+    assert result.stdout.splitlines() == [str(want), "1", "None", "[]"]
     with Retriever.load(index) as reopened:  # the update's vector is the model's own
         reference = Retriever.build([{"_id": "new", "text": QUERIES[1] + " " + QUERIES[1]}],
                                     index_dir=tmp_path / "reference", model=tiny_model, backend="onnx",

@@ -20,6 +20,7 @@ pytest.importorskip("fastapi", reason="the server needs the 'serve' extra: pip i
 httpx = pytest.importorskip("httpx", reason="the server tests need the 'serve' extra (httpx)")
 
 from click.testing import CliRunner  # noqa: E402
+from conftest import PROCESS_BACKEND, SMALL_RECORDS  # noqa: E402
 
 from retriever import Retriever  # noqa: E402
 from retriever.cli import main  # noqa: E402
@@ -402,7 +403,9 @@ def test_a_swapped_out_reader_stays_open_until_its_search_ends(index_dir: Path) 
 
 
 # the command ------------------------------------------------------------------------------------------
-def test_serve_command_serves_until_interrupted(index_dir: Path, serve_command: Callable) -> None:
+def test_serve_command_serves_until_interrupted(tmp_path: Path, serve_command: Callable, tiny_model: str) -> None:
+    index_dir = tmp_path / "idx"
+    Retriever.build(SMALL_RECORDS, index_dir=index_dir, model=tiny_model, backend=PROCESS_BACKEND).close()
     with serve_command(index_dir, "--read-only", api_key=KEY) as url:
         assert httpx.post(f"{url}/search", json={"query": "cats"}).status_code == 401
         answer = httpx.post(f"{url}/search", json={"query": "cats sun", "mode": "lexical"}, headers=AUTH)

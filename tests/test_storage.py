@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PROCESS_BACKEND
 
 from retriever import Retriever
 from retriever.encoding.calibration import calibration_digest
@@ -25,10 +26,9 @@ from retriever.encoding.encoder import Encoder
 from retriever.errors import CorruptIndexError, IndexNotFoundError, RetrieverError
 from retriever.ingest.chunking import encoding_text
 
-# The writers these tests start (and kill) as processes encode through the tiny model's ONNX export when the
-# extra is installed: from its light path they start without importing sentence-transformers (~2 s of CPU instead
-# of ~10 on 2 cores); what they test is the index on disk, whatever the encoder.
-WRITER_BACKEND = "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
+# The writers these tests start (and kill) as processes encode with conftest's PROCESS_BACKEND (they start in
+# seconds); what they test is the index on disk, whatever the encoder.
+WRITER_BACKEND = PROCESS_BACKEND
 CATS_QUERY = encoding_text("cats", "Cats sleep most of the day and hunt at night.")
 REFUND_QUERY = encoding_text("Refunds", "A refund is paid to your card.")
 

@@ -23,9 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-HEAD_DIR = "rerank_head"
-WEIGHTS = "head.safetensors"
-CONFIG = "config.json"
+from retriever.search.head_files import CONFIG, HEAD_DIR, WEIGHTS, has_head
 
 
 class RerankHead(nn.Module):
@@ -64,7 +62,7 @@ class RerankHead(nn.Module):
         from safetensors.torch import load_file
 
         directory = Path(model_dir) / HEAD_DIR
-        if not (directory / WEIGHTS).exists():
+        if not has_head(model_dir):
             return None
         config = json.loads((directory / CONFIG).read_text())
         head = cls(config["dimension"], config["hidden"])
