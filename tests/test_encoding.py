@@ -482,3 +482,24 @@ def test_no_light_path_is_written_when_it_would_tokenize_differently(tiny_model:
     monkeypatch.undo()
     assert not (encoder.export_dir / "light.json").exists()
     assert Encoder(tiny_model, backend="onnx", exports=tmp_path / "exports").loaded
+
+
+@needs_ort
+def test_an_export_cache_that_cannot_be_written_is_used_without_a_light_path(
+        tiny_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exports on shared read-only storage: the light path cannot be written there, and encoding goes on."""
+    from retriever.encoding import light
+
+    exports = tmp_path / "exports"
+    made = Encoder(tiny_model, backend="onnx", exports=exports)
+    made.prepare()
+    (made.export_dir / "light.json").unlink()
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(light.tempfile, "TemporaryDirectory", read_only)
+    reader = Encoder(tiny_model, backend="onnx", exports=exports)
+    assert reader.loaded
+    np.testing.assert_array_equal(reader.encode_queries(QUERIES), made.encode_queries(QUERIES))
+    assert not (made.export_dir / "light.json").exists()

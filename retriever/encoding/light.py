@@ -115,17 +115,20 @@ def write_light(model: SentenceTransformer, directory: Path, prompts: dict[str, 
             "pad_type_id": int(getattr(tokenizer, "pad_token_type_id", 0) or 0),
             "dimension": int(model.get_embedding_dimension()), "max_seq_length": int(model.max_seq_length),
             "architecture": architecture}
-    with tempfile.TemporaryDirectory(dir=directory) as staging:
-        (Path(staging) / TOKENIZER).write_text(backend.to_str())
-        try:
-            light = LightTokenizer(Path(staging), spec)
-        except Exception:  # noqa: BLE001 - a tokenizer ``tokenizers`` cannot load has no light path
-            return False
-        if not _reproduces(model, tokenizer, light, prompts):
-            return False
-        os.replace(Path(staging) / TOKENIZER, directory / TOKENIZER)
-        (Path(staging) / LIGHT).write_text(json.dumps(spec, indent=1))
-        os.replace(Path(staging) / LIGHT, directory / LIGHT)  # written last: a light.json has its tokenizer
+    try:
+        with tempfile.TemporaryDirectory(dir=directory) as staging:
+            (Path(staging) / TOKENIZER).write_text(backend.to_str())
+            try:
+                light = LightTokenizer(Path(staging), spec)
+            except Exception:  # noqa: BLE001 - a tokenizer ``tokenizers`` cannot load has no light path
+                return False
+            if not _reproduces(model, tokenizer, light, prompts):
+                return False
+            os.replace(Path(staging) / TOKENIZER, directory / TOKENIZER)
+            (Path(staging) / LIGHT).write_text(json.dumps(spec, indent=1))
+            os.replace(Path(staging) / LIGHT, directory / LIGHT)  # written last: a light.json has its tokenizer
+    except OSError:  # a read-only export cache (shared storage): processes load the model, as before
+        return False
     return True
 
 
