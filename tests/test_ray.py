@@ -62,10 +62,39 @@ def assert_same_index(local: Retriever, distributed: Retriever, queries: list[st
                 [h.doc_id for h in distributed.search(query, k=10, mode=mode)], (mode, query)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None,
+                    reason="extra not installed: retriever[openvino]")
+def test_a_static_int8_ray_build_equals_a_single_process_build(tmp_path: Path, tiny_model: str) -> None:
+    """Issue 22: with OpenVINO int8 the Ray path calibrated on its first block and a single process on a sample
+    of its passages: two exports, two sets of vectors for one corpus. Both now load the one export calibrated on
+    the shipped set, and the actors check that they run the encoder the index records."""
+    rows = records(40, seed=3)
+    local = Retriever.build(rows, index_dir=tmp_path / "local", model=tiny_model, backend="openvino",
+                            quantize="int8")
+    distributed = Retriever.build(rows, index_dir=tmp_path / "ray", model=tiny_model, ray="local", workers=1,
+                                  backend="openvino", quantize="int8")  # an actor loads the driver's export
+    assert local.manifest.counts["passages"] > local.manifest.counts["documents"]  # long documents were split
+    assert (distributed.manifest.model["backend"], distributed.manifest.model["quantize"]) == ("openvino", "int8")
+    assert distributed.manifest.model["fingerprint"] == local.manifest.model["fingerprint"]
+    queries = [encoding_text(r["title"], r["text"]) for r in rows[:8]] + ["cats sleep", "refund card"]
+    assert_same_index(local, distributed, queries)
+    from retriever.ingest import ray_embedder
+
+    ray_embedder.release_actors()  # frees the actor's CPU, as a process that is done with Ray would
+    assert ray_embedder._POOL is None
+    for _ in range(100):
+        if ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]:
+            break
+        time.sleep(0.1)
+    assert ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]
+
+
 def test_ray_build_equals_a_single_process_build(tmp_path: Path, corpus: Path, tiny_model: str) -> None:
     (corpus / "many.jsonl").write_text("\n".join(__import__("json").dumps(r) for r in records(60)) + "\n")
     local = Retriever.build(corpus, index_dir=tmp_path / "local", model=tiny_model)
+    before = pool_ids()  # the actors of an earlier test with another encoder, if any
     distributed = Retriever.build(corpus, index_dir=tmp_path / "ray", model=tiny_model, ray="local", workers=2)
+    assert not set(pool_ids()) & set(before)  # another encoder: new actors (the old ones were stopped: 2 CPUs)
     assert distributed.manifest.counts == local.manifest.counts
     assert distributed.manifest.counts["passages"] > distributed.manifest.counts["documents"]
     queries = [encoding_text(r["title"], r["text"]) for r in records(60)[:10]] + ["cats sleep", "refund card"]
@@ -116,35 +145,6 @@ def test_the_cli_takes_ray_and_workers(tmp_path: Path, corpus: Path, tiny_model:
     assert result.exit_code == 0 and "6 documents" in result.output, result.output
     result = runner.invoke(main, ["index", "--ray", str(corpus), str(corpus), "--index", str(tmp_path / "k")])
     assert result.exit_code == 1 and "write the corpus PATH before --ray" in result.output
-
-
-@pytest.mark.skipif(importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None,
-                    reason="extra not installed: retriever[openvino]")
-def test_a_static_int8_ray_build_equals_a_single_process_build(tmp_path: Path, tiny_model: str) -> None:
-    """Issue 22: with OpenVINO int8 the Ray path calibrated on its first block and a single process on a sample
-    of its passages: two exports, two sets of vectors for one corpus. Both now load the one export calibrated on
-    the shipped set, and the actors check that they run the encoder the index records."""
-    rows = records(40, seed=3)
-    before = pool_ids()
-    local = Retriever.build(rows, index_dir=tmp_path / "local", model=tiny_model, backend="openvino",
-                            quantize="int8")
-    distributed = Retriever.build(rows, index_dir=tmp_path / "ray", model=tiny_model, ray="local", workers=1,
-                                  backend="openvino", quantize="int8")  # an actor loads the driver's export
-    assert local.manifest.counts["passages"] > local.manifest.counts["documents"]  # long documents were split
-    assert (distributed.manifest.model["backend"], distributed.manifest.model["quantize"]) == ("openvino", "int8")
-    assert distributed.manifest.model["fingerprint"] == local.manifest.model["fingerprint"]
-    queries = [encoding_text(r["title"], r["text"]) for r in rows[:8]] + ["cats sleep", "refund card"]
-    assert_same_index(local, distributed, queries)
-    assert not set(pool_ids()) & set(before)  # another encoder: the actors before it were stopped, new ones made
-    from retriever.ingest import ray_embedder
-
-    ray_embedder.release_actors()  # frees the actor's CPU, as a process that is done with Ray would
-    assert ray_embedder._POOL is None
-    for _ in range(100):
-        if ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]:
-            break
-        time.sleep(0.1)
-    assert ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]
 
 
 def test_without_the_extra_ray_says_what_to_install(tmp_path: Path, corpus: Path, tiny_model: str,
