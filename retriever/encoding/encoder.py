@@ -118,9 +118,10 @@ class Encoder:
 
     Queries go through the model's query route and documents through its document route, so a
     half-twin model (separate query and document towers) routes each to its own tower. The
-    sentence-transformers model is always loaded (its tokenizer and settings define the input);
-    the forward pass runs on the chosen backend. Texts are tokenized and run batch by batch,
-    longest first, without ``SentenceTransformer.encode``'s per-call set-up.
+    sentence-transformers model defines the input (its tokenizer and settings) and is loaded, except
+    when a cached export has a light path (``light.py``: the same ids from ``tokenizers`` alone, checked
+    when it was written); the forward pass runs on the chosen backend. Texts are tokenized and run batch
+    by batch, longest first, without ``SentenceTransformer.encode``'s per-call set-up.
 
     ``workers`` > 1 encodes documents with a pool of processes (``pool.py``); ``threads`` caps
     the threads of the ONNX Runtime and OpenVINO backends (default: all cores). Static int8
