@@ -7,6 +7,10 @@ nDCG@10 of the base model and of WiSE mixes 0.5 and 1.0 of a model trained witho
 setting and mix: the mean, the paired difference to base and its standard error (tune keeps a model only when
 the difference is above 2 standard errors, and above ``DEFAULT_MIN_GAIN``).
 
+tune repeats epochs up to ``MIN_STEPS`` optimiser steps, so at N=100 (58 training queries per fold, under 6
+batches an epoch) "1 epoch" trains 2 epochs, the same steps as today's setting: the lr 2e-5 setting differs from
+it by its learning rate only.
+
 L2-SP's strength (``--l2sp auto``) comes from one probe training of today's setting on fold 1's training
 queries: the strength at which the penalty ``l2sp * sum((theta - theta0)^2)`` would equal the loss at the
 end of that training (the mean of its last steps).
@@ -35,6 +39,7 @@ from retriever.training.tune import fusion as fusions
 from retriever.training.tune.cv import CONFIDENCE_Z, DEFAULT_MIN_GAIN, choose, make_folds
 from retriever.training.tune.finetune import (
     DEFAULT_MIXES,
+    MIN_STEPS,
     FineTuneSetting,
     JudgedData,
     cross_validated_scores,
@@ -122,7 +127,8 @@ def main() -> None:
         data = judged_data(retriever, queries, judged, fusion)
         base = recorded_model_location(retriever.manifest.model, retriever.layout.root)
     folds = make_folds(sorted(judged), args.folds, args.seed)
-    report.update({"fusion": fusions.describe(fusion), "folds": len(folds), "mixes": list(DEFAULT_MIXES)})
+    report.update({"fusion": fusions.describe(fusion), "folds": len(folds), "mixes": list(DEFAULT_MIXES),
+                   "min_steps": MIN_STEPS})
     log(f"{len(judged)} judged queries with a relevant result, {len(folds)} folds, fusion {fusion.name}")
     if args.l2sp == "auto":
         report["l2sp_probe"] = probe_l2sp(base, data, folds, args.seed)
