@@ -98,10 +98,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=100, help="Judged queries (the first N of the seed-0 order).")
     parser.add_argument("--folds", type=int, default=FINE_TUNE_FOLDS, help="Folds (tune uses 3 for fine-tuning).")
     parser.add_argument("--l2sp", default="auto", help="L2-SP strength, or auto (see the module doc).")
+    parser.add_argument("--settings", default="today,slow,l2sp",
+                        help="Which settings: today (lr 1e-4), slow (lr 2e-5, 1 epoch), l2sp (lr 1e-4 with L2-SP).")
     parser.add_argument("--base-index", type=Path, default=None, help="A base index judgments_curve.py built.")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/tune_gentle.json"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    unknown = set(args.settings.split(",")) - {"today", "slow", "l2sp"}
+    if unknown:
+        raise SystemExit(f"unknown --settings {', '.join(sorted(unknown))}; use today, slow or l2sp")
     test = load_beir(args.dataset, "test")
     train_qrels = read_qrels(args.dataset / "qrels" / "train.tsv")
     order = sorted(q for q in train_qrels if q in test.queries)
@@ -130,13 +135,18 @@ def main() -> None:
     report.update({"fusion": fusions.describe(fusion), "folds": len(folds), "mixes": list(DEFAULT_MIXES),
                    "min_steps": MIN_STEPS})
     log(f"{len(judged)} judged queries with a relevant result, {len(folds)} folds, fusion {fusion.name}")
-    if args.l2sp == "auto":
+    wanted = args.settings.split(",")
+    if "l2sp" not in wanted:
+        strength = 0.0
+    elif args.l2sp == "auto":
         report["l2sp_probe"] = probe_l2sp(base, data, folds, args.seed)
         log(f"l2sp probe: {report['l2sp_probe']}")
         strength = report["l2sp_probe"]["l2sp"]
     else:
         strength = float(args.l2sp)
-    settings = [FineTuneSetting(), FineTuneSetting(lr=2e-5, epochs=1), FineTuneSetting(l2sp=strength)]
+    known = {"today": FineTuneSetting(), "slow": FineTuneSetting(lr=2e-5, epochs=1),
+             "l2sp": FineTuneSetting(l2sp=strength)}
+    settings = [known[name] for name in wanted]
     all_scores: dict[str, dict[str, float]] = {}
     for setting in settings:
         started = time.perf_counter()
