@@ -334,6 +334,35 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(tiny_model: str, beir_d
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def _distance_from_start(tiny_model: str, work: Path, l2sp: float) -> tuple[float, float]:
+    """Train the twin 2 epochs with ``Trainer`` (no dev, nothing discarded); squared distance to the start, loss."""
+    from datasets import Dataset
+
+    from retriever.training.checkpoint import load_checkpoint
+    from retriever.training.loop import Trainer, l2sp_penalty, starting_weights
+    from retriever.training.losses import make_loss
+
+    torch.manual_seed(0)
+    config = TrainConfig(data=work, output=work, model=tiny_model, epochs=2, l2sp=l2sp, **FAST)
+    model = build_model(tiny_model, "twin", "none", True, 64)
+    start = starting_weights(model)
+    rows = [{"query": f"{a} {b}", "positive": f"the {a} and the {b} are in the data"} for a, b in topic_pairs(32)]
+    trainer = Trainer(model, make_loss(config, model), Dataset.from_list(rows), None, config, {}, work / "checkpoint")
+    state = trainer.run()
+    if l2sp:  # the checkpoint written after epoch 1 keeps the starting weights, so a resumed run pulls toward them
+        saved = load_checkpoint(work / "checkpoint").training_state["anchor"]
+        assert all(torch.equal(saved[name], value) for name, value in start.items())
+    return float(l2sp_penalty(model, start).detach()), state.losses[-1]
+
+
+def test_l2sp_keeps_the_weights_near_the_start(tiny_model: str, tmp_path: Path) -> None:
+    free, _ = _distance_from_start(tiny_model, tmp_path / "free", 0.0)
+    held, _ = _distance_from_start(tiny_model, tmp_path / "held", 10.0)
+    assert free > 0 and held < 0.5 * free, (free, held)
+    with pytest.raises(RetrieverError, match="l2sp"):
+        TrainConfig(data=tmp_path, output=tmp_path, l2sp=-1.0)
+
+
 def test_resume_without_checkpoint_is_an_error(tmp_path: Path, beir_data: Path) -> None:
     with pytest.raises(RetrieverError, match="no checkpoint"):
         train(TrainConfig(data=beir_data, output=tmp_path / "none", resume=True, progress=False))

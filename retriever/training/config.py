@@ -29,6 +29,7 @@ DEFAULT_EPOCHS = 2  # SciFact, lr 5e-5: 1 epoch 0.683 test nDCG@10 in 9.5 min, 2
 DEFAULT_BATCH_SIZE = 32  # in-batch negatives: 32 queries x (1 positive + 1 hard negative)
 DEFAULT_LR = 2e-4  # 53 steps on SciFact: CV nDCG@10 0.734 at 5e-5, 0.751 at 1e-4, 0.775 at 2e-4
 DEFAULT_WEIGHT_DECAY = 0.01  # AdamW, not applied to biases and LayerNorm weights
+DEFAULT_L2SP = 0.0  # L2-SP (Li et al. 2018): l2sp * sum((theta - theta0)^2) added to the loss; 0 = off
 DEFAULT_WARMUP_RATIO = 0.1  # linear warm-up over the first 10% of steps, then linear decay
 DEFAULT_MAX_SEQ_LENGTH = 256  # tokens; capped at what the base model can take
 DEFAULT_SCALE = 20.0  # InfoNCE: cosine similarities / temperature 0.05, as sentence-transformers
@@ -65,6 +66,7 @@ class TrainConfig:
     batch_size: int = DEFAULT_BATCH_SIZE
     lr: float = DEFAULT_LR
     weight_decay: float = DEFAULT_WEIGHT_DECAY
+    l2sp: float = DEFAULT_L2SP  # pull toward the starting weights (small data: stay near what already works)
     warmup_ratio: float = DEFAULT_WARMUP_RATIO
     max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH
     normalize: bool = True
@@ -118,6 +120,8 @@ class TrainConfig:
             raise RetrieverError("negatives_per_query, eval_steps and max_steps cannot be negative")
         if self.negatives_guard is not None and not 0 < self.negatives_guard <= 1:
             raise RetrieverError("negatives_guard must be in (0, 1]")
+        if self.l2sp < 0:
+            raise RetrieverError("l2sp cannot be negative")
         if self.keep_margin < 0:
             raise RetrieverError("keep_margin cannot be negative")
         if self.dev_fraction is not None and not 0 <= self.dev_fraction < 1:

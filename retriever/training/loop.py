@@ -74,6 +74,10 @@ class Trainer:
         warmup = math.ceil(config.warmup_ratio * self.state.total_steps)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, max(self.state.total_steps, 1))
         self.best_weights: dict[str, Any] | None = None
+        # L2-SP's anchor: the starting weights (saved with a checkpoint, so a resumed run pulls toward them too)
+        self.anchor: dict[str, Any] | None = None
+        if config.l2sp > 0:
+            self.anchor = starting_weights(model, (saved or {}).get("anchor"))
         self.start_run: Run | None = None  # dev runs of the starting and of the best weights (this session)
         self.best_run: Run | None = None
         if saved:
@@ -134,6 +138,8 @@ class Trainer:
 
         features, labels = collate(self.model, self.dataset[indices], self.tasks, self.routed)
         value = self.loss(features, labels)
+        if self.anchor is not None and self.config.l2sp > 0:
+            value = value + self.config.l2sp * l2sp_penalty(self.model, self.anchor)
         value.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), MAX_GRAD_NORM)
         self.optimizer.step()
@@ -184,7 +190,7 @@ class Trainer:
         self.state.seconds += time.perf_counter() - self._session_start
         self._session_start = time.perf_counter()
         saved = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "best": self.best_weights}
+                 "best": self.best_weights, "anchor": self.anchor}
         save_checkpoint(self.checkpoint_dir, self.model, saved, self.state, self.prepared)
 
     def _install_interrupt_handler(self) -> Any:
@@ -214,6 +220,20 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> Any:
             (no_decay if parameter.ndim < 2 else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=lr)
+
+
+def starting_weights(model: nn.Module, saved: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A copy of the trainable weights (or of ``saved``, a resumed run's), the point L2-SP pulls back to."""
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    if saved is not None:
+        return {name: saved[name].to(params[name].device) for name in params if name in saved}
+    return {name: p.detach().clone() for name, p in params.items()}
+
+
+def l2sp_penalty(model: nn.Module, anchor: dict[str, Any]) -> Any:
+    """sum((theta - theta0)^2) over the anchored weights (Li et al. 2018, without their head term: none is new)."""
+    terms = [(p - anchor[name]).pow(2).sum() for name, p in model.named_parameters() if name in anchor]
+    return sum(terms[1:], terms[0])
 
 
 def running_mean(values: list[float], window: int = 20) -> float:

@@ -47,10 +47,11 @@ class FineTuneSetting:
     batch_size: int = 16
     negatives: int = 1
     max_seq_length: int = 256
+    l2sp: float = 0.0  # > 0: pull toward the base weights (TrainConfig.l2sp)
 
     @property
     def name(self) -> str:
-        return f"lr{self.lr:g}-ep{self.epochs}-bs{self.batch_size}"
+        return f"lr{self.lr:g}-ep{self.epochs}-bs{self.batch_size}" + (f"-l2sp{self.l2sp:g}" if self.l2sp else "")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,7 +102,8 @@ def train_twin(base: str, data: JudgedData, qids: Sequence[str], setting: FineTu
     with tempfile.TemporaryDirectory(prefix="retriever-tune-") as work:
         config = TrainConfig(data=work, output=work, model=base, lr=setting.lr, epochs=setting.epochs,
                              batch_size=setting.batch_size, negatives_per_query=setting.negatives,
-                             max_seq_length=setting.max_seq_length, seed=seed, progress=False, command="tune")
+                             max_seq_length=setting.max_seq_length, l2sp=setting.l2sp, seed=seed, progress=False,
+                             command="tune")
         model = build_model(config.model, config.architecture, config.metric_head, config.normalize,
                             config.max_seq_length)
         qrels = {q: data.qrels[q] for q in qids}
