@@ -546,6 +546,8 @@ def bench(dataset: Path, split: str, finetuned: str | None, base_model: str, sys
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Queries per step [default: 32].")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate [default: 2e-4].")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=None, help="AdamW weight decay [default: 0.01].")
+@click.option("--l2sp", type=click.FloatRange(min=0), default=None,
+              help="Pull toward the starting weights: adds L2SP * sum((w - w0)^2) to the loss [default: 0, off].")
 @click.option("--max-seq-length", type=click.IntRange(8), default=None, help="Tokens per text [default: 256].")
 @click.option("--normalize/--no-normalize", default=True, show_default=True, help="Train on unit-length embeddings.")
 @click.option("--cached/--no-cached", default=None, help="GradCache for InfoNCE batches [default: above 16 queries].")

@@ -492,13 +492,15 @@ def test_cli_trains_and_saves_a_loadable_model(tiny_model: str, tmp_path: Path) 
     data = write_jsonl(tmp_path / "train.jsonl", rows)
     out = tmp_path / "model"
     args = ["train", str(data), "--output", str(out), "--model", tiny_model, "--max-steps", "2",
-            "--batch-size", "4", "--negatives-range", "1:5", "--device", "cpu", "--quiet", "--dev-fraction", "0.1"]
+            "--batch-size", "4", "--negatives-range", "1:5", "--device", "cpu", "--quiet", "--dev-fraction", "0.1",
+            "--l2sp", "0.5"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "dev nDCG@10:" in result.stdout and str(out) in result.stdout
     assert SentenceTransformer(str(out), device="cpu").encode(["cat"]).shape == (1, 32)
     card = json.loads((out / "training.json").read_text())
     assert card["steps"] == 2 and card["hyperparameters"]["negatives_skip"] == 1
+    assert card["hyperparameters"]["l2sp"] == 0.5
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 1 and "--overwrite" in again.stderr
 
