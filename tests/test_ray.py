@@ -82,9 +82,8 @@ def test_a_static_int8_ray_build_equals_a_single_process_build(tmp_path: Path, t
 
     ray_embedder.release_actors()  # frees the actor's CPU, as a process that is done with Ray would
     assert ray_embedder._POOL is None
-    for _ in range(100):
-        if ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]:
-            break
+    deadline = time.monotonic() + 60  # bounds the wait only: Ray frees a killed actor's CPU when its process exits
+    while ray.available_resources().get("CPU", 0) != ray.cluster_resources()["CPU"] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]
 
