@@ -503,3 +503,15 @@ def test_an_export_cache_that_cannot_be_written_is_used_without_a_light_path(
     assert reader.loaded
     np.testing.assert_array_equal(reader.encode_queries(QUERIES), made.encode_queries(QUERIES))
     assert not (made.export_dir / "light.json").exists()
+
+
+@needs_ort
+def test_a_damaged_light_path_is_ignored_and_the_model_loads(tiny_model: str, tmp_path: Path) -> None:
+    """A truncated ``tokenizer.json`` in the export (a full disk, a bad copy) costs the light path, not the search."""
+    exports = tmp_path / "exports"
+    made = Encoder(tiny_model, backend="onnx", exports=exports)
+    expected = made.encode_queries(QUERIES)
+    (made.export_dir / "tokenizer.json").write_text('{"version": "1.0", "trunc')
+    reader = Encoder(tiny_model, backend="onnx", exports=exports)
+    assert reader.loaded
+    np.testing.assert_array_equal(reader.encode_queries(QUERIES), expected)

@@ -28,15 +28,14 @@ from retriever.ingest.chunking import encoding_text
 
 # The writers these tests start (and kill) as processes encode with conftest's PROCESS_BACKEND (they start in
 # seconds); what they test is the index on disk, whatever the encoder.
-WRITER_BACKEND = PROCESS_BACKEND
 CATS_QUERY = encoding_text("cats", "Cats sleep most of the day and hunt at night.")
 REFUND_QUERY = encoding_text("Refunds", "A refund is paid to your card.")
 
 
 @pytest.fixture
 def built(corpus: Path, index_dir: Path, tiny_model: str) -> Retriever:
-    """conftest's ``built``, encoded with ``WRITER_BACKEND``."""
-    return Retriever.build(corpus, index_dir=index_dir, model=tiny_model, backend=WRITER_BACKEND)
+    """conftest's ``built``, encoded with ``PROCESS_BACKEND``."""
+    return Retriever.build(corpus, index_dir=index_dir, model=tiny_model, backend=PROCESS_BACKEND)
 
 
 def top(r: Retriever, query: str) -> str:
@@ -189,7 +188,7 @@ def record_folders(root: Path, names: tuple[str, ...], records: int, text: str) 
 def run_together(script: str, folders: list[Path], index_dir: Path, model: str) -> tuple[list, list]:
     """Start ``script FOLDER INDEX MODEL BACKEND`` for every folder at once; the processes and their (stdout,
     stderr)."""
-    runs = [subprocess.Popen([sys.executable, "-c", script, str(f), str(index_dir), model, WRITER_BACKEND],
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(f), str(index_dir), model, PROCESS_BACKEND],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in folders]
     return runs, [run.communicate(timeout=300) for run in runs]
 
@@ -197,7 +196,7 @@ def run_together(script: str, folders: list[Path], index_dir: Path, model: str) 
 def test_two_concurrent_index_runs_both_apply_and_never_damage(tmp_path: Path, tiny_model: str) -> None:
     """Issue 9.1: two `index` runs of different folders into one index, started together."""
     index_dir = tmp_path / "index"
-    Encoder(tiny_model, backend=WRITER_BACKEND).prepare()  # the export both processes load, as after a first build
+    Encoder(tiny_model, backend=PROCESS_BACKEND).prepare()  # the export both processes load, as after a first build
     folders = record_folders(tmp_path, ("a", "b"), 40, "{name} record number {i} about tea and coffee")
     runs, outputs = run_together(CONCURRENT_SCRIPT, folders, index_dir, tiny_model)
     assert all(run.returncode == 0 for run in runs), [o[1][-1500:] for o in outputs]

@@ -200,6 +200,11 @@ class Encoder:
         return self._model
 
     @property
+    def _light_only(self) -> bool:
+        """Whether this encoder runs on its export's light path (the model not loaded, so not needed yet)."""
+        return self._model is None and self._light is not None
+
+    @property
     def loaded(self) -> bool:
         """Whether the sentence-transformers model is in memory (False: queries run on the light path)."""
         return self._model is not None
@@ -224,26 +229,26 @@ class Encoder:
 
     @property
     def dimension(self) -> int:
-        if self._model is None and self._light is not None:
+        if self._light_only:
             return int(self._light.spec["dimension"])
         return int(self.model.get_embedding_dimension())
 
     @property
     def max_seq_length(self) -> int:
-        if self._model is None and self._light is not None:
+        if self._light_only:
             return int(self._light.spec["max_seq_length"])
         return int(self.model.max_seq_length)
 
     @property
     def tokenizer(self) -> Any:
         """The model's tokenizer for chunking and counting tokens (the light path's when the model is not loaded)."""
-        if self._model is None and self._light is not None:
+        if self._light_only:
             return self._light.chunking
         return self.model.tokenizer
 
     @property
     def architecture(self) -> str:
-        if self._model is None and self._light is not None:
+        if self._light_only:
             return str(self._light.spec["architecture"])
         from sentence_transformers.sentence_transformer.modules import Router
 
@@ -319,7 +324,7 @@ class Encoder:
     # encoding ------------------------------------------------------------------------------
     def _prompt(self, task: str) -> str | None:
         """The prompt sentence-transformers' ``encode_query``/``encode_document`` would prepend."""
-        if self._model is None and self._light is not None:
+        if self._light_only:
             return self._light.prompt(task)
         prompts = self.model.prompts or {}
         if task in prompts:
@@ -346,7 +351,7 @@ class Encoder:
         for start in starts:
             rows = order[start:start + self.batch_size]
             batch = [texts[i] for i in rows]
-            if self._model is None and self._light is not None:
+            if self._light_only:
                 features = self._light.features(batch, task)  # the prompt is the light path's own
             else:
                 features = self.model.preprocess(batch, prompt=prompt, task=task)

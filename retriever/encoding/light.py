@@ -43,6 +43,16 @@ class ChunkTokenizer:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
 
+    @classmethod
+    def from_file(cls, path: Path) -> ChunkTokenizer:
+        """The tokenizer saved in ``path`` (a ``tokenizer.json``), with its truncation and padding turned off."""
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(path))
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        return cls(tokenizer)
+
     def __call__(self, text: str | list[str], add_special_tokens: bool = False, **_: Any) -> _Encoded:
         if add_special_tokens:
             raise ValueError("the light tokenizer counts and cuts text only: no special tokens")
@@ -73,10 +83,7 @@ class LightTokenizer:
         self.tokenizer.enable_truncation(max_length=int(spec["max_length"]))
         self.tokenizer.enable_padding(pad_id=int(spec["pad_id"]), pad_token=str(spec["pad_token"]),
                                       pad_type_id=int(spec["pad_type_id"]))
-        plain = Tokenizer.from_file(str(directory / TOKENIZER))
-        plain.no_truncation()
-        plain.no_padding()
-        self.chunking = ChunkTokenizer(plain)
+        self.chunking = ChunkTokenizer.from_file(directory / TOKENIZER)
 
     def prompt(self, task: str) -> str | None:
         return self.spec["prompts"][task]
@@ -98,7 +105,7 @@ def read_light(directory: Path | None) -> LightTokenizer | None:
         if spec.get("version") != VERSION:
             return None
         return LightTokenizer(directory, spec)
-    except (OSError, ValueError, KeyError, TypeError, ImportError):
+    except Exception:  # noqa: BLE001 - a damaged file (tokenizers raises plain Exception): load the model instead
         return None
 
 

@@ -50,15 +50,10 @@ class SyntheticEncoder:
 
     @cached_property
     def tokenizer(self) -> Any:
-        from tokenizers import Tokenizer
-
         from retriever.encoding.encoder import DEFAULT_MODEL, resolve_model_path
-        from retriever.encoding.light import ChunkTokenizer
+        from retriever.encoding.light import TOKENIZER, ChunkTokenizer
 
-        tokenizer = Tokenizer.from_file(str(resolve_model_path(DEFAULT_MODEL) / "tokenizer.json"))
-        tokenizer.no_truncation()
-        tokenizer.no_padding()
-        return ChunkTokenizer(tokenizer)
+        return ChunkTokenizer.from_file(resolve_model_path(DEFAULT_MODEL) / TOKENIZER)
 
     def _word(self, word: str) -> np.ndarray:
         vector = self._words.get(word)

@@ -109,7 +109,7 @@ def first_probe(snapshot: Any, depth: int, passages: bool) -> int:
     margin, between 1 and ``PASSAGES_PER_DOCUMENT`` per document.
 
     Fetching 4 per document in every index made hybrid search (100 documents a side) score 400 passages where
-    most documents have one or two (SciFact 1.9, dense side 4.9 -> 3.6 ms; benchmarks/results/first_probe.json).
+    most documents have one or two (SciFact: 1.9); ``benchmarks/first_probe.py`` measures both.
     """
     if passages:
         return depth
