@@ -371,7 +371,7 @@ class SegmentVectors:
         for "flat", the float32 copy or the 8-bit codes. Memory-mapped float16 pages are not counted (they
         are page cache)."""
         if self._sq8 is not None:
-            return int(self._sq8.sa_code_size()) * len(self)
+            return self._sq8.code_bytes
         return int(self._flat.nbytes) if self._flat is not None else self._ann_bytes
 
     def get(self, rows: np.ndarray) -> np.ndarray:
@@ -453,8 +453,9 @@ class SegmentVectors:
 
     def _scanned(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Flat search through the 8-bit scan: its top ``sq8_fetch(k)`` allowed rows, rescored exactly."""
+        few = len(queries) <= FEW_QUERIES
         with _faiss_threads(len(queries)):
-            candidates = scan.sq8_candidates(self._sq8, queries, scan.sq8_fetch(k, len(self)), allowed)
+            candidates = self._sq8.candidates(queries, scan.sq8_fetch(k, len(self)), allowed, parallel=few)
         return best_first(exact_scores(queries, self._vectors16, candidates), candidates, k)
 
     # ------------------------------------------------------------------ ANN search
