@@ -147,8 +147,10 @@ class OpenSegment:
             store.close()
             raise corrupt(LEXICAL, f"is unreadable ({str(exc)[:80]})") from None
         try:
-            doc_of_row = np.load(folder / DOC_OF_ROW, mmap_mode="r", allow_pickle=False)
-            passage_ids = np.load(folder / PASSAGE_IDS, mmap_mode="r", allow_pickle=False)
+            # plain views of the mappings: indexing a np.memmap costs ~6 us of Python per item, and a search
+            # looks up the document of every candidate (0.8 ms a hybrid query at 100k passages, profiled)
+            doc_of_row = np.load(folder / DOC_OF_ROW, mmap_mode="r", allow_pickle=False).view(np.ndarray)
+            passage_ids = np.load(folder / PASSAGE_IDS, mmap_mode="r", allow_pickle=False).view(np.ndarray)
         except Exception as exc:  # noqa: BLE001
             store.close()
             raise corrupt("row maps", f"are unreadable ({str(exc)[:80]})") from None

@@ -627,7 +627,7 @@ def _open_vectors(path: Path, expected: dict[str, Any], rows: int, dimension: in
         raise SegmentFileError(
             path, f"holds {vectors16.dtype} {vectors16.shape}, expected float16 {(rows, dimension)}"
         )
-    return vectors16
+    return vectors16.view(np.ndarray)  # the same mapping, without np.memmap's per-index Python overhead
 
 
 def _read_ann(path: Path, meta: dict[str, Any], rows: int, dimension: int) -> Any:
