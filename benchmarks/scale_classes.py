@@ -42,6 +42,16 @@ def recall_at_10(found: list, exact: list) -> float:
     return float(np.mean([len({c[0] for c in f} & {c[0] for c in e}) / max(1, len(e)) for f, e in zip(found, exact)]))
 
 
+def retriever_shards(retriever) -> int:
+    """The most shards any flat segment of the index is scanned in (1 for the float32 copy)."""
+    return max((s.vectors.scan_shards for s in retriever.snapshot.segments), default=1)
+
+
+def scan_label(scan: str, shards: int) -> str:
+    """The table's row name: the 8-bit scan changed (signed codes, shards) after the first runs in the file."""
+    return f"sq8 signed, {shards} shard{'s' if shards > 1 else ''}" if scan == "sq8" else scan
+
+
 def search_child(index_dir: Path, size: int, queries: int) -> dict:
     """Open the index once per scan and time both, interleaved (runs in a child with the class's caps)."""
     from retriever import Retriever
@@ -59,8 +69,10 @@ def search_child(index_dir: Path, size: int, queries: int) -> dict:
         os.environ[SCAN_ENV] = scan
         rss, started = current_rss_mb(), time.perf_counter()
         opened[scan] = Retriever.load(index_dir, encoder=encoder)
+        ann = opened[scan].info()["ann"]
         out[scan] = {"open_seconds": time.perf_counter() - started, "rss_added_mb": current_rss_mb() - rss,
-                     "ram_bytes_per_passage": opened[scan].info()["ann"]["ram_bytes_per_passage"]}
+                     "ram_bytes_per_passage": ann["ram_bytes_per_passage"], "flat_scans": ann["flat_scans"],
+                     "label": scan_label(scan, retriever_shards(opened[scan]))}
     truth = opened["fp32"].snapshot.dense(vectors, 10, exact=True)
     for scan, retriever in opened.items():
         out[scan]["dense_recall_at_10"] = recall_at_10(retriever.snapshot.dense(vectors, 10), truth)

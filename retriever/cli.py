@@ -352,6 +352,8 @@ def info(index_dir: Path | None, as_json: bool) -> None:
         ("similarity", f"{details['similarity']} (normalised vectors, inner product)"),
         ("ann", f"{ann['requested']} (segments: {kinds or 'none'}); "
                 f"{ann['ram_bytes_per_passage']:.0f} bytes/passage in RAM"),
+        *([("flat scan", ", ".join(f"{scan}: {n} segment{'s' if n > 1 else ''}"
+                                   for scan, n in ann["flat_scans"].items()))] if ann.get("flat_scans") else []),
         ("chunking", f"{details['chunking']['max_tokens']} tokens, overlap {details['chunking']['overlap_tokens']}"),
         ("lexical", "BM25 (English stemming and stopwords, statistics over every live passage)"
          + ("" if details["store"] == "local" else ", by Milvus full-text search")),

@@ -132,10 +132,12 @@ def test_search_with_the_right_model_is_allowed(indexed: Path, tiny_model: str) 
 def test_info_text_and_json(indexed: Path, tiny_model: str) -> None:
     text = run("info")
     assert_ok(text)
-    for fragment in ("indexes/corpus", tiny_model, "dimensions: 32", "cosine", "flat", "documents: 6", "passages: 6"):
+    for fragment in ("indexes/corpus", tiny_model, "dimensions: 32", "cosine", "flat", "documents: 6", "passages: 6",
+                     "flat scan: fp32 (float32 copy): 1 segment"):  # 6 rows: under SQ8_MIN_ROWS
         assert fragment in text.stdout
     info = json.loads(run("info", "--index", str(indexed), "--json").stdout)
     assert info["counts"] == {"documents": 6, "passages": 6, "files": 5}
+    assert info["ann"]["flat_scans"] == {"fp32 (float32 copy)": 1}
     assert info["model"]["name"] == tiny_model
     assert info["size_bytes"] > 0
 

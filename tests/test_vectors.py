@@ -433,7 +433,8 @@ def test_a_sharded_8bit_scan_gives_the_exact_top_k_one_query_or_a_batch(data, tm
     monkeypatch.setenv(SCAN_ENV, "sq8")
     monkeypatch.setattr(scan_module, "shards_for", lambda rows: 3)
     segment = SegmentVectors.open(tmp_path, SegmentVectors.write(tmp_path, vectors, "flat"))
-    assert len(segment._sq8.shards) == 3 and segment.ram_bytes == ROWS * DIM
+    assert segment.scan_shards == 3 and segment.ram_bytes == ROWS * DIM
+    assert segment.scan_detail == "sq8 (signed 8-bit codes, 3 shards)"
     allowed = None if fraction is None else mask(fraction)
     for k in (K, 100):
         truth_scores, truth_rows = brute_force(vectors, queries, k, allowed)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -128,6 +129,10 @@ class Snapshot:
     def ram_bytes(self) -> int:
         """Bytes the vector indexes hold in RAM (not counting memory-mapped pages)."""
         return int(sum(s.vectors.ram_bytes for s in self.segments))
+
+    def flat_scans(self) -> dict[str, int]:
+        """Flat segments per way they are scanned (``SegmentVectors.scan_detail``): what ``info`` reports."""
+        return dict(Counter(s.vectors.scan_detail for s in self.segments if s.vectors.scan_detail))
 
     def size_bytes(self) -> int:
         """Bytes on disk of everything this generation uses."""

@@ -287,6 +287,18 @@ class SegmentVectors:
         self.scan = "sq8" if sq8 is not None else "fp32" if flat is not None else None
         self._ann_bytes = int(meta["files"].get(ANN_FILE, {}).get("bytes", 0))
 
+    @property
+    def scan_shards(self) -> int:
+        """Parts a single query's scan runs in parallel (1 unless the segment has the sharded 8-bit scan)."""
+        return len(self._sq8.shards) if self._sq8 is not None else 1
+
+    @property
+    def scan_detail(self) -> str | None:
+        """How this flat segment is scanned, for ``info`` and the benchmarks (None: it has an ANN)."""
+        if self._sq8 is not None:
+            return f"sq8 (signed 8-bit codes, {self.scan_shards} shard{'s' if self.scan_shards > 1 else ''})"
+        return "fp32 (float32 copy)" if self._flat is not None else None
+
     # ------------------------------------------------------------------ writing and opening
 
     @staticmethod

@@ -151,6 +151,10 @@ class MilvusReader:
         folders = [Path(self.uri) / "collections" / name for name in self.collections.values()]
         return self.layout.size_bytes(folders + [self.layout.manifest_path(self.generation)])
 
+    def flat_scans(self) -> dict[str, int]:
+        """None: Milvus searches its own index (``Snapshot.flat_scans`` reports the local segments')."""
+        return {}
+
     def ram_bytes(self) -> int:
         """Bytes the vector index holds in memory, by Milvus's own sizing: float32 vectors, plus HNSW links."""
         kind = collections.vector_index(self.manifest.ann["requested"])[0]
