@@ -31,11 +31,12 @@ for every class; it takes the class so that a CPU where measurement says otherwi
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+
+from retriever.machine import cores
+from retriever.pools import SharedPool
 
 SCAN_CHOICES = ("fp32", "sq8")
 SCAN_ENV = "RETRIEVER_FLAT_SCAN"  # forces a scan for every flat segment opened by this process
@@ -116,7 +117,7 @@ class Sq8Scan:
         jobs = [(index, queries, min(fetch, int(index.ntotal)), None if allowed is None else allowed[a:b])
                 for index, a, b in zip(self.shards, bounds[:-1], bounds[1:])]
         if parallel and len(jobs) > 1:
-            found = list(_pool().map(lambda job: _search(*job), jobs))
+            found = list(_SCANS.get().map(lambda job: _search(*job), jobs))
         else:
             found = [_search(*job) for job in jobs]
         if len(found) == 1:
@@ -142,8 +143,6 @@ def as_codes(vectors: np.ndarray) -> np.ndarray:
 
 def shards_for(rows: int, workers: int | None = None) -> int:
     """Shards of a segment of ``rows`` rows: one per core this process may use, each at least SHARD_MIN_ROWS."""
-    from retriever.machine import cores
-
     return max(1, min(workers if workers is not None else cores(), rows // SHARD_MIN_ROWS))
 
 
@@ -168,10 +167,6 @@ def _search(index: Any, queries: np.ndarray, fetch: int, allowed: np.ndarray | N
     return scores, rows.astype(np.int64, copy=False)
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
 def _one_openmp_thread() -> None:
     """Each pool thread scans one shard of one query: FAISS's OpenMP team there would only wait for a core."""
     import faiss
@@ -179,13 +174,4 @@ def _one_openmp_thread() -> None:
     faiss.omp_set_num_threads(1)
 
 
-def _pool() -> ThreadPoolExecutor:
-    """The shard-scanning threads, one per core, made on first use and shared by every segment."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            from retriever.machine import cores
-
-            _POOL = ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="retriever-scan",
-                                       initializer=_one_openmp_thread)
-        return _POOL
+_SCANS = SharedPool("retriever-scan", cores, initializer=_one_openmp_thread)  # one thread per core

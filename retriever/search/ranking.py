@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from retriever.errors import RetrieverError
+from retriever.machine import cores
+from retriever.pools import SharedPool
 from retriever.search.context import DEFAULT_CONTEXT_TOKENS, ContextExpander, check_context
 from retriever.search.diversity import check_diversity, default_fetch_k, diversify
 from retriever.search.explain import Explanation, explain_fusion, explain_single
@@ -35,7 +35,7 @@ PASSAGES_PER_DOCUMENT = 4  # at most this many passages per requested document i
 PROBE_MARGIN = 1.25  # a first search fetches this times the index's mean passages per document (at least one)
 HYBRID_DEPTH = 100  # candidates per side, so a document found by one side only is still fairly placed
 # one lexical side per core, so concurrent hybrid searches (a server's workers) never queue behind each other
-_LEXICAL_SIDE = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="retriever-lexical")
+_LEXICAL_SIDE = SharedPool("retriever-lexical", cores)
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,8 @@ def rank(queries: list[str], vectors: np.ndarray | None, options: SearchOptions,
                   for found in lexical_candidates(snapshot, queries, depth, options.passages, allowed)]
     else:
         wide = max(depth, HYBRID_DEPTH)
-        lexical_side = _LEXICAL_SIDE.submit(lexical_candidates, snapshot, queries, wide, options.passages, allowed)
+        lexical_side = _LEXICAL_SIDE.get().submit(lexical_candidates, snapshot, queries, wide, options.passages,
+                                                  allowed)
         dense = dense_candidates(snapshot, vectors, wide, options.passages, allowed)
         lexical = lexical_side.result()
         if explained is not None:

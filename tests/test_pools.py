@@ -1,0 +1,54 @@
+"""Shared search thread pools in a forked child: a pool the parent used must not leave the child waiting forever."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import numpy as np
+import pytest
+
+from retriever.pools import SharedPool
+
+CHILD_SECONDS = 120  # a bound on a hang, not a timing: the child normally finishes in well under a second
+
+
+def _in_child(target, *args) -> int:
+    process = multiprocessing.get_context("fork").Process(target=target, args=args)
+    process.start()
+    process.join(CHILD_SECONDS)
+    if process.is_alive():
+        process.kill()
+        pytest.fail("the forked child hung on a pool its parent had used")
+    return process.exitcode
+
+
+def _submit_twice(pool: SharedPool) -> None:
+    assert pool.get().submit(lambda: 2).result() == 2
+
+
+def test_a_forked_child_gets_its_own_pool() -> None:
+    pool = SharedPool("test-pool", lambda: 2)
+    assert pool.get().submit(lambda: 1).result() == 1  # the parent's threads exist now
+    assert _in_child(_submit_twice, pool) == 0
+    assert pool.get().submit(lambda: 3).result() == 3  # the parent's pool is untouched
+
+
+def _search_one(segment, queries, expected) -> None:
+    _, rows = segment.search(queries[:1], 10)
+    np.testing.assert_array_equal(rows, expected)
+
+
+def test_a_forked_child_scans_a_sharded_segment(tmp_path, monkeypatch) -> None:
+    """The 8-bit scan's shard threads (retriever.index.scan) after fork: the child's search completes, same rows."""
+    from retriever.index import scan
+    from retriever.index.vectors import SegmentVectors
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3_000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    monkeypatch.setenv(scan.SCAN_ENV, "sq8")
+    monkeypatch.setattr(scan, "shards_for", lambda rows: 2)
+    segment = SegmentVectors.open(tmp_path, SegmentVectors.write(tmp_path, vectors, "flat"))
+    assert segment.scan_shards == 2
+    _, expected = segment.search(vectors[:1], 10)  # the parent's shard threads exist now
+    assert _in_child(_search_one, segment, vectors, expected) == 0
