@@ -52,3 +52,32 @@ def test_a_forked_child_scans_a_sharded_segment(tmp_path, monkeypatch) -> None:
     assert segment.scan_shards == 2
     _, expected = segment.search(vectors[:1], 10)  # the parent's shard threads exist now
     assert _in_child(_search_one, segment, vectors, expected) == 0
+
+
+def test_one_caller_at_a_time_gets_the_pool_the_others_work_inline() -> None:
+    pool = SharedPool("test-claim", lambda: 2)
+    with pool.unless_busy() as first:
+        assert first is pool.get()
+        with pool.unless_busy() as second:
+            assert second is None
+    with pool.unless_busy() as again:
+        assert again is pool.get()
+
+
+def test_concurrent_searches_of_a_sharded_segment_all_get_the_exact_rows(tmp_path, monkeypatch) -> None:
+    """Searches side by side (a server's workers): one fans out over the shard threads, the rest scan inline."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from retriever.index import scan
+    from retriever.index.vectors import SegmentVectors
+
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((3_000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    monkeypatch.setenv(scan.SCAN_ENV, "sq8")
+    monkeypatch.setattr(scan, "shards_for", lambda rows: 3)
+    segment = SegmentVectors.open(tmp_path, SegmentVectors.write(tmp_path, vectors, "flat"))
+    expected = segment.search(vectors[:40], 10, exact=True)[1]
+    with ThreadPoolExecutor(8) as clients:
+        found = list(clients.map(lambda q: segment.search(vectors[q : q + 1], 10)[1][0], range(40)))
+    np.testing.assert_array_equal(np.stack(found), expected)
