@@ -38,18 +38,23 @@ def _search_one(segment, queries, expected) -> None:
     np.testing.assert_array_equal(rows, expected)
 
 
-def test_a_forked_child_scans_a_sharded_segment(tmp_path, monkeypatch) -> None:
-    """The 8-bit scan's shard threads (retriever.index.scan) after fork: the child's search completes, same rows."""
+def sharded_segment(folder, monkeypatch, shards: int):
+    """A flat segment of 3,000 random unit vectors whose 8-bit scan is forced into ``shards`` shards."""
     from retriever.index import scan
     from retriever.index.vectors import SegmentVectors
 
-    rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((3_000, 32)).astype(np.float32)
+    vectors = np.random.default_rng(0).standard_normal((3_000, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     monkeypatch.setenv(scan.SCAN_ENV, "sq8")
-    monkeypatch.setattr(scan, "shards_for", lambda rows: 2)
-    segment = SegmentVectors.open(tmp_path, SegmentVectors.write(tmp_path, vectors, "flat"))
-    assert segment.scan_shards == 2
+    monkeypatch.setattr(scan, "shards_for", lambda rows: shards)
+    segment = SegmentVectors.open(folder, SegmentVectors.write(folder, vectors, "flat"))
+    assert segment.scan_shards == shards
+    return segment, vectors
+
+
+def test_a_forked_child_scans_a_sharded_segment(tmp_path, monkeypatch) -> None:
+    """The 8-bit scan's shard threads (retriever.index.scan) after fork: the child's search completes, same rows."""
+    segment, vectors = sharded_segment(tmp_path, monkeypatch, 2)
     _, expected = segment.search(vectors[:1], 10)  # the parent's shard threads exist now
     assert _in_child(_search_one, segment, vectors, expected) == 0
 
@@ -68,15 +73,7 @@ def test_concurrent_searches_of_a_sharded_segment_all_get_the_exact_rows(tmp_pat
     """Searches side by side (a server's workers): one fans out over the shard threads, the rest scan inline."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from retriever.index import scan
-    from retriever.index.vectors import SegmentVectors
-
-    rng = np.random.default_rng(1)
-    vectors = rng.standard_normal((3_000, 32)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    monkeypatch.setenv(scan.SCAN_ENV, "sq8")
-    monkeypatch.setattr(scan, "shards_for", lambda rows: 3)
-    segment = SegmentVectors.open(tmp_path, SegmentVectors.write(tmp_path, vectors, "flat"))
+    segment, vectors = sharded_segment(tmp_path, monkeypatch, 3)
     expected = segment.search(vectors[:40], 10, exact=True)[1]
     with ThreadPoolExecutor(8) as clients:
         found = list(clients.map(lambda q: segment.search(vectors[q : q + 1], 10)[1][0], range(40)))
