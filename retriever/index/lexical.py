@@ -488,11 +488,19 @@ class LexicalSearcher:
         weight = np.repeat(np.array([w for _, w in found], np.float32), np.subtract(ends, starts))
         # BM25 (Lucene variant, as bm25s): idf * tf / (tf + k1 * (1 - b + b * length / average length))
         contribution = weight * tf / (tf + self._length_norms(index)[rows])
-        scores = np.zeros(len(segment), np.float32)
-        at = 0
-        for length in np.subtract(ends, starts).tolist():
-            scores[rows[at:at + length]] += contribution[at:at + length]  # rows are unique within one term
-            at += length
+        # one pass sums every term's contribution per row (float64 sums, then float32 as before)
+        scores = np.bincount(rows, weights=contribution, minlength=len(segment)).astype(np.float32)
+        if len(rows) >= len(segment):
+            # Common terms: more postings than rows, so the best k are chosen among the rows themselves, not
+            # among the postings (72,000 postings a query on a 50,000-row segment of the scale benchmark: the
+            # lexical side went from 4.6 to 3.6 ms; with few postings this would cost more, hence the rule).
+            if mask is not None:
+                scores[~mask] = 0  # deleted or filtered out: scored (cheaper than removing), never returned
+            rows = np.argpartition(scores, len(scores) - k)[len(scores) - k:] if k < len(scores) \
+                else np.arange(len(scores))
+            values = scores[rows]
+            order = np.lexsort((rows, -values))
+            return [(index, int(r), float(v)) for r, v in zip(rows[order], values[order]) if v > 0]
         values = scores[rows]
         if mask is not None:
             values[~mask[rows]] = 0  # deleted or filtered out: scored (cheaper than removing), never returned
