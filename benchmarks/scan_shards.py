@@ -54,8 +54,8 @@ def child(size: int, queries: int) -> dict:
     faiss.omp_set_num_threads(1)
     finders = {
         "uniform": lambda q, fetch: uniform.search(q, fetch)[1],
-        "direct": lambda q, fetch: one.candidates(q, fetch, None, parallel=True),
-        "direct-sharded": lambda q, fetch: sharded.candidates(q, fetch, None, parallel=True),
+        "direct": lambda q, fetch: one.candidates(q, fetch, None, parallel=True)[1],
+        "direct-sharded": lambda q, fetch: sharded.candidates(q, fetch, None, parallel=True)[1],
     }
     exact = np.argsort(-(asked @ rows.T), axis=1, kind="stable")
     times = {name: [] for name in finders}

@@ -157,3 +157,33 @@ def test_lexical_scores_equal_a_fresh_bm25s_build_after_updates(tmp_path: Path, 
         want = {ids[i]: float(s) for i, s in zip(rows[0], scores[0]) if s > 0}
         assert got.keys() == want.keys()
         assert np.allclose([got[d] for d in want], list(want.values()), atol=1e-5)
+
+
+def test_segments_scanned_in_8_bits_pool_their_candidates_and_still_find_the_exact_top_k(
+        tmp_path: Path, encoder: SyntheticEncoder) -> None:
+    """Three segments of 1,200 passages (each scanned in 8 bits) propose candidates, the best of all of them are
+    rescored together: the top k equals exact search's, with deletes and a filter mask too."""
+    rng = random.Random(5)
+
+    def batch(prefix: str) -> list[dict]:
+        return [{"_id": f"{prefix}{i}", "text": " ".join(f"w{rng.randint(0, 4000)}" for _ in range(rng.randint(5, 12)))}
+                for i in range(1_200)]
+
+    r = Retriever.build(batch("a"), index_dir=tmp_path / "idx", encoder=encoder)
+    r.add(batch("b"))
+    r.add(batch("c"))
+    r.remove([f"b{i}" for i in range(0, 1_200, 3)])
+    snapshot = r.snapshot
+    assert [s.vectors.scan for s in snapshot.segments] == ["sq8"] * 3
+    queries = encoder.encode_queries([" ".join(f"w{rng.randint(0, 4000)}" for _ in range(4)) for _ in range(12)])
+    live = snapshot.allowed([])
+    filtered = [np.random.default_rng(i).random(s.rows) < 0.3 for i, s in enumerate(snapshot.segments)]
+    filtered = [f if m is None else f & m for f, m in zip(filtered, live)]
+    for allowed in (None, live, filtered):
+        for k in (10, 125):
+            pooled = snapshot.dense(queries, k, allowed)
+            exact = snapshot.dense(queries, k, allowed, exact=True)
+            assert pooled == exact
+            single = [snapshot.dense(queries[q : q + 1], k, allowed)[0] for q in range(3)]  # shards in parallel
+            assert single == exact[:3]
+    r.close()

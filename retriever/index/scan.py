@@ -111,11 +111,17 @@ class Sq8Scan:
     def code_bytes(self) -> int:
         return sum(int(index.sa_code_size()) * int(index.ntotal) for index in self.shards)
 
-    def candidates(self, queries: np.ndarray, fetch: int, allowed: np.ndarray | None, parallel: bool) -> np.ndarray:
-        """The scan's top ``fetch`` rows per query (q, fetch), -1 padded; only ``allowed`` rows when given."""
+    def candidates(self, queries: np.ndarray, fetch: int, allowed: np.ndarray | None,
+                   parallel: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The scan's top ``fetch`` (approximate scores, rows) per query, each (q, fetch), best first, padded with
+        -inf / -1; only ``allowed`` rows when given.
+
+        The scores are the inner products up to the codes' rounding (the integer score divided by both scales),
+        so candidates of segments with different scales compare: ``Snapshot.dense`` pools them.
+        """
         bounds = [*self.starts.tolist(), self.rows]
-        queries = as_codes(queries)
-        jobs = [(index, queries, min(fetch, int(index.ntotal)), None if allowed is None else allowed[a:b])
+        codes, query_scale = as_codes(queries)
+        jobs = [(index, codes, min(fetch, int(index.ntotal)), None if allowed is None else allowed[a:b])
                 for index, a, b in zip(self.shards, bounds[:-1], bounds[1:])]
         found = None
         if parallel and len(jobs) > 1:
@@ -124,25 +130,26 @@ class Sq8Scan:
                     found = list(pool.map(lambda job: _search(*job), jobs))
         if found is None:
             found = [_search(*job) for job in jobs]
-        if len(found) == 1:
-            return found[0][1]
         scores = np.hstack([s for s, _ in found])
         rows = np.hstack([np.where(r >= 0, r + start, -1) for (_, r), start in zip(found, self.starts)])
-        scores = np.where(rows >= 0, scores, -np.inf)
+        scores = np.where(rows >= 0, scores / (query_scale * self.scale), -np.inf).astype(np.float32)
         keep = min(fetch, scores.shape[1])
         top = np.argsort(-scores, axis=1, kind="stable")[:, :keep]
-        rows = np.take_along_axis(rows, top, axis=1)
+        scores, rows = np.take_along_axis(scores, top, axis=1), np.take_along_axis(rows, top, axis=1)
         if keep < fetch:
-            rows = np.hstack([rows, np.full((len(rows), fetch - keep), -1, np.int64)])
-        return rows
+            pad = fetch - keep
+            scores = np.hstack([scores, np.full((len(rows), pad), -np.inf, np.float32)])
+            rows = np.hstack([rows, np.full((len(rows), pad), -1, np.int64)])
+        return scores, rows
 
 
-def as_codes(vectors: np.ndarray) -> np.ndarray:
-    """Each vector scaled so its largest component is 127, rounded: the int8 values FAISS's scan reads."""
+def as_codes(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each vector scaled so its largest component is 127, rounded (the int8 values FAISS's scan reads), and
+    each one's scale, (q, 1)."""
     vectors = np.asarray(vectors, dtype=np.float32)
     largest = np.abs(vectors).max(axis=1, keepdims=True, initial=0.0)
     scale = np.divide(127.0, largest, out=np.ones_like(largest), where=largest > 0)
-    return np.clip(np.rint(vectors * scale), -127, 127)
+    return np.clip(np.rint(vectors * scale), -127, 127), scale
 
 
 def shards_for(rows: int, workers: int | None = None) -> int:

@@ -403,27 +403,30 @@ class SegmentVectors:
         results, all allowed; scores are the exact inner products with the float16 vectors. ``exact`` skips
         the ANN (the truth ANN recall is measured against).
         """
-        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        if queries.shape[1] != self.dimension:
-            raise ValueError(f"queries have dimension {queries.shape[1]}, the segment {self.dimension}")
-        n, q, k = len(self), len(queries), max(int(k), 0)
-        empty = (np.full((q, k), -np.inf, np.float32), np.full((q, k), -1, np.int64))
-        count = n
-        if allowed is not None:
-            allowed = np.asarray(allowed, dtype=bool)
-            if allowed.shape != (n,):
-                raise ValueError(f"allowed must be a boolean mask of {n} rows, got shape {allowed.shape}")
-            count = int(allowed.sum())
-            if count == n:
-                allowed = None
+        queries, allowed, count = self._checked(queries, allowed)
+        q, k = len(queries), max(int(k), 0)
         if k == 0 or q == 0 or count == 0:
-            return empty
+            return np.full((q, k), -np.inf, np.float32), np.full((q, k), -1, np.int64)
         if self._sq8 is not None and not exact:
             return self._scanned(queries, k, allowed)
         if exact or self._ann is None or (allowed is not None and self._selective(count, k)):
             rows = None if allowed is None else np.flatnonzero(allowed)
             return self._exact(queries, k, rows)
         return self._approximate(queries, k, allowed, count)
+
+    def _checked(self, queries: np.ndarray, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """(queries as a float32 (q, d) batch, the mask or None when it allows every row, rows allowed)."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if queries.shape[1] != self.dimension:
+            raise ValueError(f"queries have dimension {queries.shape[1]}, the segment {self.dimension}")
+        n = len(self)
+        if allowed is None:
+            return queries, None, n
+        allowed = np.asarray(allowed, dtype=bool)
+        if allowed.shape != (n,):
+            raise ValueError(f"allowed must be a boolean mask of {n} rows, got shape {allowed.shape}")
+        count = int(allowed.sum())
+        return queries, (None if count == n else allowed), count
 
     def _fetch(self, k: int) -> int:
         """ANN candidates rescored for ``k`` results: ``depth`` per result for the first ``DEEP_RESULTS``, one per
@@ -465,10 +468,22 @@ class SegmentVectors:
 
     def _scanned(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Flat search through the 8-bit scan: its top ``sq8_fetch(k)`` allowed rows, rescored exactly."""
-        few = len(queries) <= FEW_QUERIES
+        return self.rescore(queries, self.proposals(queries, k, allowed)[1], k)
+
+    def proposals(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The 8-bit scan's top ``sq8_fetch(k)`` (approximate scores, rows) per query, not yet rescored.
+
+        For a segment whose ``scan`` is "sq8" only. The scores compare across segments, so ``Snapshot.dense``
+        pools the proposals of every such segment and rescores only the best ``sq8_fetch(k)`` of all of them.
+        """
+        queries, allowed, _ = self._checked(queries, allowed)
         with _faiss_threads(len(queries)):
-            candidates = self._sq8.candidates(queries, scan.sq8_fetch(k, len(self)), allowed, parallel=few)
-        return best_first(exact_scores(queries, self._vectors16, candidates), candidates, k)
+            return self._sq8.candidates(queries, scan.sq8_fetch(k, len(self)), allowed,
+                                        parallel=len(queries) <= FEW_QUERIES)
+
+    def rescore(self, queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best of ``rows`` (q, c; -1 for none) by their exact scores from the float16 vectors."""
+        return best_first(exact_scores(queries, self._vectors16, rows), rows, k)
 
     # ------------------------------------------------------------------ ANN search
 
