@@ -288,33 +288,41 @@ def test_the_lease_of_a_dead_reader_does_not_keep_files(built: Retriever, index_
 
 
 READER_LOOP = """
-import sys, time
+import os, sys, time
 from retriever import Retriever
 from retriever.encoding.calibration import calibration_digest
 from retriever.encoding.encoder import Encoder
 from retriever.errors import RetrieverError
 errors, searches = [], 0
-deadline = time.time() + float(sys.argv[2])
-while time.time() < deadline:
+deadline = time.time() + 120  # bounds a hang only: the loop ends when the writer is done (the stop file)
+while not os.path.exists(sys.argv[2]) and time.time() < deadline:
     try:
         with Retriever.load(sys.argv[1]) as r:
             r.search("tea", k=3, mode="lexical")
             searches += 1
     except RetrieverError as exc:
         errors.append(str(exc))
+    if searches + len(errors) == 1:  # the first open is done: the writer may start
+        print("reading", flush=True)
 print(searches, len(errors), errors[:3], flush=True)
 """
 
 
-def test_readers_that_open_during_commits_never_see_a_false_error(built: Retriever, index_dir: Path) -> None:
-    """Issue 9.12: opening the index while another process commits must not report it corrupt."""
-    loop = subprocess.Popen([sys.executable, "-c", READER_LOOP, str(index_dir), "6"], stdout=subprocess.PIPE,
+def test_readers_that_open_during_commits_never_see_a_false_error(built: Retriever, index_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    """Issue 9.12: opening the index while another process commits must not report it corrupt. The writer
+    commits once the reader is reading, and the reader stops when the writer is done (it used to read for a
+    fixed 6 s, some of them before the first commit or after the last)."""
+    stop = tmp_path / "stop"
+    loop = subprocess.Popen([sys.executable, "-c", READER_LOOP, str(index_dir), str(stop)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    assert loop.stdout.readline() == "reading\n", loop.communicate(timeout=120)
     commits = 0
     while loop.poll() is None and commits < 40:
         built.add([{"_id": f"w{commits}", "text": f"tea number {commits}"}])
         built.remove([f"w{commits - 1}"])
         commits += 2
+    stop.touch()
     out, err = loop.communicate(timeout=120)
     searches, errors = out.split()[:2]
     assert int(errors) == 0, out + err[-1500:]
