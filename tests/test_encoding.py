@@ -477,15 +477,18 @@ def test_an_export_runs_without_sentence_transformers_and_gives_the_same_vectors
     assert not light.loaded
 
 
-@needs_ort
+@pytest.mark.parametrize("label", [pytest.param("onnx-int8", marks=needs_ort),
+                                   pytest.param("openvino-int8", marks=needs_ov)])  # the engine's default
 def test_a_search_and_an_update_with_an_exported_encoder_do_not_import_sentence_transformers(
-        tiny_model: str, tmp_path: Path) -> None:
+        label: str, tiny_model: str, tmp_path: Path) -> None:
+    """Nor torch: NNCF, which imports it, is for calibrating a static int8 export, not for loading one."""
     import subprocess
     import sys
 
+    backend, quantize = parse_backend_label(label)
     index = tmp_path / "index"
     built = Retriever.build([{"_id": str(i), "text": t} for i, t in enumerate(DOCS)], index_dir=index,
-                            model=tiny_model, backend="onnx", quantize="int8")
+                            model=tiny_model, backend=backend, quantize=quantize)
     want = [h.doc_id for h in built.search(QUERIES[1], mode="dense")]
     built.close()
     script = ("import sys; from retriever import Retriever; r = Retriever.load(sys.argv[1]); "
@@ -499,8 +502,8 @@ def test_a_search_and_an_update_with_an_exported_encoder_do_not_import_sentence_
     assert result.stdout.splitlines() == [str(want), "1", "None", "[]"]
     with Retriever.load(index) as reopened:  # the update's vector is the model's own
         reference = Retriever.build([{"_id": "new", "text": QUERIES[1] + " " + QUERIES[1]}],
-                                    index_dir=tmp_path / "reference", model=tiny_model, backend="onnx",
-                                    quantize="int8")
+                                    index_dir=tmp_path / "reference", model=tiny_model, backend=backend,
+                                    quantize=quantize)
         np.testing.assert_allclose(reopened.snapshot.vectors_of(reopened.snapshot.passage_keys("new")),
                                    reference.snapshot.vectors_of(reference.snapshot.passage_keys("new")), atol=1e-6)
 
