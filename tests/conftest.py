@@ -41,10 +41,11 @@ PROCESS_BACKEND = "onnx" if importlib.util.find_spec("onnxruntime") is not None 
 # close together. A new file runs after these; one that takes over ~20 s belongs in this list, by its time on two
 # idle cores (pytest --durations=0).
 RAY_TESTS = ("tests/test_ray.py::", "tests/test_matrix.py::test_on_ray[")
-LONGEST_FIRST = (  # measured on an idle AMD EPYC, 2 cores (summed durations: ray 72 s, test_storage.py 58 s, ...)
-    "ray", "test_storage.py", "test_milvus.py", "test_matrix.py", "test_encoding_minilm.py", "test_encoding.py",
-    "test_serve.py", "test_api_schema.py", "test_scale_smoke.py", "test_langchain_standard.py", "test_training.py",
-    "test_vectors.py", "test_index.py", "test_page.py", "test_auto_backend.py",
+LONGEST_FIRST = (  # AMD EPYC, 2 cores, -n 0 (summed durations: ray 65 s, test_matrix.py 47 s, test_milvus.py 44 s,
+    # test_encoding.py 38 s, test_encoding_minilm.py 37 s, test_storage.py 32 s without the session's set-up, ...)
+    "ray", "test_matrix.py", "test_milvus.py", "test_encoding.py", "test_encoding_minilm.py", "test_storage.py",
+    "test_serve.py", "test_api_schema.py", "test_langchain_standard.py", "test_training.py", "test_vectors.py",
+    "test_index.py", "test_page.py", "test_auto_backend.py", "test_scale_smoke.py",
 )
 
 

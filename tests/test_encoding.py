@@ -150,6 +150,46 @@ def test_export_is_made_once_and_reused(tiny_model: str, tmp_path: Path) -> None
     assert first.export_dir.name == f"{weights}-onnx-int8"
 
 
+CONCURRENT_EXPORT = """
+import json, os, sys, time
+from pathlib import Path
+from retriever.encoding.export import cached_export
+
+meeting = Path(sys.argv[2])
+
+def make(staging):
+    (staging / "made-by").write_text(str(os.getpid()))
+    (meeting / str(os.getpid())).touch()
+    deadline = time.monotonic() + 60  # bounds a hang only: both makers are inside make() at once
+    while len(list(meeting.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return {"maker": os.getpid()}
+
+print(json.dumps({"pid": os.getpid(), "made": cached_export(Path(sys.argv[1]), make)}), flush=True)
+"""
+
+
+def test_two_processes_making_one_export_at_once_both_use_one_complete_copy(tmp_path: Path) -> None:
+    """What two first builds racing on a cold export cache rely on (test_storage.py's concurrent builds load a
+    ready export): both exports are made at once, the first is renamed into place, the second is dropped."""
+    import subprocess
+    import sys
+
+    directory, meeting = tmp_path / "exports" / "weights-openvino-int8-x", tmp_path / "meeting"
+    meeting.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_EXPORT, str(directory), str(meeting)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    runs = [(proc, *proc.communicate(timeout=120)) for proc in procs]
+    assert all(proc.returncode == 0 for proc, _, _ in runs), [err[-1500:] for _, _, err in runs]
+    answers = [json.loads(out) for _, out, _ in runs]
+    assert len(list(meeting.iterdir())) == 2, "both made the export"
+    assert sorted(answer["made"] for answer in answers) == [False, True]
+    winner = next(answer["pid"] for answer in answers if answer["made"])
+    assert json.loads((directory / "export.json").read_text())["maker"] == winner
+    assert (directory / "made-by").read_text() == str(winner)
+    assert [p.name for p in directory.parent.iterdir()] == [directory.name], "no staging folder is left"
+
+
 OTHER_DOCS = ["Invoices are due within thirty days.", "The museum opens at ten on Sundays.",
               "Backups run every night at two.", "Cats sleep most of the day and hunt at night."]
 
@@ -437,15 +477,18 @@ def test_an_export_runs_without_sentence_transformers_and_gives_the_same_vectors
     assert not light.loaded
 
 
-@needs_ort
+@pytest.mark.parametrize("label", [pytest.param("onnx-int8", marks=needs_ort),
+                                   pytest.param("openvino-int8", marks=needs_ov)])  # the engine's default
 def test_a_search_and_an_update_with_an_exported_encoder_do_not_import_sentence_transformers(
-        tiny_model: str, tmp_path: Path) -> None:
+        label: str, tiny_model: str, tmp_path: Path) -> None:
+    """Nor torch: NNCF, which imports it, is for calibrating a static int8 export, not for loading one."""
     import subprocess
     import sys
 
+    backend, quantize = parse_backend_label(label)
     index = tmp_path / "index"
     built = Retriever.build([{"_id": str(i), "text": t} for i, t in enumerate(DOCS)], index_dir=index,
-                            model=tiny_model, backend="onnx", quantize="int8")
+                            model=tiny_model, backend=backend, quantize=quantize)
     want = [h.doc_id for h in built.search(QUERIES[1], mode="dense")]
     built.close()
     script = ("import sys; from retriever import Retriever; r = Retriever.load(sys.argv[1]); "
@@ -459,8 +502,8 @@ def test_a_search_and_an_update_with_an_exported_encoder_do_not_import_sentence_
     assert result.stdout.splitlines() == [str(want), "1", "None", "[]"]
     with Retriever.load(index) as reopened:  # the update's vector is the model's own
         reference = Retriever.build([{"_id": "new", "text": QUERIES[1] + " " + QUERIES[1]}],
-                                    index_dir=tmp_path / "reference", model=tiny_model, backend="onnx",
-                                    quantize="int8")
+                                    index_dir=tmp_path / "reference", model=tiny_model, backend=backend,
+                                    quantize=quantize)
         np.testing.assert_allclose(reopened.snapshot.vectors_of(reopened.snapshot.passage_keys("new")),
                                    reference.snapshot.vectors_of(reference.snapshot.passage_keys("new")), atol=1e-6)
 

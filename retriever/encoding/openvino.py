@@ -12,6 +12,7 @@ which the CPU runs with VNNI instructions where it has them.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import threading
 from dataclasses import asdict, dataclass
@@ -93,6 +94,17 @@ def require_nncf() -> Any:
     except ImportError:
         raise MissingExtraError(f"int8 with the openvino backend needs NNCF: {INSTALL_HINT}") from None
     return nncf
+
+
+def check_nncf() -> None:
+    """``require_nncf``'s one-line error, without the import: NNCF imports torch (~4 s of CPU), which only a
+    calibration needs, not a process that loads a cached int8 export (on the light path, torch-free)."""
+    try:
+        found = importlib.util.find_spec("nncf") is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules
+        found = False
+    if not found:
+        raise MissingExtraError(f"int8 with the openvino backend needs NNCF: {INSTALL_HINT}")
 
 
 def build_export(model: SentenceTransformer, quantize: str, directory: Path, calibration: Sequence[str] = (),
