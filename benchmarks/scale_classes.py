@@ -42,14 +42,10 @@ def recall_at_10(found: list, exact: list) -> float:
     return float(np.mean([len({c[0] for c in f} & {c[0] for c in e}) / max(1, len(e)) for f, e in zip(found, exact)]))
 
 
-def retriever_shards(retriever) -> int:
-    """The most shards any flat segment of the index is scanned in (1 for the float32 copy)."""
-    return max((s.vectors.scan_shards for s in retriever.snapshot.segments), default=1)
-
-
-def scan_label(scan: str, shards: int) -> str:
-    """The table's row name: the 8-bit scan changed (signed codes, shards) after the first runs in the file."""
-    return f"sq8 signed, {shards} shard{'s' if shards > 1 else ''}" if scan == "sq8" else scan
+def scan_label(scan: str) -> str:
+    """The table's row name: the 8-bit scan changed (signed codes, candidates pooled across segments) after the
+    first runs in the results file, so its runs get a row of their own."""
+    return "sq8 signed, pooled" if scan == "sq8" else scan
 
 
 def search_child(index_dir: Path, size: int, queries: int) -> dict:
@@ -72,7 +68,7 @@ def search_child(index_dir: Path, size: int, queries: int) -> dict:
         ann = opened[scan].info()["ann"]
         out[scan] = {"open_seconds": time.perf_counter() - started, "rss_added_mb": current_rss_mb() - rss,
                      "ram_bytes_per_passage": ann["ram_bytes_per_passage"], "flat_scans": ann["flat_scans"],
-                     "label": scan_label(scan, retriever_shards(opened[scan]))}
+                     "label": scan_label(scan)}
     truth = opened["fp32"].snapshot.dense(vectors, 10, exact=True)
     for scan, retriever in opened.items():
         out[scan]["dense_recall_at_10"] = recall_at_10(retriever.snapshot.dense(vectors, 10), truth)

@@ -8,11 +8,10 @@ there makes its own.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 _ALL: weakref.WeakSet[SharedPool] = weakref.WeakSet()
@@ -21,42 +20,22 @@ _ALL: weakref.WeakSet[SharedPool] = weakref.WeakSet()
 class SharedPool:
     """One process-wide pool of ``workers()`` threads (``workers`` is read when the pool is made)."""
 
-    def __init__(self, name: str, workers: Callable[[], int], initializer: Callable[[], None] | None = None) -> None:
+    def __init__(self, name: str, workers: Callable[[], int]) -> None:
         self.name = name
         self.workers = workers
-        self.initializer = initializer
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._claim = threading.Lock()
         _ALL.add(self)
 
     def get(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=max(1, self.workers()), thread_name_prefix=self.name,
-                                                initializer=self.initializer)
+                self._pool = ThreadPoolExecutor(max_workers=max(1, self.workers()), thread_name_prefix=self.name)
             return self._pool
 
-    @contextlib.contextmanager
-    def unless_busy(self) -> Iterator[ThreadPoolExecutor | None]:
-        """The pool for one caller at a time; None while another holds it, and the caller works inline.
-
-        Splitting one search across the cores pays only when the others are idle: searches running side by side
-        (a server's workers) already keep them busy, and queueing each one's parts behind the others' would add
-        waits and thread hand-offs to every search.
-        """
-        if not self._claim.acquire(blocking=False):
-            yield None
-            return
-        try:
-            yield self.get()
-        finally:
-            self._claim.release()
-
     def _forget(self) -> None:
-        """In a forked child: the parent's threads are gone, so is its locks' owner; start from nothing."""
+        """In a forked child: the parent's threads are gone, so is its lock's owner; start from nothing."""
         self._lock = threading.Lock()
-        self._claim = threading.Lock()
         self._pool = None
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 
-import numpy as np
 import pytest
 
 from retriever.pools import SharedPool
@@ -33,48 +32,25 @@ def test_a_forked_child_gets_its_own_pool() -> None:
     assert pool.get().submit(lambda: 3).result() == 3  # the parent's pool is untouched
 
 
-def _search_one(segment, queries, expected) -> None:
-    _, rows = segment.search(queries[:1], 10)
-    np.testing.assert_array_equal(rows, expected)
+def _rank_hybrid(snapshot, queries, vectors, expected) -> None:
+    from retriever.search.ranking import SearchOptions, rank
+
+    assert rank(queries, vectors, SearchOptions(k=5, mode="hybrid"), snapshot) == expected
 
 
-def sharded_segment(folder, monkeypatch, shards: int):
-    """A flat segment of 3,000 random unit vectors whose 8-bit scan is forced into ``shards`` shards."""
-    from retriever.index import scan
-    from retriever.index.vectors import SegmentVectors
+def test_a_forked_child_runs_a_hybrid_search_after_its_parent(tmp_path) -> None:
+    """Hybrid search runs its lexical side on a shared pool (retriever.search.ranking): a multiprocessing child
+    forked after the parent searched gets its own pool and the same ranking, instead of waiting forever."""
+    from retriever import Retriever
+    from retriever.encoding.synthetic import SyntheticEncoder
+    from retriever.search.ranking import SearchOptions, rank
 
-    vectors = np.random.default_rng(0).standard_normal((3_000, 32)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    monkeypatch.setenv(scan.SCAN_ENV, "sq8")
-    monkeypatch.setattr(scan, "shards_for", lambda rows: shards)
-    segment = SegmentVectors.open(folder, SegmentVectors.write(folder, vectors, "flat"))
-    assert segment.scan_shards == shards
-    return segment, vectors
-
-
-def test_a_forked_child_scans_a_sharded_segment(tmp_path, monkeypatch) -> None:
-    """The 8-bit scan's shard threads (retriever.index.scan) after fork: the child's search completes, same rows."""
-    segment, vectors = sharded_segment(tmp_path, monkeypatch, 2)
-    _, expected = segment.search(vectors[:1], 10)  # the parent's shard threads exist now
-    assert _in_child(_search_one, segment, vectors, expected) == 0
-
-
-def test_one_caller_at_a_time_gets_the_pool_the_others_work_inline() -> None:
-    pool = SharedPool("test-claim", lambda: 2)
-    with pool.unless_busy() as first:
-        assert first is pool.get()
-        with pool.unless_busy() as second:
-            assert second is None
-    with pool.unless_busy() as again:
-        assert again is pool.get()
-
-
-def test_concurrent_searches_of_a_sharded_segment_all_get_the_exact_rows(tmp_path, monkeypatch) -> None:
-    """Searches side by side (a server's workers): one fans out over the shard threads, the rest scan inline."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    segment, vectors = sharded_segment(tmp_path, monkeypatch, 3)
-    expected = segment.search(vectors[:40], 10, exact=True)[1]
-    with ThreadPoolExecutor(8) as clients:
-        found = list(clients.map(lambda q: segment.search(vectors[q : q + 1], 10)[1][0], range(40)))
-    np.testing.assert_array_equal(np.stack(found), expected)
+    encoder = SyntheticEncoder(dimension=32, max_seq_length=64)
+    texts = ["tea and coffee", "a cat sleeps", "train music", "garden tomato sun", "refund to my card"]
+    r = Retriever.build([{"_id": str(i), "text": t} for i, t in enumerate(texts)], index_dir=tmp_path / "idx",
+                        encoder=encoder)
+    queries = ["cat sleeps", "coffee"]
+    vectors = encoder.encode_queries(queries)
+    expected = rank(queries, vectors, SearchOptions(k=5, mode="hybrid"), r.snapshot)  # the pool's threads exist
+    assert _in_child(_rank_hybrid, r.snapshot, queries, vectors, expected) == 0
+    r.close()

@@ -184,6 +184,6 @@ def test_segments_scanned_in_8_bits_pool_their_candidates_and_still_find_the_exa
             pooled = snapshot.dense(queries, k, allowed)
             exact = snapshot.dense(queries, k, allowed, exact=True)
             assert pooled == exact
-            single = [snapshot.dense(queries[q : q + 1], k, allowed)[0] for q in range(3)]  # shards in parallel
+            single = [snapshot.dense(queries[q : q + 1], k, allowed)[0] for q in range(3)]
             assert single == exact[:3]
     r.close()

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from retriever.errors import CorruptIndexError, RetrieverError
-from retriever.index import scan as scan_module
 from retriever.index import vectors as vectors_module
-from retriever.index.scan import SCAN_CHOICES, SCAN_ENV, SHARD_MIN_ROWS, SQ8_MIN_ROWS, scan_for, shards_for
+from retriever.index.scan import SCAN_CHOICES, SCAN_ENV, SQ8_MIN_ROWS, scan_for
 from retriever.index.vectors import (
     ANN_FILE,
     MIN_TRAIN_ROWS,
@@ -288,6 +287,7 @@ def flat_scans(data, tmp_path_factory) -> dict[str, SegmentVectors]:
             patch.setenv(SCAN_ENV, choice)
             out[choice] = SegmentVectors.open(folder, meta)
         assert out[choice].scan == choice
+    assert out["sq8"].scan_detail == "sq8 (signed 8-bit codes)" and out["fp32"].scan_detail == "fp32 (float32 copy)"
     return out
 
 
@@ -423,31 +423,3 @@ def test_a_factory_index_that_cannot_filter_answers_filters_exactly(data, tmp_pa
     scores, rows = segment.search(queries, K, allowed)
     assert_complete_and_allowed(scores, rows, allowed, K)
     np.testing.assert_array_equal(rows, brute_force(vectors, queries, K, allowed)[1])
-
-
-@pytest.mark.parametrize("fraction", (None, 0.01, 0.5))
-def test_a_sharded_8bit_scan_gives_the_exact_top_k_one_query_or_a_batch(data, tmp_path, monkeypatch, fraction):
-    """A flat segment scanned in shards (one per core on a big segment; forced to 3 here) finds the exact top k,
-    for one query (shards scanned in parallel threads) as for a batch (one after another), filtered or not."""
-    vectors, queries = data
-    monkeypatch.setenv(SCAN_ENV, "sq8")
-    monkeypatch.setattr(scan_module, "shards_for", lambda rows: 3)
-    segment = SegmentVectors.open(tmp_path, SegmentVectors.write(tmp_path, vectors, "flat"))
-    assert segment.scan_shards == 3 and segment.ram_bytes == ROWS * DIM
-    assert segment.scan_detail == "sq8 (signed 8-bit codes, 3 shards)"
-    allowed = None if fraction is None else mask(fraction)
-    for k in (K, 100):
-        truth_scores, truth_rows = brute_force(vectors, queries, k, allowed)
-        expected = np.where(np.isfinite(truth_scores), truth_rows, -1)
-        _, batch = segment.search(queries, k, allowed)
-        np.testing.assert_array_equal(batch, expected)
-        for q in range(0, len(queries), 6):
-            _, one = segment.search(queries[q : q + 1], k, allowed)
-            np.testing.assert_array_equal(one, expected[q : q + 1])
-
-
-def test_the_8bit_scan_is_split_into_one_shard_per_core_above_its_minimum_rows():
-    assert shards_for(SHARD_MIN_ROWS - 1, workers=8) == 1
-    assert shards_for(3 * SHARD_MIN_ROWS, workers=2) == 2
-    assert shards_for(3 * SHARD_MIN_ROWS, workers=8) == 3
-    assert shards_for(10**6, workers=1) == 1

@@ -10,9 +10,9 @@ Two scans (issue 18, item 4; ``benchmarks/scan_variants.py``, ``benchmarks/resul
   ``k + RESCORE_MARGIN`` rescored. What every flat segment used before.
 - ``sq8``: 8-bit codes of the rows (384 bytes a row, a quarter of the float32 copy; ``Sq8Scan``), top
   ``sq8_fetch(k)`` rescored. Built when the segment opens, from the float16 file (nothing new on disk, so every
-  existing index opens with it and no write can leave it half done). Until issue 18's last round they were
-  FAISS's uniform quantizer in one scan; now they are signed codes scored in integers, in one shard per core
-  that a single query scans in parallel (``benchmarks/scan_shards.py``, ``benchmarks/results/scan_shards.json``).
+  existing index opens with it and no write can leave it half done). They were first FAISS's uniform
+  quantizer; they are now signed codes scored in integers, and a dense search rescores the best proposals of
+  all its segments together (``benchmarks/scan_codes.py``, ``benchmarks/results/scan_codes.json``).
 
 Measured one query at a time, variants interleaved, on 100,000 synthetic passages (the scale benchmark's
 corpus) with FAISS, NumPy and OpenBLAS capped to AVX2 and uncapped (AVX-512 VNNI + AMX), on a 2-core machine
@@ -35,16 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from retriever.machine import cores
-from retriever.pools import SharedPool
-
 SCAN_CHOICES = ("fp32", "sq8")
 SCAN_ENV = "RETRIEVER_FLAT_SCAN"  # forces a scan for every flat segment opened by this process
 SQ8_MIN_ROWS = 1_000  # below this the float32 copy is a few hundred kB and the product takes microseconds
 SQ8_EXTRA = 80  # candidates rescored beyond 2 k: 8-bit rounding moves scores by ~1e-3, far less than that
 TRAIN_ROWS = 65_536  # rows the quantizer's range is taken from (values outside are clipped, then rescored)
 ENCODE_BLOCK_ROWS = 32_768  # rows upcast at a time while encoding (bounds the float32 memory of opening)
-SHARD_MIN_ROWS = 16_384  # a shard scans in ~1 ms on AVX2: more threads would cost more than they save
 
 
 def scan_for(isa: str, rows: int, override: str | None = None) -> str:
@@ -71,75 +67,43 @@ def sq8_fetch(k: int, rows: int) -> int:
 
 
 class Sq8Scan:
-    """8-bit codes of a flat segment's rows, in contiguous shards that a single query scans in parallel.
+    """8-bit codes of a flat segment's rows and the scan that proposes its candidates.
 
     Codes are FAISS's ``QT_8bit_direct_signed``: each component times one scale for the whole segment
     (``127 / max |x|`` over the training rows), rounded and clipped to [-127, 127]. FAISS scores them against
     the query in integers (it truncates the query's components to int8), so the query is scaled the same way
     per query and rounded first: the score is the inner product of the two rounded vectors, whose order is all
     a scan must get right, and every candidate is rescored exactly. The integer dot product skips the affine
-    decode of the uniform quantizer that came before, at the same step on the rows: a 50,000-row scan of one
-    query took 2.7 ms instead of 4.7 on AVX2 (measured in the commit that chose it).
-
-    A search of few queries scans the shards on a pool of one thread per core (FAISS releases the GIL), unless
-    another search holds the pool (then the cores are busy anyway, and it scans them in turn on its own thread);
-    a batch scans them one after another, each with FAISS's own threads over the queries. Shards hold at least
-    ``SHARD_MIN_ROWS`` rows, so a small segment stays one scan.
+    decode of the uniform quantizer that came before, at the same step on the rows (``benchmarks/scan_codes.py``).
     """
 
-    def __init__(self, vectors16: np.ndarray, shards: int | None = None) -> None:
+    def __init__(self, vectors16: np.ndarray) -> None:
         import faiss
 
         rows, dimension = vectors16.shape
         step = max(1, rows // TRAIN_ROWS)
         largest = float(np.abs(np.asarray(vectors16[::step], dtype=np.float32)).max(initial=0.0))
         self.scale = 127.0 / largest if largest > 0 else 1.0
-        count = shards if shards is not None else shards_for(rows)
-        bounds = np.linspace(0, rows, max(1, min(count, rows)) + 1).astype(np.int64)
-        self.starts = bounds[:-1]
-        self.rows = rows
-        self.shards = []
-        for start, stop in zip(bounds[:-1], bounds[1:]):
-            index = faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_8bit_direct_signed,
-                                               faiss.METRIC_INNER_PRODUCT)
-            for block in range(start, stop, ENCODE_BLOCK_ROWS):
-                part = np.asarray(vectors16[block : min(block + ENCODE_BLOCK_ROWS, stop)], dtype=np.float32)
-                index.add(np.clip(np.rint(part * self.scale), -127, 127))
-            self.shards.append(index)
+        self.index = faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_8bit_direct_signed,
+                                                faiss.METRIC_INNER_PRODUCT)
+        for start in range(0, rows, ENCODE_BLOCK_ROWS):
+            block = np.asarray(vectors16[start : start + ENCODE_BLOCK_ROWS], dtype=np.float32)
+            self.index.add(np.clip(np.rint(block * self.scale), -127, 127))
 
     @property
     def code_bytes(self) -> int:
-        return sum(int(index.sa_code_size()) * int(index.ntotal) for index in self.shards)
+        return int(self.index.sa_code_size()) * int(self.index.ntotal)
 
-    def candidates(self, queries: np.ndarray, fetch: int, allowed: np.ndarray | None,
-                   parallel: bool) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(self, queries: np.ndarray, fetch: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The scan's top ``fetch`` (approximate scores, rows) per query, each (q, fetch), best first, padded with
         -inf / -1; only ``allowed`` rows when given.
 
         The scores are the inner products up to the codes' rounding (the integer score divided by both scales),
         so candidates of segments with different scales compare: ``Snapshot.dense`` pools them.
         """
-        bounds = [*self.starts.tolist(), self.rows]
         codes, query_scale = as_codes(queries)
-        jobs = [(index, codes, min(fetch, int(index.ntotal)), None if allowed is None else allowed[a:b])
-                for index, a, b in zip(self.shards, bounds[:-1], bounds[1:])]
-        found = None
-        if parallel and len(jobs) > 1:
-            with _SCANS.unless_busy() as pool:
-                if pool is not None:
-                    found = list(pool.map(lambda job: _search(*job), jobs))
-        if found is None:
-            found = [_search(*job) for job in jobs]
-        scores = np.hstack([s for s, _ in found])
-        rows = np.hstack([np.where(r >= 0, r + start, -1) for (_, r), start in zip(found, self.starts)])
+        scores, rows = _search(self.index, codes, fetch, allowed)
         scores = np.where(rows >= 0, scores / (query_scale * self.scale), -np.inf).astype(np.float32)
-        keep = min(fetch, scores.shape[1])
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :keep]
-        scores, rows = np.take_along_axis(scores, top, axis=1), np.take_along_axis(rows, top, axis=1)
-        if keep < fetch:
-            pad = fetch - keep
-            scores = np.hstack([scores, np.full((len(rows), pad), -np.inf, np.float32)])
-            rows = np.hstack([rows, np.full((len(rows), pad), -1, np.int64)])
         return scores, rows
 
 
@@ -152,18 +116,8 @@ def as_codes(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.rint(vectors * scale), -127, 127), scale
 
 
-def shards_for(rows: int, workers: int | None = None) -> int:
-    """Shards of a segment of ``rows`` rows: one per core this process may use, each at least SHARD_MIN_ROWS."""
-    return max(1, min(workers if workers is not None else cores(), rows // SHARD_MIN_ROWS))
-
-
-def build_sq8(vectors16: np.ndarray, shards: int | None = None) -> Sq8Scan:
-    """The 8-bit scan of a flat segment's float16 rows (``shards``: None for one per core, see ``shards_for``)."""
-    return Sq8Scan(vectors16, shards)
-
-
 def _search(index: Any, queries: np.ndarray, fetch: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """One shard's top ``fetch`` (scaled scores, local rows), filtered by ``allowed`` over its rows."""
+    """The index's top ``fetch`` (integer scores, rows), filtered by ``allowed`` over its rows."""
     import faiss
 
     params = bitmap = selector = None
@@ -176,13 +130,3 @@ def _search(index: Any, queries: np.ndarray, fetch: int, allowed: np.ndarray | N
         params.sel = selector
     scores, rows = index.search(queries, fetch, params=params)
     return scores, rows.astype(np.int64, copy=False)
-
-
-def _one_openmp_thread() -> None:
-    """Each pool thread scans one shard of one query: FAISS's OpenMP team there would only wait for a core."""
-    import faiss
-
-    faiss.omp_set_num_threads(1)
-
-
-_SCANS = SharedPool("retriever-scan", cores, initializer=_one_openmp_thread)  # one thread per core

@@ -288,15 +288,10 @@ class SegmentVectors:
         self._ann_bytes = int(meta["files"].get(ANN_FILE, {}).get("bytes", 0))
 
     @property
-    def scan_shards(self) -> int:
-        """Parts a single query's scan runs in parallel (1 unless the segment has the sharded 8-bit scan)."""
-        return len(self._sq8.shards) if self._sq8 is not None else 1
-
-    @property
     def scan_detail(self) -> str | None:
         """How this flat segment is scanned, for ``info`` and the benchmarks (None: it has an ANN)."""
         if self._sq8 is not None:
-            return f"sq8 (signed 8-bit codes, {self.scan_shards} shard{'s' if self.scan_shards > 1 else ''})"
+            return "sq8 (signed 8-bit codes)"
         return "fp32 (float32 copy)" if self._flat is not None else None
 
     # ------------------------------------------------------------------ writing and opening
@@ -352,7 +347,7 @@ class SegmentVectors:
         if meta["kind"] != "flat":
             ann = _read_ann(folder / ANN_FILE, meta, rows, dimension)
         elif scan.scan_for(_isa(), rows, os.environ.get(scan.SCAN_ENV)) == "sq8":
-            sq8 = scan.build_sq8(vectors16)
+            sq8 = scan.Sq8Scan(vectors16)
         else:
             flat = np.ascontiguousarray(vectors16, dtype=np.float32)
         return cls(folder, meta, vectors16, ann, flat, sq8)
@@ -478,8 +473,7 @@ class SegmentVectors:
         """
         queries, allowed, _ = self._checked(queries, allowed)
         with _faiss_threads(len(queries)):
-            return self._sq8.candidates(queries, scan.sq8_fetch(k, len(self)), allowed,
-                                        parallel=len(queries) <= FEW_QUERIES)
+            return self._sq8.candidates(queries, scan.sq8_fetch(k, len(self)), allowed)
 
     def rescore(self, queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best of ``rows`` (q, c; -1 for none) by their exact scores from the float16 vectors."""
