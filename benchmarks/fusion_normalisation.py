@@ -28,7 +28,7 @@ from retriever.search.fusion import min_max
 from retriever.search.ranking import HYBRID_DEPTH, dense_candidates, lexical_candidates
 
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7)
-CURRENT = "minmax/zero/0.5"
+CURRENT = "minmax:zero:0.5"
 
 
 def normalised(ranking: list[tuple[str, float]], how: str) -> dict[str, float]:
@@ -80,14 +80,15 @@ def main() -> None:
     for how in ("minmax", "tm2c2", "z"):
         for absent in ("zero", "lowest"):
             for alpha in ALPHAS:
-                name = f"{how}/{absent}/{alpha}"
+                name = f"{how}:{absent}:{alpha}"
                 scores[name] = {}
                 for split, (qrels, qids, dense, lexical) in runs.items():
                     run = {q: fused(d, lx, how, absent, alpha) for q, d, lx in zip(qids, dense, lexical)}
                     scores[name][split] = round(evaluate(run, qrels, ("ndcg@10",)).scores["ndcg@10"], 4)
     best = max(scores, key=lambda name: scores[name]["train"])
     record = {"index": str(args.index), "queries": {s: len(r[1]) for s, r in runs.items()}, "current": CURRENT,
-              "best_on_train": best, "ndcg@10": scores, **provenance()}
+              "best_on_train": best, "current_ndcg@10": scores[CURRENT], "best_on_train_ndcg@10": scores[best],
+              "ndcg@10": scores, **provenance()}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(record, indent=2) + "\n")
     print(f"current {CURRENT}: {scores[CURRENT]}; best on train {best}: {scores[best]}")
