@@ -32,9 +32,7 @@ test: install browser
 	# Two workers, a test file on one (its shared fixtures are built once), each with one OpenMP/BLAS thread:
 	# two workers of two threads on two cores ran 10-14% slower (measured on the same five test files).
 	# Files go out longest first, the tests on Ray as one unit (tests/conftest.py, pytest_xdist_make_scheduler).
-	# PYTHONDONTWRITEBYTECODE is cleared so that pytest caches its rewritten test modules (__pycache__, ignored
-	# by git): an environment that sets it made every run rewrite them again, ~12 s of each worker's collection.
-	PYTHONDONTWRITEBYTECODE= OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
 	$(BIN)/mkdocs build --strict --site-dir build/site  # the documentation site: broken links and pages missing from the nav fail
 
 docs: install
