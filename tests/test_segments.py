@@ -162,7 +162,8 @@ def test_lexical_scores_equal_a_fresh_bm25s_build_after_updates(tmp_path: Path, 
 def test_segments_scanned_in_8_bits_pool_their_candidates_and_still_find_the_exact_top_k(
         tmp_path: Path, encoder: SyntheticEncoder) -> None:
     """Three segments of 1,200 passages (each scanned in 8 bits) propose candidates, the best of all of them are
-    rescored together: the top k equals exact search's, with deletes and a filter mask too."""
+    rescored together: the top k equals exact search's, with deletes and a filter mask too, and passages of
+    equal score (copies in a small float32 segment) rank in segment order as in exact search."""
     rng = random.Random(5)
 
     def batch(prefix: str) -> list[dict]:
@@ -173,9 +174,12 @@ def test_segments_scanned_in_8_bits_pool_their_candidates_and_still_find_the_exa
     r.add(batch("b"))
     r.add(batch("c"))
     r.remove([f"b{i}" for i in range(0, 1_200, 3)])
+    r.add([{"_id": f"copy{i}", "text": r.snapshot.hydrate({(0, i)})[(0, i)].text} for i in range(20)])
     snapshot = r.snapshot
-    assert [s.vectors.scan for s in snapshot.segments] == ["sq8"] * 3
-    queries = encoder.encode_queries([" ".join(f"w{rng.randint(0, 4000)}" for _ in range(4)) for _ in range(12)])
+    assert [s.vectors.scan for s in snapshot.segments] == ["sq8"] * 3 + ["fp32"]  # 20 rows: the float32 copy
+    copied = [snapshot.hydrate({(0, i)})[(0, i)].text for i in range(6)]  # equal scores in segments 0 and 3
+    queries = encoder.encode_queries([" ".join(f"w{rng.randint(0, 4000)}" for _ in range(4)) for _ in range(6)]
+                                     + copied)
     live = snapshot.allowed([])
     filtered = [np.random.default_rng(i).random(s.rows) < 0.3 for i, s in enumerate(snapshot.segments)]
     filtered = [f if m is None else f & m for f, m in zip(filtered, live)]

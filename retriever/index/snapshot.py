@@ -227,7 +227,7 @@ class Snapshot:
         """
         allowed = allowed if allowed is not None else self.allowed([])
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        parts_scores, parts_keys = [], []
+        parts: list[tuple[int, np.ndarray, np.ndarray]] = []
         proposed = []
         for index, (segment, mask) in enumerate(zip(self.segments, allowed)):
             available = segment.rows if mask is None else int(mask.sum())
@@ -236,13 +236,12 @@ class Snapshot:
             if segment.vectors.scan == "sq8" and not exact:
                 proposed.append((index, *segment.vectors.proposals(vectors, min(k, available), mask)))
                 continue
-            scores, rows = segment.vectors.search(vectors, min(k, available), mask, exact=exact)
-            parts_scores.append(scores)
-            parts_keys.append(np.stack([np.full_like(rows, index), rows], axis=-1))
-        for index, scores, rows in self._pooled(proposed, vectors, k):
-            parts_scores.append(scores)
-            parts_keys.append(np.stack([np.full_like(rows, index), rows], axis=-1))
-        return self._merge(parts_scores, parts_keys, k, len(vectors))
+            parts.append((index, *segment.vectors.search(vectors, min(k, available), mask, exact=exact)))
+        parts += self._pooled(proposed, vectors, k)
+        parts.sort(key=lambda part: part[0])  # in segment order, so equal scores rank as in exact search
+        return self._merge([scores for _, scores, _ in parts],
+                           [np.stack([np.full_like(rows, index), rows], axis=-1) for index, _, rows in parts],
+                           k, len(vectors))
 
     def _pooled(self, proposed: list[tuple[int, np.ndarray, np.ndarray]], vectors: np.ndarray,
                 k: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
