@@ -142,6 +142,13 @@ def test_info_text_and_json(indexed: Path, tiny_model: str) -> None:
     assert info["size_bytes"] > 0
 
 
+def test_an_unknown_flat_scan_setting_is_named_and_the_index_is_not_called_corrupt(
+        indexed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETRIEVER_FLAT_SCAN", "int4")
+    message = assert_error(run("search", "cats", "--index", str(indexed)), "RETRIEVER_FLAT_SCAN='int4'", "fp32, sq8")
+    assert "corrupt" not in message
+
+
 def test_index_dot_from_inside_the_corpus(corpus: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(corpus)
     assert_ok(run("index", ".", "--model", tiny_model, "-q"))

@@ -145,6 +145,19 @@ def test_results_are_best_first_limited_to_k_and_ties_in_row_order(tmp_path: Pat
     assert searcher.search(["gene"], k=0) == [[]]
 
 
+def test_a_term_in_every_row_keeps_ties_in_row_order(tmp_path: Path) -> None:
+    """A query whose postings outnumber the rows picks its best k among the rows: rows tied at the k-th place
+    come back lowest first, as when it picks among the postings, with deleted rows left out."""
+    LexicalSegment.write(tmp_path / "a", ["gene cell"] * 3 + ["gene"] * 5)
+    segment = LexicalSegment.open(tmp_path / "a")
+    hits = LexicalSearcher([(segment, None)]).search(["gene"], k=2)[0]
+    assert [r for _, r, _ in hits] == [3, 4]  # the five shorter rows tie at the top
+    live = np.ones(8, dtype=bool)
+    live[3] = False
+    hits = LexicalSearcher([(segment, live)]).search(["gene cell"], k=4)[0]
+    assert [r for _, r, _ in hits] == [0, 1, 2, 4]
+
+
 def test_merge_writes_the_same_segment_as_writing_the_live_texts(tmp_path: Path) -> None:
     rng = random.Random(5)
     first, second = [random_text(rng) for _ in range(40)], [random_text(rng) for _ in range(25)]

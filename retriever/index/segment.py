@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from retriever.errors import CorruptIndexError
+from retriever.errors import CorruptIndexError, RetrieverError
 from retriever.index.layout import STAGING_MARKER, IndexLayout
 from retriever.index.lexical import LexicalSegment
 from retriever.index.manifest import SegmentEntry
@@ -140,6 +140,8 @@ class OpenSegment:
             vectors = SegmentVectors.open(folder / VECTORS, entry.vectors)
         except Exception as exc:  # noqa: BLE001 - numpy and FAISS report damage in many ways
             store.close()
+            if isinstance(exc, RetrieverError) and not isinstance(exc, CorruptIndexError):
+                raise  # the user's setting (RETRIEVER_FLAT_SCAN), not the files: the index is fine
             raise corrupt(VECTORS, f"are unreadable ({str(exc)[:80]})") from None
         try:
             lexical = LexicalSegment.open(folder / LEXICAL)

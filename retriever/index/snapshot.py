@@ -25,6 +25,7 @@ from retriever.errors import CorruptIndexError
 from retriever.index.catalog import FileCatalog
 from retriever.index.layout import IndexLayout, ReaderLease
 from retriever.index.manifest import Manifest
+from retriever.index.scan import sq8_fetch
 from retriever.index.segment import OpenSegment, read_deletes
 from retriever.index.store import StoredDocument, StoredPassage
 from retriever.ingest.documents import Document
@@ -254,8 +255,6 @@ class Snapshot:
         """
         if not proposed:
             return
-        from retriever.index.scan import sq8_fetch
-
         approx = np.concatenate([a for _, a, _ in proposed], axis=1)
         rows = np.concatenate([r for _, _, r in proposed], axis=1)
         owner = np.concatenate([np.full(a.shape[1], j) for j, (_, a, _) in enumerate(proposed)])

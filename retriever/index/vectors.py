@@ -57,6 +57,7 @@ SELECTIVE_ROWS = 4_096  # ... and so is one allowing at most this many rows
 RESCORE_MARGIN = 8  # extra candidates rescored beyond k, so float32 rounding never changes the top k
 FEW_QUERIES = 8  # exact search of at most this many queries runs on one BLAS thread (see _blas_threads)
 DEEP_RESULTS = 200  # the rescoring depth multiplies the first this many results; deeper ones are rescored 1:1
+SCAN_DETAILS = {"sq8": "sq8 (signed 8-bit codes)", "fp32": "fp32 (float32 copy)"}  # a flat segment's scan, in words
 EXACT_BLOCK_ROWS = 32_768  # rows scored per block by exact search (bounds its memory)
 RESCORE_BLOCK_QUERIES = 128  # queries rescored per block (bounds the gathered candidate vectors)
 
@@ -290,9 +291,7 @@ class SegmentVectors:
     @property
     def scan_detail(self) -> str | None:
         """How this flat segment is scanned, for ``info`` and the benchmarks (None: it has an ANN)."""
-        if self._sq8 is not None:
-            return "sq8 (signed 8-bit codes)"
-        return "fp32 (float32 copy)" if self._flat is not None else None
+        return SCAN_DETAILS.get(self.scan)
 
     # ------------------------------------------------------------------ writing and opening
 
@@ -463,7 +462,7 @@ class SegmentVectors:
 
     def _scanned(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Flat search through the 8-bit scan: its top ``sq8_fetch(k)`` allowed rows, rescored exactly."""
-        return self.rescore(queries, self.proposals(queries, k, allowed)[1], k)
+        return self.rescore(queries, self._proposed(queries, k, allowed)[1], k)
 
     def proposals(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The 8-bit scan's top ``sq8_fetch(k)`` (approximate scores, rows) per query, not yet rescored.
@@ -472,6 +471,10 @@ class SegmentVectors:
         pools the proposals of every such segment and rescores only the best ``sq8_fetch(k)`` of all of them.
         """
         queries, allowed, _ = self._checked(queries, allowed)
+        return self._proposed(queries, k, allowed)
+
+    def _proposed(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """``proposals`` for queries and a mask already checked (``search`` has done it)."""
         with _faiss_threads(len(queries)):
             return self._sq8.candidates(queries, scan.sq8_fetch(k, len(self)), allowed)
 
