@@ -92,7 +92,7 @@ def create(client: Any, backend: dict[str, Any], uri: str, dimension: int, ann: 
     indexes = client.prepare_index_params()
     indexes.add_index("vector", index_type=index_type, metric_type="IP", params=params)
     indexes.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-    client.create_collection(collections[PASSAGES], schema=passages, index_params=indexes, consistency_level="Strong")
+    _create_loaded(client, collections[PASSAGES], passages, indexes)
     record_model(client, backend, model)
 
     documents = client.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -123,7 +123,19 @@ def _placeholder_vector(client: Any, schema: Any, name: str) -> None:
     schema.add_field("unused", DataType.FLOAT_VECTOR, dim=2)
     indexes = client.prepare_index_params()
     indexes.add_index("unused", index_type="FLAT", metric_type="L2")
-    client.create_collection(name, schema=schema, index_params=indexes, consistency_level="Strong")
+    _create_loaded(client, name, schema, indexes)
+
+
+def _create_loaded(client: Any, name: str, schema: Any, indexes: Any) -> None:
+    """Create an empty collection with its indexes, and load it.
+
+    pymilvus' ``create_collection(index_params=...)`` waits for each index with a fixed half-second sleep before its
+    first check: 2 s for a new index's three collections, though the index of an empty collection is built at once.
+    The indexes are created without that wait; loading the collection waits for them.
+    """
+    client.create_collection(name, schema=schema, consistency_level="Strong")
+    client.create_index(name, indexes, sync=False)
+    client.load_collection(name)
 
 
 PLACEHOLDER = [0.0, 0.0]
