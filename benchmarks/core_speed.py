@@ -1,11 +1,14 @@
 """Speed of the core engine (issue 2), measured side by side in one process.
 
 1. Encoding throughput of indexing (``Retriever.build``, end to end: reading records,
-   chunking, encoding, FAISS, SQLite, atomic write) against a plain
+   chunking, encoding, FAISS, SQLite, atomic write) with the encoder a new index gets (``--backend``,
+   default auto: chosen by measurement on this machine) against a plain
    ``SentenceTransformer.encode`` over the same passage texts with the same model.
    The two alternate (A B A B) to spread the machine's noise over both.
 2. Warm in-process search latency (p50/p95) over the whole corpus for each mode (dense,
-   hybrid, lexical), with the query encoding and the ANN lookup measured on their own.
+   hybrid, lexical), with the query encoding and the ANN lookup measured on their own; each search
+   also with every hit's snippet and highlights read (worked out on first read). Modes and variants
+   alternate query by query, over ``--rounds`` passes of the queries.
 3. Cold ``retriever search`` from the shell, and ``retriever --help``.
 
     python benchmarks/core_speed.py ../shared/datasets/scifact --docs 400
@@ -24,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from retriever.encoding.auto import make_encoder
 from retriever.encoding.cache import CachedEncoder, EmbeddingCache
-from retriever.encoding.encoder import Encoder
+from retriever.encoding.encoder import DEFAULT_MODEL, Encoder
 from retriever.eval.beir import load_beir
 from retriever.eval.machine import provenance
 from retriever.ingest.chunking import Chunker, encoding_text
@@ -63,14 +67,15 @@ def throughput(encoder: Encoder, records: list[dict], rounds: int) -> dict:
     }
 
 
-def latency(dataset, index_dir: Path, encoder: Encoder, cache: Path) -> dict:
+def latency(dataset, index_dir: Path, encoder: Encoder, cache: Path, rounds: int) -> dict:
     """Warm search latency over the full corpus, with the time spent in each stage."""
     cached = CachedEncoder.wrap(encoder, EmbeddingCache(cache))
     retriever = Retriever.build(records_of(dataset), index_dir=index_dir, encoder=cached, progress=True)
     queries = list(dataset.queries.values())[:300]
     retriever.search(queries[0])
     pct = lambda xs: {"p50": float(np.percentile(xs, 50)), "p95": float(np.percentile(xs, 95))}  # noqa: E731
-    out: dict = {"passages": retriever.snapshot.passages, "ann": retriever.info()["ann"]["kind"]}
+    out: dict = {"passages": retriever.snapshot.passages, "ann": retriever.info()["ann"]["kind"],
+                 "backend": "-".join(v for v in (encoder.backend, encoder.quantize) if v and v != "none")}
     encode, ann = [], []
     for query in queries:
         t0 = time.perf_counter()
@@ -80,13 +85,20 @@ def latency(dataset, index_dir: Path, encoder: Encoder, cache: Path) -> dict:
         encode.append((t1 - t0) * 1000)
         ann.append((time.perf_counter() - t1) * 1000)
     out["query_encoding_ms"], out["ann_lookup_ms"] = pct(encode), pct(ann)
-    for mode in ("dense", "hybrid", "lexical"):
-        total = []
+    modes = ("dense", "hybrid", "lexical")
+    total: dict[str, list[float]] = {mode: [] for mode in modes}
+    read: dict[str, list[float]] = {mode: [] for mode in modes}
+    for _ in range(rounds):  # interleaved query by query, so that a busy moment hits every mode and variant
         for query in queries:
-            started = time.perf_counter()
-            retriever.search(query, k=10, mode=mode)
-            total.append((time.perf_counter() - started) * 1000)
-        out[f"search_{mode}_ms"] = pct(total)
+            for mode in modes:
+                started = time.perf_counter()
+                retriever.search(query, k=10, mode=mode)  # the hits' text only
+                total[mode].append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                [(hit.snippet, hit.highlights) for hit in retriever.search(query, k=10, mode=mode)]
+                read[mode].append((time.perf_counter() - started) * 1000)
+    for mode in modes:
+        out[f"search_{mode}_ms"], out[f"search_{mode}_with_snippets_ms"] = pct(total[mode]), pct(read[mode])
     return out
 
 
@@ -113,13 +125,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/retriever/embeddings")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/core_speed.json"))
+    parser.add_argument("--backend", default=None,
+                        help="encoder runtime (default: auto, as for a new index: measured on this machine)")
     args = parser.parse_args()
     dataset = load_beir(args.dataset, "test")
-    encoder = Encoder()
+    encoder = make_encoder(DEFAULT_MODEL, args.backend)
     result = {**provenance(), "throughput": throughput(encoder, records_of(dataset, args.docs), args.rounds)}
     print(json.dumps(result["throughput"], indent=2), flush=True)
     index_dir = Path(tempfile.mkdtemp()) / "scifact"
-    result["latency"] = latency(dataset, index_dir, encoder, args.cache)
+    result["latency"] = latency(dataset, index_dir, encoder, args.cache, args.rounds)
     print(json.dumps(result["latency"], indent=2), flush=True)
     result["cli"] = cold_cli(index_dir)
     print(json.dumps(result["cli"], indent=2))

@@ -469,8 +469,8 @@ class Retriever:
         ``max(4 * k, 20)``); None (default) ranks by relevance alone. ``context``: each hit's passage with up to
         that many neighbouring passages of its document on each side, or ``"document"``: the whole document if it
         has at most ``context_tokens`` tokens (default 2000), else as many neighbours as fit. Every hit carries
-        ``snippet`` and ``highlights``; ``explain=True`` adds its ``explanation``: each side's score, rank and
-        normalised value, and the fused score with the fusion and alpha used.
+        ``snippet`` and ``highlights``, worked out when first read; ``explain=True`` adds its ``explanation``: each
+        side's score, rank and normalised value, and the fused score with the fusion and alpha used.
         """
         return self.search_many([query], k=k, passages=passages, diversity=diversity, fetch_k=fetch_k,
                                 context=context, **options)[0]
