@@ -125,8 +125,27 @@ def test_the_default_backend_is_auto_unless_configured(monkeypatch: pytest.Monke
 
 # a real run -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("auto-exports")
+def exports(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, shared_exports: Path) -> Path:
+    """A cache of the module's own, so that auto finds no choice and measures; it holds copies of the run's
+    exports of the tiny model (conftest's ``shared_exports``, made there once for every file), as a cache does
+    after any other use of them: what is tested here is measuring and choosing, exporting in test_encoding.py
+    (about 10 s of CPU on 2 cores saved per run, the trace, four exports and an int8 calibration)."""
+    import shutil
+
+    from retriever.encoding.backends import parse_backend_label
+    from retriever.encoding.encoder import Encoder
+    from retriever.encoding.light import LIGHT, TOKENIZER
+
+    folder = tmp_path_factory.mktemp("auto-exports")
+    for label in candidates():
+        backend, quantize = parse_backend_label(label)
+        if backend == "torch":
+            continue
+        made = Encoder(tiny_model, backend=backend, quantize=quantize, exports=shared_exports)
+        made.prepare()
+        # without the light path, which the first process that loads the model writes (as after an export)
+        shutil.copytree(made.export_dir, folder / made.export_dir.name, ignore=shutil.ignore_patterns(LIGHT, TOKENIZER))
+    return folder
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -143,7 +162,8 @@ def _auto_env(exports: Path) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def auto_built(exports: Path, tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Retriever, str]:
-    """An index built by ``retriever index`` with the default backend (auto) on a fresh export cache, and its output."""
+    """An index built by ``retriever index`` with the default backend (auto) on a cache holding no choice, and its
+    output."""
     folder = tmp_path_factory.mktemp("auto")
     for record in RECORDS:
         (folder / "docs").mkdir(exist_ok=True)
