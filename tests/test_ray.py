@@ -80,6 +80,11 @@ def test_a_static_int8_ray_build_equals_a_single_process_build(tmp_path: Path, t
     assert_same_index(local, distributed, queries)
     from retriever.ingest import ray_embedder
 
+    # the actor ran the export's light path: it imported neither torch nor sentence-transformers (seconds each)
+    [actor] = ray_embedder._POOL.actors
+    heavy = ray.get(actor.__ray_call__.remote(lambda _: sorted({"torch", "sentence_transformers"} & set(
+        __import__("sys").modules))))
+    assert heavy == []
     ray_embedder.release_actors()  # frees the actor's CPU, as a process that is done with Ray would
     assert ray_embedder._POOL is None
     deadline = time.monotonic() + 60  # bounds the wait only: Ray frees a killed actor's CPU when its process exits
