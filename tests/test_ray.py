@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import PROCESS_BACKEND
 
 from retriever import Retriever
 from retriever.cli import main
@@ -80,6 +81,11 @@ def test_a_static_int8_ray_build_equals_a_single_process_build(tmp_path: Path, t
     assert_same_index(local, distributed, queries)
     from retriever.ingest import ray_embedder
 
+    # the actor ran the export's light path: it imported neither torch nor sentence-transformers (seconds each)
+    [actor] = ray_embedder._POOL.actors
+    heavy = ray.get(actor.__ray_call__.remote(lambda _: sorted({"torch", "sentence_transformers"} & set(
+        __import__("sys").modules))))
+    assert heavy == []
     ray_embedder.release_actors()  # frees the actor's CPU, as a process that is done with Ray would
     assert ray_embedder._POOL is None
     deadline = time.monotonic() + 60  # bounds the wait only: Ray frees a killed actor's CPU when its process exits
@@ -89,10 +95,14 @@ def test_a_static_int8_ray_build_equals_a_single_process_build(tmp_path: Path, t
 
 
 def test_ray_build_equals_a_single_process_build(tmp_path: Path, corpus: Path, tiny_model: str) -> None:
+    """Two actors, encoding with conftest's PROCESS_BACKEND: on the ONNX export's light path they start in ~1 s
+    of CPU, not the ~8 s of importing sentence-transformers. Torch on Ray is tested below, with one actor."""
     (corpus / "many.jsonl").write_text("\n".join(__import__("json").dumps(r) for r in records(60)) + "\n")
-    local = Retriever.build(corpus, index_dir=tmp_path / "local", model=tiny_model)
+    local = Retriever.build(corpus, index_dir=tmp_path / "local", model=tiny_model, backend=PROCESS_BACKEND)
     before = pool_ids()  # the actors of an earlier test with another encoder, if any
-    distributed = Retriever.build(corpus, index_dir=tmp_path / "ray", model=tiny_model, ray="local", workers=2)
+    distributed = Retriever.build(corpus, index_dir=tmp_path / "ray", model=tiny_model, ray="local", workers=2,
+                                  backend=PROCESS_BACKEND)
+    assert len(pool_ids()) == 2
     assert not set(pool_ids()) & set(before)  # another encoder: new actors (the old ones were stopped: 2 CPUs)
     assert distributed.manifest.counts == local.manifest.counts
     assert distributed.manifest.counts["passages"] > distributed.manifest.counts["documents"]
@@ -101,7 +111,7 @@ def test_ray_build_equals_a_single_process_build(tmp_path: Path, corpus: Path, t
     actors = pool_ids()
     (corpus / "cats.txt").write_text("Cats sleep in the sun.")
     report = Retriever.build(corpus, index_dir=tmp_path / "ray", model=tiny_model, ray="local",
-                             workers=2).last_report
+                             workers=2, backend=PROCESS_BACKEND).last_report
     assert (report.added, report.updated, report.passages_encoded) == (0, 1, 1)
     assert Retriever.load(tmp_path / "ray").get("cats.txt").text == "Cats sleep in the sun."
     assert pool_ids() == actors  # the update ran on the build's actors: their imports and model load were paid
@@ -124,8 +134,11 @@ def test_parquet_records_through_ray_into_milvus(tmp_path: Path, tiny_model: str
     folder.mkdir()
     pq.write_table(pa.Table.from_pylist(data), folder / "part-0.parquet")
     local = Retriever.build(folder, index_dir=tmp_path / "local", model=tiny_model)
+    before = pool_ids()  # the actors of the test above: another encoder
     distributed = Retriever.build(folder, index_dir=tmp_path / "ray-milvus", model=tiny_model, ray="local",
-                                  workers=2, store=f"milvus:{tmp_path}/store.db")  # the actors of the test above
+                                  workers=1, store=f"milvus:{tmp_path}/store.db")  # torch, one actor
+    assert distributed.manifest.model["backend"] == "torch" and len(pool_ids()) == 1
+    assert not set(pool_ids()) & set(before)
     assert len(distributed) == 40 and distributed.get("r5").metadata == {"n": 5}
     for record in data[:8]:
         query = encoding_text(record["title"], record["text"])
@@ -136,9 +149,10 @@ def test_parquet_records_through_ray_into_milvus(tmp_path: Path, tiny_model: str
 def test_the_cli_takes_ray_and_workers(tmp_path: Path, corpus: Path, tiny_model: str) -> None:
     runner = CliRunner()
     result = runner.invoke(main, ["index", str(corpus), "--index", str(tmp_path / "i"), "--model", tiny_model,
-                                  "-q", "--ray", "--workers", "2"])  # the actors of the tests above
+                                  "-q", "--ray", "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "6 documents" in result.output
+    assert len(pool_ids()) == 1  # --workers reached Ray (without it: an actor per CPU, 2)
     result = runner.invoke(main, ["index", str(corpus), "--index", str(tmp_path / "j"), "--model", tiny_model,
                                   "-q", "--workers", "2"])  # without --ray: a local pool of encoding processes
     assert result.exit_code == 0 and "6 documents" in result.output, result.output

@@ -90,12 +90,13 @@ class EncodeActor:
     """
 
     def __init__(self, recorded: dict[str, Any], max_tokens: int, overlap: int, threads: int = 1) -> None:
-        import torch
-
         from retriever.encoding.encoder import Encoder
         from retriever.ingest.chunking import Chunker
 
-        torch.set_num_threads(max(1, threads))
+        if recorded.get("backend", "torch") == "torch":  # ONNX and OpenVINO take ``threads``: no torch to import
+            import torch
+
+            torch.set_num_threads(max(1, threads))
         self.encoder = Encoder.from_description(recorded, exports=recorded.get("exports"), threads=threads)
         if self.encoder.fingerprint != recorded["fingerprint"]:  # another copy of the model would mix vectors
             raise ModelMismatchError(f"model {recorded['name']!r} on this Ray node has fingerprint "
