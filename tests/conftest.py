@@ -41,11 +41,12 @@ PROCESS_BACKEND = "onnx" if importlib.util.find_spec("onnxruntime") is not None 
 # close together. A new file runs after these; one that takes over ~20 s belongs in this list, by its time on two
 # idle cores (pytest --durations=0).
 RAY_TESTS = ("tests/test_ray.py::", "tests/test_matrix.py::test_on_ray[")
-LONGEST_FIRST = (  # AMD EPYC, 2 cores, -n 0 (summed durations: ray 65 s, test_matrix.py 47 s, test_milvus.py 44 s,
-    # test_encoding.py 38 s, test_encoding_minilm.py 37 s, test_storage.py 32 s without the session's set-up, ...)
-    "ray", "test_matrix.py", "test_milvus.py", "test_encoding.py", "test_encoding_minilm.py", "test_storage.py",
-    "test_serve.py", "test_api_schema.py", "test_langchain_standard.py", "test_training.py", "test_vectors.py",
-    "test_index.py", "test_page.py", "test_auto_backend.py", "test_scale_smoke.py",
+LONGEST_FIRST = (  # AMD EPYC, 2 cores, AVX2 only, `make test` of 2026-12-07 (seconds per unit, both workers busy:
+    # test_matrix.py 39, test_serve.py 35, test_encoding_minilm.py 34, ray 34, test_encoding.py 33, test_storage.py 23,
+    # test_api_schema.py 22, test_milvus.py 19, test_index.py 18, test_training.py 17, ...; each worker's collection 19)
+    "test_matrix.py", "test_serve.py", "test_encoding_minilm.py", "ray", "test_encoding.py", "test_storage.py",
+    "test_api_schema.py", "test_milvus.py", "test_index.py", "test_training.py", "test_langchain_standard.py",
+    "test_vectors.py", "test_scale_smoke.py", "test_page.py", "test_auto_backend.py",
 )
 
 
