@@ -210,7 +210,6 @@ def start_server():  # noqa: ANN201 - returns the starter function
 
     ``start(app)`` returns the base URL once the server accepts connections.
     """
-    import socket
     import threading
     import time
 
@@ -219,11 +218,11 @@ def start_server():  # noqa: ANN201 - returns the starter function
     running: list[tuple[uvicorn.Server, threading.Thread]] = []
 
     def start(app) -> str:  # noqa: ANN001
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
         from retriever.serve.errors import JsonErrorH11Protocol  # as 'retriever serve' runs it
+        from retriever.serve.sockets import listening_socket  # Nagle off, as 'retriever serve' has it
 
+        sock = listening_socket("127.0.0.1", 0)
+        port = sock.getsockname()[1]
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", http=JsonErrorH11Protocol))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()

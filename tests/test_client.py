@@ -46,6 +46,14 @@ def same_hits(remote: list[Hit], local: list[Hit]) -> None:
                                                                             want.end, want.metadata)
 
 
+def same_explanations(got: list, want: list) -> bool:
+    """The same explanations, scores within 1e-5: the server encodes the query on another thread, and with more than
+    one BLAS/OpenMP thread the last bits of a float32 score depend on how the sums were split (6e-8 measured)."""
+    return len(got) == len(want) and all(
+        mine.explanation.to_dict() == pytest.approx(theirs.explanation.to_dict(), abs=1e-5)
+        for mine, theirs in zip(got, want))
+
+
 def test_search_and_search_many_return_the_hits_of_the_local_retriever(client: Client, index_dir: Path) -> None:
     with Retriever.load(index_dir) as local:
         same_hits(client.search("cats in the sun", k=2), local.search("cats in the sun", k=2))
@@ -59,11 +67,11 @@ def test_search_and_search_many_return_the_hits_of_the_local_retriever(client: C
     with pytest.raises(TypeError):
         client.search_many("one query")
     explained = client.search("cats in the sun", k=2, explain=True)  # the explanation comes through (issue 20)
-    assert [h.explanation for h in explained] == [h.explanation for h in local_explained]
+    assert same_explanations(explained, local_explained)
     assert all(h.explanation.fused == pytest.approx(h.score) for h in explained)
     assert client.search("cats in the sun", k=2)[0].explanation is None
     batch = client.search_many(["cats in the sun", "dogs garden"], k=2, explain=True)  # POST /search/batch too
-    assert [h.explanation for h in batch[0]] == [h.explanation for h in local_explained]
+    assert same_explanations(batch[0], local_explained)
     with pytest.raises(TypeError, match="unknown search option"):
         client.search("cats", colour="red")
 

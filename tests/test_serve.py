@@ -107,6 +107,33 @@ def test_search_options_pass_through(serve: Callable) -> None:
     assert rrf.status_code == 200 and rrf.json()["hits"]
 
 
+def test_the_page_server_sends_on_kept_alive_connections_at_once(index_dir: Path) -> None:
+    """``retriever ui``'s server turns Nagle's algorithm off on every connection: with it on, each request after a
+    connection's first waited ~40 ms for the client's delayed ACK (``retriever.serve.sockets``)."""
+    import http.client
+
+    from retriever.serve.ui import page_server
+
+    server, sock, url = page_server(index_dir)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120  # bounds a hang only
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the page server did not start"
+            time.sleep(0.02)
+        connection = http.client.HTTPConnection("127.0.0.1", sock.getsockname()[1], timeout=30)
+        for _ in range(2):  # the same connection, kept alive
+            connection.request("GET", "/health")
+            assert connection.getresponse().read() == b'{"status":"ok"}'
+        served = [protocol.transport.get_extra_info("socket") for protocol in server.server_state.connections]
+        assert served and all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in served)
+        connection.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
 def test_batch_search_matches_single_searches(serve: Callable) -> None:
     client = serve()
     queries = ["cats sun", "train coast", "coffee tea"]

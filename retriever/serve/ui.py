@@ -16,6 +16,7 @@ from typing import Any
 
 from retriever.errors import RetrieverError
 from retriever.serve.limits import Limits
+from retriever.serve.sockets import listening_socket
 
 HOST = "127.0.0.1"
 
@@ -31,11 +32,9 @@ def page_server(index_dir: Path, port: int = 0, api_key: str | None = None, read
     from retriever.serve.app import create_app
     from retriever.serve.errors import JsonErrorH11Protocol
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.bind((HOST, port))  # before loading anything: a busy port fails at once
+        sock = listening_socket(HOST, port)  # before loading anything: a busy port fails at once
     except OSError as exc:
-        sock.close()
         raise RetrieverError(f"cannot listen on {HOST}:{port} ({exc.strerror}); choose another --port") from None
     try:
         app = create_app(index_dir, api_key=api_key, read_only=read_only, limits=limits)
