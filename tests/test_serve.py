@@ -353,7 +353,7 @@ def test_writes_beyond_the_queue_limit_are_refused(serve: Callable, monkeypatch:
 
 def test_concurrent_searches_are_answered_in_one_batch(serve: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
     client = serve()
-    first_entered, both_held, release = threading.Event(), threading.Event(), threading.Event()
+    first_entered, release = threading.Event(), threading.Event()
     original = Retriever.search_many
     held = []
 
@@ -363,24 +363,34 @@ def test_concurrent_searches_are_answered_in_one_batch(serve: Callable, monkeypa
         if not release.is_set():
             held.append(queries)
             first_entered.set()
-            if len(held) >= 2:
-                both_held.set()
             assert release.wait(30)
         return original(self, queries, **options)
 
+    from retriever.serve.batching import SearchBatcher
+
+    submitted = threading.Semaphore(0)
+    original_submit = SearchBatcher.submit
+
+    def counted_submit(self: SearchBatcher, query: str, options: dict) -> object:
+        future = original_submit(self, query, options)
+        submitted.release()  # queued for a batch worker
+        return future
+
     monkeypatch.setattr(Retriever, "search_many", held_first)
+    monkeypatch.setattr(SearchBatcher, "submit", counted_submit)
     requests = [("cats sun", "lexical"), ("   ", "lexical")] + [
         (q, m) for q in ("train coast", "coffee tea", "dogs garden") for m in ("lexical", "dense")]
     with ThreadPoolExecutor(len(requests)) as pool:
         answers = [pool.submit(client.post, "/search", json={"query": q, "mode": m, "k": 2}) for q, m in requests]
         assert first_entered.wait(30)
-        # the second worker is held too as soon as it searches; it may never search, when the first worker's
-        # batch took every request (an AMD EPYC took all eight in one batch): then they share that batch
-        both_held.wait(5)
-        time.sleep(1.5)  # the other searches queue up behind the held two (0.5 s was not always enough under load)
+        # Every search is queued before the held workers are let go: at most two batches are held, so the other
+        # searches wait in the queue and share a batch (or the first worker's batch took them all), whatever the
+        # machine's speed; no sleep to guess how long that takes.
+        assert all(submitted.acquire(timeout=30) for _ in requests)
         release.set()
         responses = [a.result(timeout=30) for a in answers]
     monkeypatch.setattr(Retriever, "search_many", original)
+    monkeypatch.setattr(SearchBatcher, "submit", original_submit)
     for (query, mode), response in zip(requests, responses):
         if not query.strip():
             assert_error(response, 400, "empty query")  # refused alone; the rest of its batch is answered
