@@ -29,9 +29,10 @@ class _MarkedOnRead:
         if hit is None:
             return self.default  # the dataclass field's default
         if self.slot not in hit.__dict__:
-            mark = hit.__dict__.pop("_mark", None)
-            if mark is not None:
+            mark = hit.__dict__.get("_mark")
+            if mark is not None:  # forgotten only once marked: a second thread reading now marks alike, never empty
                 mark(hit)  # sets both fields
+                hit.__dict__.pop("_mark", None)
             if self.slot not in hit.__dict__:
                 hit.__dict__[self.slot] = self.empty()
         return hit.__dict__[self.slot]
