@@ -101,6 +101,29 @@ def test_torch_backend_matches_sentence_transformers_encode(tiny_model: str) -> 
 
 
 
+def test_documents_are_batched_by_token_count_so_that_batches_pad_little(tiny_model: str) -> None:
+    # Spelled-out letters are one token per two characters, whole words one per ~six: ordered by characters, a
+    # batch mixes long and short token counts, and every text pads up to the batch's longest.
+    letters = ["x y z w q " * n for n in (2, 3, 4, 5, 6, 7)]
+    words = ["coffee garden privacy delivery " * n for n in (1, 2, 3)]
+    texts = [text for pair in zip(letters, words + words) for text in pair]
+    encoder = Encoder(tiny_model, batch_size=3)
+    encoder.prepare()
+    widths: list[list[int]] = []
+    embed = encoder._runtime.embed
+
+    def recording(features: dict, task: str) -> np.ndarray:
+        widths.append(np.asarray(features["attention_mask"]).sum(axis=1).tolist())
+        return embed(features, task)
+
+    encoder._runtime.embed = recording
+    vectors = encoder.encode_documents(texts)
+    assert [len(batch) for batch in widths] == [3, 3, 3, 3]
+    assert all(min(longer) >= max(shorter) for longer, shorter in zip(widths, widths[1:])), widths
+    one_by_one = np.vstack([encoder.encode_documents([text]) for text in texts])
+    np.testing.assert_allclose(vectors, one_by_one, atol=1e-5)  # each vector in its own row, whatever the order
+
+
 def assert_agrees_with_torch(model: str, label: str, reference: Encoder, same_top: bool) -> None:
     """The backend's vectors are unit vectors, within the measured cosine bound of PyTorch's (``reference``), alone
     or in a batch; ``same_top``: each query finds the document PyTorch finds."""

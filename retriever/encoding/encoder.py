@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 _NOT_FINGERPRINTED = {"README.md", ".gitattributes"}
+LENGTH_SLICE = 4096  # texts tokenized at once to count their tokens before encoding
 # The rerank head and training records change no document vector, so an index stays valid without them.
 _NOT_FINGERPRINTED_DIRS = (".", "checkpoint", "rerank_head")
 
@@ -121,7 +122,7 @@ class Encoder:
     sentence-transformers model defines the input (its tokenizer and settings) and is loaded, except
     when a cached export has a light path (``light.py``: the same ids from ``tokenizers`` alone, checked
     when it was written); the forward pass runs on the chosen backend. Texts are tokenized and run batch
-    by batch, longest first, without ``SentenceTransformer.encode``'s per-call set-up.
+    by batch, most tokens first, without ``SentenceTransformer.encode``'s per-call set-up.
 
     ``workers`` > 1 encodes documents with a pool of processes (``pool.py``); ``threads`` caps
     the threads of the ONNX Runtime and OpenVINO backends (default: all cores). Static int8
@@ -336,12 +337,12 @@ class Encoder:
         return self.model.preprocess(texts, prompt=self._prompt(task) if task else None, task=task)
 
     def encode_local(self, texts: list[str], task: str, progress: bool = False) -> np.ndarray:
-        """Encode in this process: longest texts first, one batch at a time, unit-normalised."""
+        """Encode in this process: most tokens first, one batch at a time, unit-normalised."""
         self.prepare()
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
-        order = np.argsort([-len(t) for t in texts], kind="stable")
+        order = self._longest_first(texts)
         starts = range(0, len(texts), self.batch_size)
         if progress:
             from tqdm import tqdm
@@ -359,6 +360,17 @@ class Encoder:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         np.divide(out, norms, out=out, where=norms > 0)
         return out
+
+    def _longest_first(self, texts: list[str]) -> np.ndarray:
+        """The order to encode ``texts`` in: most tokens first, so that each batch pads little (on SciFact's
+        passages, batches of 32 sorted by characters were padded by 11% of their tokens, sorted by tokens by 3%)."""
+        if len(texts) <= self.batch_size:
+            return np.arange(len(texts))  # one batch: the order pads nothing away
+        lengths: list[int] = []
+        for start in range(0, len(texts), LENGTH_SLICE):  # a slice at a time: token ids of 100k passages are big
+            ids = self.tokenizer(texts[start:start + LENGTH_SLICE], add_special_tokens=False, verbose=False)
+            lengths.extend(min(len(row), self.max_seq_length) for row in ids["input_ids"])
+        return np.argsort(-np.asarray(lengths), kind="stable")
 
     def encode_documents(self, texts: list[str], progress: bool = False) -> np.ndarray:
         texts = list(texts)
